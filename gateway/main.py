@@ -1,0 +1,45 @@
+"""The gateway application factory (`uvicorn gateway.main:create_app --factory`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.errors import install_error_handlers
+from gateway.limits import BodySizeLimit
+from gateway.routers import health, predict
+from gateway.settings import Settings, get_settings
+from gateway.upstream import TorchServeClient
+from modelops.catalog import load_catalog
+from modelops.logs import configure_logging
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    catalog = load_catalog(settings.catalog_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One pooled client for the app's lifetime: connections to TorchServe are reused across requests.
+        app.state.torchserve = TorchServeClient(settings)
+        try:
+            yield
+        finally:
+            await app.state.torchserve.aclose()
+
+    app = FastAPI(
+        title="Multi-task classification API",
+        version="1.0.0",
+        description="Sentiment of movie reviews and disaster tweets, served by TorchServe.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(predict.build_router(catalog, settings.max_batch_texts))
+    configure_logging()
+    return app

@@ -1,0 +1,74 @@
+"""Request and response models. Text request models are built per task from the catalog, so each route's
+OpenAPI schema shows that task's real limits (characters per text, texts per request)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    model_validator,
+)
+
+from modelops.catalog import TaskSpec
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Prediction(BaseModel):
+    task: str
+    label: str
+    score: float = Field(description="probability of `label`")
+    scores: dict[str, float] = Field(description="probability of every label")
+    model: ModelRef
+    latency_ms: float = Field(description="model server round trip for this item, as seen by the gateway")
+
+
+class BatchPrediction(BaseModel):
+    results: list[Prediction] = Field(description="one result per input text, in input order")
+
+
+class TextRequestBase(BaseModel):
+    """Exactly one of `text` or `texts`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TextRequestBase:
+        given = [name for name in ("text", "texts") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of 'text' (a string) or 'texts' (a list of strings)")
+        return self
+
+    def items(self) -> list[str]:
+        texts: list[str] | None = self.texts
+        return texts if texts is not None else [self.text]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain non-whitespace characters")
+    return value
+
+
+def text_request_model(spec: TaskSpec, max_batch: int) -> type[TextRequestBase]:
+    """A request model for one text task: `{"text": str}` or `{"texts": [str, ...]}` with its limits."""
+    text_type = Annotated[str, StringConstraints(min_length=1, max_length=spec.max_chars), AfterValidator(_not_blank)]
+    fields: dict[str, Any] = {
+        "text": (text_type | None, Field(default=None, description=f"one text, at most {spec.max_chars} chars")),
+        "texts": (
+            list[text_type] | None,
+            Field(default=None, min_length=1, max_length=max_batch, description=f"up to {max_batch} texts"),
+        ),
+    }
+    model = create_model(f"{spec.task.title()}Request", __base__=TextRequestBase, **fields)
+    model.model_config["json_schema_extra"] = {"examples": [{"text": "example input"}, {"texts": ["one", "two"]}]}
+    return model

@@ -1,0 +1,32 @@
+"""Gateway settings, from environment variables prefixed `GATEWAY_` (see the README's configuration table)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelops.catalog import REPO_ROOT
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+
+    torchserve_inference_url: str = "http://127.0.0.1:8080"
+    torchserve_management_url: str = "http://127.0.0.1:8081"
+    torchserve_key_file: Path = REPO_ROOT / "var" / "torchserve" / "key_file.json"
+    catalog_path: Path | None = Field(default=None, description="model catalog; default models.toml")
+
+    upstream_timeout_s: float = Field(default=30.0, gt=0, description="wait for one TorchServe answer")
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    max_connections: int = Field(default=64, ge=1, description="pooled connections to TorchServe")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger request bodies get 413")
+    max_batch_texts: int = Field(default=32, ge=1, description="most texts in one {'texts': [...]} request")
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 answers")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,223 @@
+"""`python -m modelops <command>`: build, publish, sync and run the classifiers.
+
+train     fine-tune one task's model into a folder
+package   turn a trained folder into a TorchServe archive (.mar)
+publish   upload an archive to S3 and record it in the manifest
+build     train + package + publish (one task, or every task with nothing published)
+sync      download published archives into the model store and register them with TorchServe
+run       start S3, build what is missing, start TorchServe + gateway, supervise until Ctrl-C
+stop      stop what `run` started
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from modelops import stack
+from modelops.catalog import REPO_ROOT, load_catalog
+from modelops.data import data_dir
+from modelops.logs import configure_logging, log_event
+
+logger = logging.getLogger("modelops")
+
+WORK_DIR = REPO_ROOT / "var" / "build"
+
+
+def _tasks(names: list[str] | None) -> list[str]:
+    catalog = load_catalog()
+    chosen = names or list(catalog)
+    unknown = [n for n in chosen if n not in catalog]
+    if unknown:
+        raise SystemExit(f"unknown task(s) {', '.join(unknown)}; the catalog has {', '.join(catalog)}")
+    return chosen
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from modelops.train import train_text
+
+    spec = load_catalog()[_tasks([args.task])[0]]
+    record = train_text(
+        spec,
+        spec.recipe(args.recipe),
+        data_dir(args.data),
+        Path(args.out),
+        max_steps=args.max_steps,
+        eval_examples=args.eval_examples,
+    )
+    print(json.dumps(record["validation"], indent=2))
+
+
+def cmd_package(args: argparse.Namespace) -> None:
+    from modelops.package import package
+
+    spec = load_catalog()[_tasks([args.task])[0]]
+    print(package(spec, Path(args.trained), Path(args.export), version=args.version))
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from modelops.s3store import ModelStore
+
+    store = ModelStore()
+    if args.create_bucket:
+        store.ensure_bucket()
+    print(json.dumps({k: v for k, v in store.publish(Path(args.archive)).items() if k != "card"}, indent=2))
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from modelops.build import build_and_publish, build_missing
+    from modelops.s3store import ModelStore
+
+    catalog = load_catalog()
+    store = ModelStore()
+    store.ensure_bucket()
+    if args.task:
+        for name in _tasks(args.task):
+            build_and_publish(catalog[name], args.recipe, data_dir(args.data), store, WORK_DIR)
+    else:
+        build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
+
+
+def cmd_sync(args: argparse.Namespace) -> None:
+    from modelops.s3store import ModelStore
+    from modelops.sync import sync
+
+    cfg = stack.StackConfig()
+    mgmt = stack.management_client(cfg)
+    try:
+        outcomes = sync(load_catalog(), ModelStore(), cfg.model_store, mgmt)
+    finally:
+        mgmt.close()
+    print(json.dumps(outcomes, indent=2))
+    if any(o == "missing" or o.startswith("failed") for o in outcomes.values()):
+        raise SystemExit(1)
+
+
+def _token_expiration_min(config: Path) -> float:
+    for line in config.read_text().splitlines():
+        if line.strip().startswith("token_expiration_min="):
+            return float(line.split("=", 1)[1])
+    return 60.0
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from modelops.build import build_missing
+    from modelops.s3store import ModelStore
+    from modelops.sync import sync
+
+    cfg = stack.StackConfig()
+    if stack.running_pid(cfg, "supervisor"):
+        raise SystemExit("the stack is already supervised by another `make run`; use `make stop` first")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.run_dir / "supervisor.pid").write_text(str(os.getpid()))
+
+    def shutdown(signum: int, _frame: object) -> None:
+        log_event(logger, "stack.shutdown", signal=signal.Signals(signum).name)
+        for name in stack.SERVICES:
+            stack.stop(cfg, name)
+        (cfg.run_dir / "supervisor.pid").unlink(missing_ok=True)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+
+    catalog = load_catalog()
+    stack.start_s3(cfg)
+    for key, value in stack.local_s3_env(cfg).items():
+        os.environ.setdefault(key, value)
+    store = ModelStore()
+    store.ensure_bucket()
+    build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
+    stack.start_torchserve(cfg)
+    mgmt = stack.management_client(cfg)
+    sync(catalog, store, cfg.model_store, mgmt)
+    stack.start_gateway(cfg)
+    routes = "\n".join(f"  {cfg.gateway_url}{spec.route}" for spec in catalog.values())
+    print(
+        f"\nServing. Gateway: {cfg.gateway_url} (API docs: {cfg.gateway_url}/docs)\n{routes}\n"
+        f"TorchServe inference {cfg.inference_url}, management {cfg.management_url} (loopback, token auth)\n"
+        f"S3: {cfg.s3_url} (credentials in {cfg.s3_env_file}). Logs: {cfg.log_dir}\n"
+        "Press Ctrl-C (or run `make stop`) to stop everything.\n",
+        flush=True,
+    )
+    rotate_every = _token_expiration_min(stack.torchserve_config(cfg)) * 60 / 2
+    last_rotation = time.monotonic()
+    while True:
+        time.sleep(5)
+        for name, start in (("s3", stack.start_s3), ("torchserve", stack.start_torchserve)):
+            if not stack.running_pid(cfg, name):
+                log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
+                start(cfg)
+                if name == "torchserve":
+                    sync(catalog, store, cfg.model_store, mgmt)
+                    last_rotation = time.monotonic()
+        if not stack.running_pid(cfg, "gateway"):
+            log_event(logger, "stack.service_died", logging.ERROR, service="gateway", action="restarting")
+            stack.start_gateway(cfg)
+        if time.monotonic() - last_rotation > rotate_every:
+            mgmt.rotate_keys()
+            last_rotation = time.monotonic()
+
+
+def cmd_stop(_args: argparse.Namespace) -> None:
+    stopped = stack.stop_all(stack.StackConfig())
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m modelops", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "data folder (default $DATA_DIR or ../shared/data)"
+
+    p = sub.add_parser("train", help="fine-tune one task")
+    p.add_argument("--task", required=True)
+    p.add_argument("--recipe", default="quick")
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--out", required=True, help="folder for the trained model")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke runs)")
+    p.add_argument("--eval-examples", type=int, help="validate on at most this many held-out examples")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("package", help="build a .mar from a trained folder")
+    p.add_argument("--task", required=True)
+    p.add_argument("--trained", required=True)
+    p.add_argument("--export", default=str(WORK_DIR))
+    p.add_argument("--version", help="archive version (default: UTC build time)")
+    p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("publish", help="upload a .mar to s3://$MODEL_BUCKET/$MODEL_PREFIX/model-store/")
+    p.add_argument("archive")
+    p.add_argument("--create-bucket", action="store_true", help="create the bucket if missing (local S3)")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("build", help="train + package + publish")
+    p.add_argument("--task", action="append", help="task to (re)build; default: every unpublished task")
+    p.add_argument("--recipe", default="quick")
+    p.add_argument("--data", help=data_help)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("sync", help="S3 -> model_store -> TorchServe registration")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("run", help="run the whole local stack in the foreground")
+    p.add_argument("--recipe", default="quick", help="recipe for models that are not published yet")
+    p.add_argument("--data", help=data_help)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("stop", help="stop the local stack")
+    p.set_defaults(func=cmd_stop)
+
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

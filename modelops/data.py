@@ -1,0 +1,134 @@
+"""Read a task's labelled data from the shared data folder, deduplicate it and split it reproducibly.
+
+The data is never copied into the project: the build is handed a folder (default `../shared/data`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelops.catalog import REPO_ROOT, TaskSpec
+
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+
+
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The data folder: the argument, else `$DATA_DIR`, else `../shared/data` beside the repo."""
+    return Path(explicit or os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: int
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[Example]
+    validation: list[Example]
+    data_sha256: str
+    rows_read: int
+    duplicates_dropped: int
+    seed: int
+    validation_fraction: float
+
+    def describe(self) -> dict[str, object]:
+        """What the model card records about the data."""
+        return {
+            "data_sha256": self.data_sha256,
+            "rows_read": self.rows_read,
+            "duplicates_dropped": self.duplicates_dropped,
+            "train_examples": len(self.train),
+            "validation_examples": len(self.validation),
+            "seed": self.seed,
+            "validation_fraction": self.validation_fraction,
+        }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_examples(spec: TaskSpec, path: Path) -> tuple[list[Example], int]:
+    """Read (text, label index) pairs; returns the deduplicated examples and the raw row count.
+
+    Repeated texts keep their majority label; texts whose copies disagree evenly are dropped, since either
+    label would teach the model noise.
+    """
+    votes: dict[str, Counter[int]] = defaultdict(Counter)
+    order: list[str] = []
+    rows = 0
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            rows += 1
+            text = (row.get(spec.text_column) or "").strip()
+            if not text:
+                continue
+            label = spec.labels.index(spec.label_for_value(row[spec.label_column].strip()))
+            if text not in votes:
+                order.append(text)
+            votes[text][label] += 1
+    examples = []
+    for text in order:
+        (top, top_n), *rest = votes[text].most_common()
+        if rest and rest[0][1] == top_n:
+            continue
+        examples.append(Example(text, top))
+    return examples, rows
+
+
+def stratified_split(
+    examples: list[Example], validation_fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Seeded split that keeps each label's share equal in train and validation."""
+    rng = random.Random(seed)
+    by_label: dict[int, list[Example]] = defaultdict(list)
+    for ex in examples:
+        by_label[ex.label].append(ex)
+    train: list[Example] = []
+    validation: list[Example] = []
+    for label in sorted(by_label):
+        group = by_label[label][:]
+        rng.shuffle(group)
+        cut = round(len(group) * validation_fraction)
+        validation.extend(group[:cut])
+        train.extend(group[cut:])
+    rng.shuffle(train)
+    rng.shuffle(validation)
+    return train, validation
+
+
+def stratified_sample(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """At most `n` examples with label shares kept, for quick recipes and CI-sized runs."""
+    if n >= len(examples):
+        return examples
+    sample, _ = stratified_split(examples, 1 - n / len(examples), seed)
+    return sample
+
+
+def load_split(spec: TaskSpec, root: Path, seed: int = 13, validation_fraction: float = 0.1) -> Split:
+    path = root / spec.dataset
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset for task {spec.task!r} not found at {path} (set DATA_DIR or --data)")
+    examples, rows = read_examples(spec, path)
+    train, validation = stratified_split(examples, validation_fraction, seed)
+    return Split(
+        train=train,
+        validation=validation,
+        data_sha256=file_sha256(path),
+        rows_read=rows,
+        duplicates_dropped=rows - len(examples),
+        seed=seed,
+        validation_fraction=validation_fraction,
+    )

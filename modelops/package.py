@@ -1,0 +1,111 @@
+"""Package a trained model into a TorchServe archive (.mar) with its handler, catalog entry and model card.
+
+The archive is self-describing: `task.json` (what the handler needs), `model_card.json` (how it was built and
+how well it does) and `model-config.yaml` (TorchServe batching/workers, so any TorchServe, KServe's included,
+serves it with the catalog's settings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelops.catalog import REPO_ROOT, TaskSpec
+from modelops.logs import log_event
+from modelops.tools import bin_path
+
+logger = logging.getLogger(__name__)
+
+HANDLERS_DIR = REPO_ROOT / "handlers"
+MODEL_CARD = "model_card.json"
+
+
+def new_version() -> str:
+    """A sortable, unique-enough version: UTC build time to the second."""
+    return time.strftime("%Y%m%d.%H%M%S", time.gmtime())
+
+
+def torchserve_model_config(spec: TaskSpec) -> dict[str, Any]:
+    return {
+        "minWorkers": spec.workers,
+        "maxWorkers": spec.workers,
+        "batchSize": spec.batch_size,
+        "maxBatchDelay": spec.max_batch_delay_ms,
+        "responseTimeout": spec.response_timeout_s,
+    }
+
+
+def build_model_card(spec: TaskSpec, version: str, training: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": spec.task,
+        "model_name": spec.model_name,
+        "version": version,
+        "labels": list(spec.labels),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "handler": spec.handler,
+        **{k: v for k, v in training.items() if k != "task"},
+    }
+
+
+def package(spec: TaskSpec, trained_dir: Path, export_dir: Path, version: str | None = None) -> Path:
+    """Build `<export_dir>/<model_name>.mar` from a folder written by `train`; returns its path."""
+    training = json.loads((trained_dir / "training.json").read_text(encoding="utf-8"))
+    version = version or new_version()
+    recipe = spec.recipe(training["recipe"]["name"])
+    export_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"package-{spec.task}-") as staging_name:
+        staging = Path(staging_name)
+        for item in trained_dir.iterdir():
+            if item.is_file() and item.name != "training.json":
+                shutil.copy2(item, staging / item.name)
+        (staging / "task.json").write_text(json.dumps(spec.serving_config(recipe), indent=2), encoding="utf-8")
+        card = build_model_card(spec, version, training)
+        (staging / MODEL_CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
+        config_file = staging / "model-config.yaml"
+        config_file.write_text(yaml.safe_dump(torchserve_model_config(spec)), encoding="utf-8")
+        extra = ",".join(str(p) for p in sorted(staging.iterdir()) if p != config_file)
+        cmd = [
+            bin_path("torch-model-archiver"),
+            "--model-name",
+            spec.model_name,
+            "--version",
+            version,
+            "--handler",
+            str(HANDLERS_DIR / spec.handler),
+            "--extra-files",
+            extra,
+            "--config-file",
+            str(config_file),
+            "--export-path",
+            str(export_dir),
+            "--force",
+        ]
+        log_event(logger, "package.start", task=spec.task, version=version, export_dir=str(export_dir))
+        subprocess.run(cmd, check=True)
+    archive = export_dir / f"{spec.model_name}.mar"
+    log_event(
+        logger,
+        "package.done",
+        task=spec.task,
+        version=version,
+        archive=str(archive),
+        bytes=archive.stat().st_size,
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    return archive
+
+
+def read_model_card(archive: Path) -> dict[str, Any]:
+    """The model card inside a .mar (a zip), without extracting the weights."""
+    with zipfile.ZipFile(archive) as zf:
+        return json.loads(zf.read(MODEL_CARD))

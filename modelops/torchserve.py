@@ -1,0 +1,128 @@
+"""Talking to TorchServe: its token key file and its management API.
+
+TorchServe (>= 0.11.1) writes `key_file.json` into its working directory at start with three keys: the
+inference key (predictions), the management key (model registration and status) and the API key (only for
+minting new keys). Keys expire (`token_expiration_min`), so callers re-read the file rather than caching a key
+forever. Light imports only: the gateway uses this module too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelops.catalog import TaskSpec
+from modelops.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+
+class TorchServeError(RuntimeError):
+    """TorchServe is unreachable or answered with an error; the message carries its reason."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    inference: str
+    management: str
+    api: str
+
+
+def read_keys(path: Path) -> Keys:
+    """Parse TorchServe's key file; raises TorchServeError naming the file if it is missing or malformed."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return Keys(
+            inference=raw["inference"]["key"],
+            management=raw["management"]["key"],
+            api=raw["API"]["key"],
+        )
+    except FileNotFoundError:
+        raise TorchServeError(f"TorchServe key file {path} not found (is TorchServe running?)") from None
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise TorchServeError(f"TorchServe key file {path} is malformed: {exc!r}") from None
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def ready_workers(description: list[dict[str, Any]] | None) -> int:
+    """Count READY workers in a management `GET /models/<name>` answer (default version first)."""
+    if not description:
+        return 0
+    return sum(1 for worker in description[0].get("workers", []) if worker.get("status") == "READY")
+
+
+class ManagementClient:
+    """Synchronous client for the management API, used by sync and the local stack."""
+
+    def __init__(self, url: str, key_file: Path, timeout: float = 120.0) -> None:
+        self.url = url.rstrip("/")
+        self.key_file = key_file
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _request(self, method: str, path: str, key: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = bearer(key or read_keys(self.key_file).management)
+        try:
+            return self.http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise TorchServeError(f"TorchServe management API at {self.url} unreachable: {exc}") from exc
+
+    def describe(self, model: str) -> list[dict[str, Any]] | None:
+        """The model's status (all versions), or None when it is not registered."""
+        response = self._request("GET", f"/models/{model}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise TorchServeError(f"describe {model}: HTTP {response.status_code} {response.text.strip()}")
+        return response.json()
+
+    def register(self, spec: TaskSpec, archive_name: str) -> None:
+        """Register an archive from the model store with the catalog's batching and worker settings."""
+        params = {
+            "url": archive_name,
+            "model_name": spec.model_name,
+            "batch_size": spec.batch_size,
+            "max_batch_delay": spec.max_batch_delay_ms,
+            "initial_workers": spec.workers,
+            "response_timeout": spec.response_timeout_s,
+            "synchronous": "true",
+        }
+        response = self._request("POST", "/models", params=params)
+        if response.status_code != 200:
+            raise TorchServeError(f"register {archive_name}: HTTP {response.status_code} {response.text.strip()}")
+
+    def unregister(self, model: str, version: str) -> None:
+        response = self._request("DELETE", f"/models/{model}/{version}")
+        if response.status_code not in (200, 404):
+            raise TorchServeError(f"unregister {model}/{version}: HTTP {response.status_code} {response.text}")
+
+    def wait_ready(self, model: str, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if ready_workers(self.describe(model)) > 0:
+                return
+            time.sleep(0.5)
+        raise TorchServeError(f"model {model} has no READY worker after {timeout_s:.0f}s")
+
+    def rotate_keys(self) -> None:
+        """Mint fresh inference and management keys before the old ones expire (TorchServe rewrites the file).
+
+        Readers of the key file (gateway, sync) pick the new keys up on their next read.
+        """
+        api_key = read_keys(self.key_file).api
+        for kind in ("inference", "management"):
+            response = self._request("GET", "/token", key=api_key, params={"type": kind})
+            if response.status_code != 200:
+                raise TorchServeError(f"rotating the {kind} key: HTTP {response.status_code} {response.text}")
+        log_event(logger, "torchserve.keys_rotated", key_file=str(self.key_file))

@@ -1,0 +1,161 @@
+"""Shared fixtures. The integration fixtures start the real services: SeaweedFS (S3), TorchServe and the
+gateway, on free loopback ports and in a temporary state folder, through the same functions `make run` uses.
+
+Models for the tests are built by the real pipeline (train -> package -> publish -> sync) on a tiny slice of
+the shared data: a couple of optimiser steps, so their predictions are not meaningful, only their shape.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelops import stack
+from modelops.catalog import TaskSpec, load_catalog
+from modelops.data import data_dir
+from modelops.logs import configure_logging
+from modelops.package import package
+from modelops.s3store import ModelStore, StoreLocation
+from modelops.sync import sync
+from modelops.train import train_text
+
+TEST_BUCKET = "test-models"
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((stack.LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(taken: set[int], with_grpc_offset: bool = False) -> int:
+    """A free loopback port not handed out yet; SeaweedFS servers also need port + 10000 free for gRPC."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((stack.LOOPBACK, 0))
+            port = sock.getsockname()[1]
+        if port in taken or (with_grpc_offset and (port + 10000 > 65535 or not _free(port + 10000))):
+            continue
+        taken.update({port, port + 10000} if with_grpc_offset else {port})
+        return port
+
+
+def make_stack_config(root: Path) -> stack.StackConfig:
+    taken: set[int] = set()
+    return stack.StackConfig(
+        state_dir=root / "var",
+        model_store=root / "model_store",
+        gateway_port=free_port(taken),
+        inference_port=free_port(taken),
+        management_port=free_port(taken),
+        metrics_port=free_port(taken),
+        grpc_inference_port=free_port(taken),
+        grpc_management_port=free_port(taken),
+        s3_port=free_port(taken, with_grpc_offset=True),
+        s3_internal_ports={name: free_port(taken, True) for name in ("master", "volume", "filer", "admin")},
+    )
+
+
+@dataclass
+class Stack:
+    cfg: stack.StackConfig
+    store: ModelStore
+    catalog: dict[str, TaskSpec]
+    archives: dict[str, Path]
+    published: dict[str, dict[str, object]]
+
+    @property
+    def gateway(self) -> str:
+        return self.cfg.gateway_url
+
+    def ensure_torchserve(self) -> None:
+        """Start TorchServe unless it runs, then sync: what a host does at boot or after a crash."""
+        stack.start_torchserve(self.cfg)
+        mgmt = stack.management_client(self.cfg)
+        try:
+            sync(self.catalog, self.store, self.cfg.model_store, mgmt)
+        finally:
+            mgmt.close()
+
+
+@pytest.fixture(scope="session")
+def catalog() -> dict[str, TaskSpec]:
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def stack_root() -> Iterator[Path]:
+    # Short path under /tmp: TorchServe's worker sockets live in it and Unix socket paths are capped at 107 bytes.
+    root = Path(tempfile.mkdtemp(prefix="mtc-", dir="/tmp"))
+    yield root
+    if not os.environ.get("KEEP_TEST_STATE"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack_config(stack_root: Path) -> stack.StackConfig:
+    return make_stack_config(stack_root)
+
+
+@pytest.fixture(scope="session")
+def s3_store(stack_config: stack.StackConfig) -> Iterator[ModelStore]:
+    configure_logging("WARNING")
+    cfg = stack_config
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    stack.start_s3(cfg)
+    os.environ.update(stack.local_s3_env(cfg))
+    store = ModelStore(StoreLocation(bucket=TEST_BUCKET, prefix="ci"))
+    store.ensure_bucket()
+    yield store
+    stack.stop(cfg, "s3")
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def archives(stack_root: Path, catalog: dict[str, TaskSpec]) -> dict[str, Path]:
+    """One real archive per task, trained for two steps on a small slice of the shared data."""
+    out: dict[str, Path] = {}
+    for name, spec in catalog.items():
+        work = stack_root / "build" / name
+        train_text(spec, spec.recipe("quick"), data_dir(), work / "model", max_steps=2, eval_examples=16)
+        out[name] = package(spec, work / "model", work)
+    return out
+
+
+@pytest.fixture(scope="session")
+def live_stack(
+    stack_config: stack.StackConfig,
+    s3_store: ModelStore,
+    archives: dict[str, Path],
+    catalog: dict[str, TaskSpec],
+) -> Iterator[Stack]:
+    """S3 + TorchServe + gateway, with every catalog model published to S3 and synced into TorchServe."""
+    cfg = stack_config
+    published = {name: s3_store.publish(path) for name, path in archives.items()}
+    running = Stack(cfg, s3_store, catalog, archives, published)
+    running.ensure_torchserve()
+    stack.start_gateway(cfg)
+    yield running
+    for name in ("gateway", "torchserve"):
+        stack.stop(cfg, name)
+
+
+@pytest.fixture
+def client(live_stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_stack.gateway, timeout=60) as http:
+        yield http

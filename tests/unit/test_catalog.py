@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from modelops.catalog import CatalogError, load_catalog, parse_catalog
+
+ENTRY = """
+[tasks.{name}]
+route = "{route}"
+model_name = "{name}"
+description = "d"
+handler = "text_handler.py"
+labels = ["a", "b"]
+base_checkpoint = "pypi:x"
+dataset = "x.csv"
+text_column = "text"
+label_column = "label"
+max_chars = 10
+batch_size = 4
+max_batch_delay_ms = 5
+workers = 1
+threads_per_worker = 1
+response_timeout_s = 10
+"""
+
+
+def test_repo_catalog_names_both_text_tasks_with_routes_labels_and_recipes() -> None:
+    catalog = load_catalog()
+    assert catalog["sentiment"].route == "/v1/sentiment"
+    assert catalog["sentiment"].labels == ("negative", "positive")
+    assert catalog["disaster"].labels == ("not_disaster", "disaster")
+    for spec in catalog.values():
+        quick = spec.recipe("quick")
+        assert quick.max_length > 0
+        assert spec.serving_config(quick)["max_length"] == quick.max_length
+
+
+def test_label_values_map_raw_dataset_labels() -> None:
+    disaster = load_catalog()["disaster"]
+    assert disaster.label_for_value("1") == "disaster"
+    assert disaster.label_for_value("0") == "not_disaster"
+    with pytest.raises(CatalogError, match="unknown label value '2'"):
+        disaster.label_for_value("2")
+    assert load_catalog()["sentiment"].label_for_value("positive") == "positive"
+
+
+def test_duplicate_routes_are_rejected() -> None:
+    text = ENTRY.format(name="one", route="/v1/x") + ENTRY.format(name="two", route="/v1/x")
+    with pytest.raises(CatalogError, match="route must be unique"):
+        parse_catalog(text)
+
+
+def test_missing_fields_are_named() -> None:
+    with pytest.raises(CatalogError, match=r"missing .*batch_size"):
+        parse_catalog(ENTRY.format(name="one", route="/v1/x").replace("batch_size = 4\n", ""))
+
+
+def test_unknown_recipe_lists_known_ones() -> None:
+    spec = parse_catalog(ENTRY.format(name="one", route="/v1/x"))["one"]
+    with pytest.raises(CatalogError, match="no recipe 'full'"):
+        spec.recipe("full")
+
+
+def test_label_values_must_pair_with_labels() -> None:
+    text = ENTRY.format(name="one", route="/v1/x").replace(
+        'labels = ["a", "b"]', 'labels = ["a", "b"]\nlabel_values = ["0"]'
+    )
+    with pytest.raises(CatalogError, match="pair one to one"):
+        parse_catalog(text)

@@ -1,0 +1,66 @@
+"""The handler's plain functions and its batch assembly, without TorchServe."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.text_handler import RequestError, TextClassifier, extract_text, to_results
+
+
+@pytest.mark.parametrize(
+    "row",
+    [{"body": {"text": "hello"}}, {"data": {"text": "hello"}}, {"body": b'{"text": "hello"}'}],
+)
+def test_extract_text_accepts_decoded_and_raw_json(row: dict) -> None:
+    assert extract_text(row, 100) == "hello"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"body": b"\xff\xfe"}, "JSON object"),
+        ({"body": b"[1, 2]"}, "JSON object"),
+        ({"body": {"txt": "x"}}, "'text' is required"),
+        ({"body": {"text": 3}}, "'text' is required"),
+        ({"body": {"text": "  "}}, "must not be empty"),
+        ({"body": {"text": "x" * 11}}, "has 11 characters; the limit is 10"),
+    ],
+)
+def test_extract_text_rejects_bad_rows_with_a_reason(row: dict, message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        extract_text(row, 10)
+
+
+def test_to_results_picks_the_most_probable_label() -> None:
+    results = to_results([[0.2, 0.8], [0.9, 0.1]], ["neg", "pos"])
+    assert results == [
+        {"label": "pos", "score": 0.8, "scores": {"neg": 0.2, "pos": 0.8}},
+        {"label": "neg", "score": 0.9, "scores": {"neg": 0.9, "pos": 0.1}},
+    ]
+
+
+class RecordingContext:
+    """Stands in for TorchServe's Context: records per-slot status codes."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, tuple[int, str]] = {}
+
+    def set_response_status(self, code: int, phrase: str, idx: int) -> None:
+        self.statuses[idx] = (code, phrase)
+
+
+def test_batch_with_one_bad_slot_marks_only_that_slot() -> None:
+    handler = TextClassifier()
+    handler.config = {"task": "t", "labels": ["neg", "pos"], "max_chars": 50, "max_length": 8}
+    handler.model_info = {"name": "t", "version": "1"}
+    rows = [{"body": {"text": "good"}}, {"body": {"text": ""}}, {"body": {"text": "also good"}}]
+    texts, errors = handler.preprocess(rows)
+    assert texts == ["good", "also good"]
+    context = RecordingContext()
+    responses = handler.postprocess([[0.1, 0.9], [0.7, 0.3]], errors, context)
+    assert list(context.statuses) == [1]
+    assert context.statuses[1][0] == 400
+    assert responses[0]["label"] == "pos"
+    assert responses[1]["error"]["code"] == "invalid_request"
+    assert responses[2]["label"] == "neg"
+    assert responses[2]["model"] == {"name": "t", "version": "1"}

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway.access_log import AccessLog
 from gateway.errors import install_error_handlers
 from gateway.limits import BodySizeLimit
 from gateway.routers import health, predict
@@ -37,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.catalog = catalog
+    # Added last = outermost: the access log also records requests the body limit rejects.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.build_router(catalog, settings.max_batch_texts))

@@ -6,7 +6,6 @@ The data is never copied into the project: the build is handed a folder (default
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import random
 from collections import Counter, defaultdict
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelops.catalog import REPO_ROOT, TaskSpec
+from modelops.tools import file_sha256
 
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
@@ -50,14 +50,6 @@ class Split:
             "seed": self.seed,
             "validation_fraction": self.validation_fraction,
         }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_examples(spec: TaskSpec, path: Path) -> tuple[list[Example], int]:

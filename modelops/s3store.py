@@ -14,7 +14,6 @@ the same code talks to AWS S3 unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from modelops.logs import log_event
 from modelops.package import read_model_card
+from modelops.tools import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ class StoreError(RuntimeError):
 
 class IntegrityError(StoreError):
     """A downloaded archive does not match the sha256 the manifest promises."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -122,7 +114,7 @@ class ModelStore:
         entry = {
             "file": archive.name,
             "version": card["version"],
-            "sha256": sha256_of(archive),
+            "sha256": file_sha256(archive),
             "size": size,
             "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "card": card,
@@ -168,7 +160,7 @@ class ModelStore:
                     Filename=str(tmp),
                     Callback=bar.update,
                 )
-            actual = sha256_of(tmp)
+            actual = file_sha256(tmp)
             if actual != entry["sha256"]:
                 raise IntegrityError(
                     f"{entry['file']}: sha256 {actual} does not match the manifest's {entry['sha256']}; refused"

@@ -14,7 +14,8 @@ from typing import Any
 from modelops.catalog import TaskSpec
 from modelops.logs import log_event
 from modelops.package import read_model_card
-from modelops.s3store import ModelStore, StoreError, sha256_of
+from modelops.s3store import ModelStore, StoreError
+from modelops.tools import file_sha256
 from modelops.torchserve import ManagementClient, ready_workers
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def sync(catalog: dict[str, TaskSpec], store: ModelStore, model_store: Path, mgm
             entry = published.get(name)
             if entry is not None:
                 local = model_store / entry["file"]
-                if not (local.is_file() and sha256_of(local) == entry["sha256"]):
+                if not (local.is_file() and file_sha256(local) == entry["sha256"]):
                     store.download(entry, model_store)
             else:
                 entry = _local_entry(spec, model_store)

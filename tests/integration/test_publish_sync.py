@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from modelops import stack
-from modelops.s3store import IntegrityError, ModelStore, StoreLocation, sha256_of
+from modelops.s3store import IntegrityError, ModelStore, StoreLocation
 from modelops.sync import sync
+from modelops.tools import file_sha256
 from tests.conftest import TEST_BUCKET, Stack
 
 pytestmark = pytest.mark.integration
@@ -17,7 +18,7 @@ def test_publish_then_download_round_trip_is_byte_identical(live_stack: Stack, t
     archive = live_stack.archives["disaster"]
     entry = store.publish(archive)
     manifest = store.read_manifest()
-    assert manifest["models"]["disaster"]["sha256"] == sha256_of(archive) == entry["sha256"]
+    assert manifest["models"]["disaster"]["sha256"] == file_sha256(archive) == entry["sha256"]
     assert manifest["models"]["disaster"]["card"]["task"] == "disaster"
     downloaded = store.download(manifest["models"]["disaster"], tmp_path)
     assert downloaded.read_bytes() == archive.read_bytes()
@@ -45,4 +46,4 @@ def test_sync_is_idempotent_when_published_versions_are_served(live_stack: Stack
         mgmt.close()
     assert outcomes == {"sentiment": "already-serving", "disaster": "already-serving"}
     for name, entry in live_stack.published.items():
-        assert sha256_of(live_stack.cfg.model_store / f"{name}.mar") == entry["sha256"]
+        assert file_sha256(live_stack.cfg.model_store / f"{name}.mar") == entry["sha256"]

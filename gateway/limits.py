@@ -8,18 +8,22 @@ from gateway.errors import error_response
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: checks Content-Length up front and counts chunked bodies as they arrive."""
+    """Pure ASGI middleware: checks Content-Length up front and counts chunked bodies as they arrive.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `per_path` gives routes their own limit (image uploads are larger than texts); others get `max_bytes`.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send, size: str) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, size: str, limit: int) -> None:
         response = error_response(
             413,
             "payload_too_large",
-            f"request body is {size} bytes; the limit is {self.max_bytes} bytes",
-            limit_bytes=self.max_bytes,
+            f"request body is {size} bytes; the limit is {limit} bytes",
+            limit_bytes=limit,
         )
         await response(scope, receive, send)
 
@@ -27,9 +31,10 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send, declared.decode())
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, receive, send, declared.decode(), limit)
             return
         buffered: list[Message] = []
         received = 0
@@ -39,8 +44,8 @@ class BodySizeLimit:
             if message["type"] != "http.request":
                 break
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                await self._reject(scope, receive, send, f"more than {self.max_bytes}")
+            if received > limit:
+                await self._reject(scope, receive, send, f"more than {limit}", limit)
                 return
             if not message.get("more_body", False):
                 break

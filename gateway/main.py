@@ -33,16 +33,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Multi-task classification API",
         version="1.0.0",
-        description="Sentiment of movie reviews and disaster tweets, served by TorchServe.",
+        description="Sentiment of movie reviews, disaster tweets and human actions in photos, served by TorchServe.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.catalog = catalog
     # Added last = outermost: the access log also records requests the body limit rejects.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    image_routes = {spec.route: settings.max_image_body_bytes for spec in catalog.values() if spec.kind == "image"}
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, per_path=image_routes)
     app.add_middleware(AccessLog)
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(predict.build_router(catalog, settings.max_batch_texts))
+    app.include_router(predict.build_router(catalog, settings))
     configure_logging()
     return app

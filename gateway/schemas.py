@@ -72,3 +72,45 @@ def text_request_model(spec: TaskSpec, max_batch: int) -> type[TextRequestBase]:
     model = create_model(f"{spec.task.title()}Request", __base__=TextRequestBase, **fields)
     model.model_config["json_schema_extra"] = {"examples": [{"text": "example input"}, {"texts": ["one", "two"]}]}
     return model
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ImagePrediction(BaseModel):
+    task: str
+    label: str
+    score: float = Field(description="probability of `label`")
+    top_k: list[LabelScore] = Field(description="the most probable labels, best first")
+    model: ModelRef
+    latency_ms: float = Field(description="model server round trip for this image, as seen by the gateway")
+
+
+class ImageBatchPrediction(BaseModel):
+    results: list[ImagePrediction] = Field(description="one result per image, in request order")
+
+
+class ImageRequestBase(BaseModel):
+    """JSON form of an image request, for clients that cannot send multipart: exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ImageRequestBase:
+        given = [name for name in ("image_base64", "images_base64") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of 'image_base64' (a string) or 'images_base64' (a list)")
+        return self
+
+
+def image_request_model(max_images: int) -> type[ImageRequestBase]:
+    fields: dict[str, Any] = {
+        "image_base64": (str | None, Field(default=None, min_length=1, description="one base64-encoded image")),
+        "images_base64": (
+            list[Annotated[str, StringConstraints(min_length=1)]] | None,
+            Field(default=None, min_length=1, max_length=max_images, description=f"up to {max_images} images"),
+        ),
+    }
+    return create_model("ImageJsonRequest", __base__=ImageRequestBase, **fields)

@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=64, ge=1, description="pooled connections to TorchServe")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger request bodies get 413")
     max_batch_texts: int = Field(default=32, ge=1, description="most texts in one {'texts': [...]} request")
+    max_image_body_bytes: int = Field(default=33_554_432, ge=1024, description="body limit on image routes")
+    max_image_bytes: int = Field(default=10_485_760, ge=1024, description="most bytes in one image")
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="most pixels (width x height) in one image")
+    max_images: int = Field(default=8, ge=1, description="most images in one request")
+    image_forward_shorter_side: int = Field(
+        default=512, ge=256, description="images are downscaled to this shorter side before TorchServe"
+    )
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 answers")
 
 

@@ -90,15 +90,17 @@ class TorchServeClient:
             return response
         raise self._unavailable("upstream_auth", f"TorchServe rejects the {kind} key from {self.keys.path}")
 
-    async def predict(self, model: str, payload: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    async def predict(
+        self, model: str, content: bytes, content_type: str = "application/json"
+    ) -> tuple[dict[str, Any], float]:
         """One prediction; returns TorchServe's JSON answer and the round-trip time in ms."""
         started = time.perf_counter()
         response = await self._send(
             "POST",
             f"{self.settings.torchserve_inference_url}/predictions/{model}",
             "inference",
-            content=orjson.dumps(payload),
-            headers={"Content-Type": "application/json"},
+            content=content,
+            headers={"Content-Type": content_type},
         )
         elapsed_ms = (time.perf_counter() - started) * 1000
         status = response.status_code

@@ -1,40 +1,26 @@
 """TorchServe handler for the text classifiers (sentiment, disaster tweets).
 
-TorchServe hands `handle` a *batch* of independent requests (dynamic batching). Each request is validated on
-its own: a bad one gets a 400 for its slot only, the others are still classified. Parsing, validation and
-turning logits into labelled results are plain functions so they are tested without TorchServe.
-
-The archive is self-contained: this file, the model/tokenizer files, `task.json` (the catalog entry the model
-was built for) and `model_card.json`. Nothing here imports the build package.
+The archive is self-contained: this file, `classifier_base.py`, the model/tokenizer files, `task.json` (the
+catalog entry the model was built for) and `model_card.json`. Nothing here imports the build package.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-
-logger = logging.getLogger(__name__)
-
-
-class RequestError(ValueError):
-    """One request in a batch is unusable; the message is returned to its caller."""
+from classifier_base import BatchClassifier, RequestError, request_body
 
 
 def extract_text(row: dict[str, Any], max_chars: int) -> str:
-    """Pull the `text` field out of one TorchServe request row and validate it.
+    """Pull the `text` field out of one request row and validate it.
 
     TorchServe decodes `application/json` bodies into dicts; other content types arrive as bytes.
     """
-    body = row.get("data")
-    if body is None:
-        body = row.get("body")
+    body = request_body(row)
     if isinstance(body, (bytes, bytearray)):
         try:
             body = json.loads(body.decode("utf-8"))
@@ -52,74 +38,28 @@ def extract_text(row: dict[str, Any], max_chars: int) -> str:
     return text
 
 
-def to_results(probabilities: Sequence[Sequence[float]], labels: Sequence[str]) -> list[dict[str, Any]]:
-    """Turn per-class probabilities into `{label, score, scores}` results, scores rounded for JSON."""
-    results = []
-    for row in probabilities:
-        scores = {label: round(float(p), 4) for label, p in zip(labels, row, strict=True)}
-        best = max(range(len(labels)), key=lambda i: row[i])
-        results.append({"label": labels[best], "score": scores[labels[best]], "scores": scores})
-    return results
+def label_scores(probabilities: Sequence[float], labels: Sequence[str]) -> dict[str, Any]:
+    """`{label, score, scores}` for one row of class probabilities, rounded for JSON."""
+    scores = {label: round(float(p), 4) for label, p in zip(labels, probabilities, strict=True)}
+    best = max(range(len(labels)), key=lambda i: probabilities[i])
+    return {"label": labels[best], "score": scores[labels[best]], "scores": scores}
 
 
-def error_result(message: str) -> dict[str, Any]:
-    return {"error": {"code": "invalid_request", "message": message}}
-
-
-class TextClassifier:
-    """Loads the fine-tuned encoder once per worker and classifies batches of texts."""
-
-    def __init__(self) -> None:
-        self.initialized = False
-        self.config: dict[str, Any] = {}
-        self.model_info: dict[str, str] = {}
-
-    def initialize(self, context: Any) -> None:
+class TextClassifier(BatchClassifier):
+    def load(self, model_dir: Path) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        model_dir = Path(context.system_properties["model_dir"])
-        self.config = json.loads((model_dir / "task.json").read_text(encoding="utf-8"))
-        # One intra-op thread per worker: on a small CPU box several single-threaded workers beat one worker
-        # fighting over all cores (measured ~3x under load); scale out with workers, not threads.
-        threads = int(self.config.get("threads_per_worker", 1))
-        torch.set_num_threads(threads)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        manifest = getattr(context, "manifest", None) or {}
-        self.model_info = {
-            "name": context.model_name,
-            "version": str(manifest.get("model", {}).get("modelVersion", "unknown")),
-        }
-        started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         self.model.eval()
-        self.initialized = True
-        logger.info(
-            "loaded model=%s version=%s threads=%d in %.1fs",
-            self.model_info["name"],
-            self.model_info["version"],
-            threads,
-            time.perf_counter() - started,
-        )
 
-    def preprocess(self, rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[str | None]]:
-        """Validate each request; return the valid texts and, per slot, an error message or None."""
-        texts: list[str] = []
-        errors: list[str | None] = []
-        for row in rows:
-            try:
-                texts.append(extract_text(row, int(self.config["max_chars"])))
-                errors.append(None)
-            except RequestError as exc:
-                errors.append(str(exc))
-        return texts, errors
+    def parse(self, row: dict[str, Any]) -> str:
+        return extract_text(row, int(self.config["max_chars"]))
 
-    def inference(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
+    def infer(self, inputs: list[str]) -> list[list[float]]:
         # Pad to the longest text in this batch, not to max_length: short tweets stay cheap.
         encoded = self.tokenizer(
-            texts,
+            inputs,
             padding="longest",
             truncation=True,
             max_length=int(self.config["max_length"]),
@@ -129,40 +69,8 @@ class TextClassifier:
             logits = self.model(**encoded).logits
         return logits.softmax(dim=-1).tolist()
 
-    def postprocess(self, probabilities: list[list[float]], errors: list[str | None], context: Any) -> list[Any]:
-        """Reassemble one response per request slot, in order, marking bad slots as 400s."""
-        results = iter(to_results(probabilities, self.config["labels"]))
-        responses: list[Any] = []
-        for idx, error in enumerate(errors):
-            if error is None:
-                responses.append({"task": self.config["task"], **next(results), "model": self.model_info})
-            else:
-                context.set_response_status(400, error, idx)
-                responses.append(error_result(error))
-        return responses
-
-    def handle(self, rows: Sequence[dict[str, Any]], context: Any) -> list[Any]:
-        started = time.perf_counter()
-        texts, errors = self.preprocess(rows)
-        responses = self.postprocess(self.inference(texts), errors, context)
-        # One line per model batch: how well dynamic batching fills batches, and how many slots were rejected.
-        logger.info(
-            "batch model=%s size=%d invalid=%d ms=%.1f",
-            self.model_info["name"],
-            len(rows),
-            len(rows) - len(texts),
-            (time.perf_counter() - started) * 1000,
-        )
-        return responses
+    def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
+        return label_scores(probabilities, self.config["labels"])
 
 
-_service = TextClassifier()
-
-
-def handle(data: Sequence[dict[str, Any]] | None, context: Any) -> list[Any] | None:
-    """TorchServe entry point (module-level function form)."""
-    if not _service.initialized:
-        _service.initialize(context)
-    if data is None:
-        return None
-    return _service.handle(data, context)
+handle = TextClassifier().entry_point

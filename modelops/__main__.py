@@ -40,12 +40,12 @@ def _tasks(names: list[str] | None) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from modelops.train import train_text
+    from modelops.build import train_model
 
     spec = load_catalog()[_tasks([args.task])[0]]
-    record = train_text(
+    record = train_model(
         spec,
-        spec.recipe(args.recipe),
+        args.recipe,
         data_dir(args.data),
         Path(args.out),
         max_steps=args.max_steps,

@@ -4,23 +4,37 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from modelops.catalog import TaskSpec
 from modelops.logs import log_event
 from modelops.package import package
 from modelops.s3store import ModelStore
-from modelops.train import train_text
 
 logger = logging.getLogger(__name__)
 
 
-def build_and_publish(
-    spec: TaskSpec, recipe_name: str, data_root: Path, store: ModelStore, work_dir: Path, **train_overrides: int
-) -> dict[str, object]:
+def train_model(
+    spec: TaskSpec, recipe_name: str, data_root: Path, out_dir: Path, **overrides: int | None
+) -> dict[str, Any]:
+    """Fine-tune with the trainer for the task's kind; `overrides`: max_steps, train_examples, eval_examples."""
+    if spec.kind == "image":
+        from modelops.train_image import train_image as trainer
+    else:
+        from modelops.train import train_text as trainer
+    return trainer(spec, spec.recipe(recipe_name), data_root, out_dir, **overrides)
+
+
+def build_archive(spec: TaskSpec, recipe_name: str, data_root: Path, work_dir: Path, **overrides: int | None) -> Path:
     trained = work_dir / spec.task / "model"
-    train_text(spec, spec.recipe(recipe_name), data_root, trained, **train_overrides)
-    archive = package(spec, trained, work_dir / spec.task)
-    return store.publish(archive)
+    train_model(spec, recipe_name, data_root, trained, **overrides)
+    return package(spec, trained, work_dir / spec.task)
+
+
+def build_and_publish(
+    spec: TaskSpec, recipe_name: str, data_root: Path, store: ModelStore, work_dir: Path
+) -> dict[str, object]:
+    return store.publish(build_archive(spec, recipe_name, data_root, work_dir))
 
 
 def build_missing(

@@ -25,13 +25,15 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to fine-tune a task's model; `max_length` is also what the served model uses."""
+    """How to fine-tune a task's model. Text: `max_length` tokens (also what the served model uses).
+    Image: `trainable_blocks`, how many of the backbone's last blocks are fine-tuned (the rest stay frozen)."""
 
     name: str
     epochs: float
-    max_length: int
     learning_rate: float
     batch_size: int
+    max_length: int | None = None
+    trainable_blocks: int | None = None
     train_examples: int | None = None
     eval_examples: int | None = None
 
@@ -41,6 +43,7 @@ class TaskSpec:
     """One classifier: where its data is, how it is trained, batched and routed."""
 
     task: str
+    kind: str
     route: str
     model_name: str
     description: str
@@ -48,15 +51,18 @@ class TaskSpec:
     labels: tuple[str, ...]
     base_checkpoint: str
     dataset: str
-    text_column: str
+    input_column: str
     label_column: str
-    max_chars: int
     batch_size: int
     max_batch_delay_ms: int
     workers: int
     threads_per_worker: int
     response_timeout_s: int
     label_values: tuple[str, ...] | None = None
+    max_chars: int | None = None
+    architecture: str | None = None
+    image_size: int | None = None
+    resize_to: int | None = None
     recipes: dict[str, Recipe] = field(default_factory=dict)
 
     def recipe(self, name: str) -> Recipe:
@@ -81,17 +87,25 @@ class TaskSpec:
 
     def serving_config(self, recipe: Recipe) -> dict[str, Any]:
         """What the handler needs at serve time; written into the archive as `task.json`."""
-        return {
+        common = {
             "task": self.task,
+            "kind": self.kind,
             "model_name": self.model_name,
             "labels": list(self.labels),
-            "max_length": recipe.max_length,
-            "max_chars": self.max_chars,
             "threads_per_worker": self.threads_per_worker,
+        }
+        if self.kind == "text":
+            return {**common, "max_length": recipe.max_length, "max_chars": self.max_chars}
+        return {
+            **common,
+            "architecture": self.architecture,
+            "image_size": self.image_size,
+            "resize_to": self.resize_to,
         }
 
 
 _REQUIRED = (
+    "kind",
     "route",
     "model_name",
     "description",
@@ -99,35 +113,48 @@ _REQUIRED = (
     "labels",
     "base_checkpoint",
     "dataset",
-    "text_column",
+    "input_column",
     "label_column",
-    "max_chars",
     "batch_size",
     "max_batch_delay_ms",
     "workers",
     "threads_per_worker",
     "response_timeout_s",
 )
+# Fields each kind of task needs beyond the common ones, and in each of its recipes.
+_KIND_FIELDS = {"text": ("max_chars",), "image": ("architecture", "image_size", "resize_to")}
+_KIND_RECIPE_FIELDS = {"text": ("max_length",), "image": ("trainable_blocks",)}
 _RECIPE_NAMES = ("quick",)
 
 
-def _parse_recipe(task: str, name: str, raw: dict[str, Any]) -> Recipe:
+def _optional_int(raw: dict[str, Any], key: str) -> int | None:
+    return int(raw[key]) if key in raw else None
+
+
+def _parse_recipe(task: str, kind: str, name: str, raw: dict[str, Any]) -> Recipe:
+    missing = [key for key in _KIND_RECIPE_FIELDS[kind] if key not in raw]
+    if missing:
+        raise CatalogError(f"task {task!r} recipe {name!r} is missing {', '.join(missing)}")
     try:
         return Recipe(
             name=name,
             epochs=float(raw["epochs"]),
-            max_length=int(raw["max_length"]),
             learning_rate=float(raw["learning_rate"]),
             batch_size=int(raw["batch_size"]),
-            train_examples=int(raw["train_examples"]) if "train_examples" in raw else None,
-            eval_examples=int(raw["eval_examples"]) if "eval_examples" in raw else None,
+            max_length=_optional_int(raw, "max_length"),
+            trainable_blocks=_optional_int(raw, "trainable_blocks"),
+            train_examples=_optional_int(raw, "train_examples"),
+            eval_examples=_optional_int(raw, "eval_examples"),
         )
     except KeyError as exc:
         raise CatalogError(f"task {task!r} recipe {name!r} is missing {exc.args[0]!r}") from None
 
 
 def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
-    missing = [key for key in _REQUIRED if key not in raw]
+    kind = str(raw.get("kind", ""))
+    if kind not in _KIND_FIELDS:
+        raise CatalogError(f"task {task!r}: kind must be one of {', '.join(_KIND_FIELDS)}, got {kind!r}")
+    missing = [key for key in (*_REQUIRED, *_KIND_FIELDS[kind]) if key not in raw]
     if missing:
         raise CatalogError(f"task {task!r} is missing {', '.join(missing)}")
     labels = tuple(str(label) for label in raw["labels"])
@@ -138,9 +165,10 @@ def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
         raise CatalogError(f"task {task!r}: label_values must pair one to one with labels")
     if not str(raw["route"]).startswith("/"):
         raise CatalogError(f"task {task!r}: route must start with '/'")
-    recipes = {name: _parse_recipe(task, name, raw[name]) for name in _RECIPE_NAMES if name in raw}
+    recipes = {name: _parse_recipe(task, kind, name, raw[name]) for name in _RECIPE_NAMES if name in raw}
     return TaskSpec(
         task=task,
+        kind=kind,
         route=str(raw["route"]),
         model_name=str(raw["model_name"]),
         description=str(raw["description"]),
@@ -148,10 +176,13 @@ def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
         labels=labels,
         base_checkpoint=str(raw["base_checkpoint"]),
         dataset=str(raw["dataset"]),
-        text_column=str(raw["text_column"]),
+        input_column=str(raw["input_column"]),
         label_column=str(raw["label_column"]),
         label_values=label_values,
-        max_chars=int(raw["max_chars"]),
+        max_chars=_optional_int(raw, "max_chars"),
+        architecture=str(raw["architecture"]) if "architecture" in raw else None,
+        image_size=_optional_int(raw, "image_size"),
+        resize_to=_optional_int(raw, "resize_to"),
         batch_size=int(raw["batch_size"]),
         max_batch_delay_ms=int(raw["max_batch_delay_ms"]),
         workers=int(raw["workers"]),

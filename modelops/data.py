@@ -6,6 +6,7 @@ The data is never copied into the project: the build is handed a folder (default
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import random
 from collections import Counter, defaultdict
@@ -25,6 +26,8 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Example:
+    """One labelled input: the text itself, or for image tasks the image file's path."""
+
     text: str
     label: int
 
@@ -64,9 +67,11 @@ def read_examples(spec: TaskSpec, path: Path) -> tuple[list[Example], int]:
     with path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             rows += 1
-            text = (row.get(spec.text_column) or "").strip()
+            text = (row.get(spec.input_column) or "").strip()
             if not text:
                 continue
+            if spec.kind == "image":
+                text = str(path.parent / text)
             label = spec.labels.index(spec.label_for_value(row[spec.label_column].strip()))
             if text not in votes:
                 order.append(text)
@@ -109,6 +114,16 @@ def stratified_sample(examples: list[Example], n: int, seed: int) -> list[Exampl
     return sample
 
 
+def data_sha256(spec: TaskSpec, path: Path, examples: list[Example]) -> str:
+    """Hash of what training reads: the CSV, and for image tasks every image's bytes in order too."""
+    if spec.kind != "image":
+        return file_sha256(path)
+    digest = hashlib.sha256(file_sha256(path).encode())
+    for example in examples:
+        digest.update(file_sha256(Path(example.text)).encode())
+    return digest.hexdigest()
+
+
 def load_split(spec: TaskSpec, root: Path, seed: int = 13, validation_fraction: float = 0.1) -> Split:
     path = root / spec.dataset
     if not path.is_file():
@@ -118,9 +133,19 @@ def load_split(spec: TaskSpec, root: Path, seed: int = 13, validation_fraction: 
     return Split(
         train=train,
         validation=validation,
-        data_sha256=file_sha256(path),
+        data_sha256=data_sha256(spec, path, examples),
         rows_read=rows,
         duplicates_dropped=rows - len(examples),
         seed=seed,
         validation_fraction=validation_fraction,
     )
+
+
+def training_sets(
+    spec: TaskSpec, root: Path, seed: int, train_examples: int | None, eval_examples: int | None
+) -> tuple[Split, list[Example], list[Example]]:
+    """The split plus the (optionally sub-sampled, label shares kept) train and validation sets to use."""
+    split = load_split(spec, root, seed=seed)
+    train = stratified_sample(split.train, train_examples, seed) if train_examples else split.train
+    validation = stratified_sample(split.validation, eval_examples, seed) if eval_examples else split.validation
+    return split, train, validation

@@ -29,6 +29,11 @@ HANDLERS_DIR = REPO_ROOT / "handlers"
 MODEL_CARD = "model_card.json"
 
 
+def support_modules() -> list[Path]:
+    """The modules handlers import from beside them (everything in handlers/ but the handlers themselves)."""
+    return sorted(p for p in HANDLERS_DIR.glob("*.py") if not p.name.endswith("_handler.py") and p.stem != "__init__")
+
+
 def new_version() -> str:
     """A sortable, unique-enough version: UTC build time to the second."""
     return time.strftime("%Y%m%d.%H%M%S", time.gmtime())
@@ -68,6 +73,8 @@ def package(spec: TaskSpec, trained_dir: Path, export_dir: Path, version: str | 
         for item in trained_dir.iterdir():
             if item.is_file() and item.name != "training.json":
                 shutil.copy2(item, staging / item.name)
+        for module in support_modules():
+            shutil.copy2(module, staging / module.name)
         (staging / "task.json").write_text(json.dumps(spec.serving_config(recipe), indent=2), encoding="utf-8")
         card = build_model_card(spec, version, training)
         (staging / MODEL_CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from modelops.catalog import PYPI_CHECKPOINT_PREFIX, Recipe, TaskSpec
-from modelops.data import Example, load_split, stratified_sample
+from modelops.data import Example, training_sets
 from modelops.logs import log_event
 from modelops.metrics import classification_report
 
@@ -76,6 +76,7 @@ def train_text(
     *,
     seed: int = 13,
     max_steps: int | None = None,
+    train_examples: int | None = None,
     eval_examples: int | None = None,
 ) -> dict[str, Any]:
     """Fine-tune, evaluate on the held-out split, save to `out_dir`; returns the training record."""
@@ -90,14 +91,13 @@ def train_text(
 
     set_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
-    split = load_split(spec, data_root, seed=seed)
-    train = split.train
-    if recipe.train_examples is not None:
-        train = stratified_sample(train, recipe.train_examples, seed)
-    validation = split.validation
-    eval_examples = eval_examples if eval_examples is not None else recipe.eval_examples
-    if eval_examples is not None:
-        validation = stratified_sample(validation, eval_examples, seed)
+    split, train, validation = training_sets(
+        spec,
+        data_root,
+        seed,
+        train_examples if train_examples is not None else recipe.train_examples,
+        eval_examples if eval_examples is not None else recipe.eval_examples,
+    )
     checkpoint = resolve_checkpoint(spec.base_checkpoint)
     log_event(
         logger,

@@ -19,13 +19,12 @@ import httpx
 import pytest
 
 from modelops import stack
+from modelops.build import build_archive
 from modelops.catalog import TaskSpec, load_catalog
 from modelops.data import data_dir
 from modelops.logs import configure_logging
-from modelops.package import package
 from modelops.s3store import ModelStore, StoreLocation
 from modelops.sync import sync
-from modelops.train import train_text
 
 TEST_BUCKET = "test-models"
 
@@ -128,13 +127,12 @@ def s3_store(stack_config: stack.StackConfig) -> Iterator[ModelStore]:
 
 @pytest.fixture(scope="session")
 def archives(stack_root: Path, catalog: dict[str, TaskSpec]) -> dict[str, Path]:
-    """One real archive per task, trained for two steps on a small slice of the shared data."""
-    out: dict[str, Path] = {}
-    for name, spec in catalog.items():
-        work = stack_root / "build" / name
-        train_text(spec, spec.recipe("quick"), data_dir(), work / "model", max_steps=2, eval_examples=16)
-        out[name] = package(spec, work / "model", work)
-    return out
+    """One real archive per task, trained for two steps on 64 examples of the shared data."""
+    work = stack_root / "build"
+    return {
+        name: build_archive(spec, "quick", data_dir(), work, max_steps=2, train_examples=64, eval_examples=16)
+        for name, spec in catalog.items()
+    }
 
 
 @pytest.fixture(scope="session")

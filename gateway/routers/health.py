@@ -63,6 +63,7 @@ async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
     models = [
         {
             "task": spec.task,
+            "kind": spec.kind,
             "route": spec.route,
             "model_name": spec.model_name,
             "description": spec.description,

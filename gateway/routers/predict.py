@@ -1,16 +1,29 @@
 """Classification routes, one per catalog task, generated from the catalog.
 
-A `texts` request fans out into one TorchServe request per text, sent concurrently: TorchServe's dynamic
-batching then groups them (with other clients' requests) into model batches.
+A request with several texts or images fans out into one TorchServe request per item, sent concurrently:
+TorchServe's dynamic batching then groups them (with other clients' requests) into model batches.
 """
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from gateway.dependencies import Client
-from gateway.schemas import BatchPrediction, Prediction, TextRequestBase, text_request_model
+from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
+from gateway.schemas import (
+    BatchPrediction,
+    ImageBatchPrediction,
+    ImagePrediction,
+    Prediction,
+    TextRequestBase,
+    image_request_model,
+    text_request_model,
+)
+from gateway.settings import Settings
+from gateway.uploads import read_uploads
 from modelops.catalog import TaskSpec
 
 # No `from __future__ import annotations` here: FastAPI must see the per-task request classes, which are
@@ -27,7 +40,7 @@ def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase]) -> Any:
         client: Client,
     ) -> Prediction | BatchPrediction:
         texts = body.items()
-        answers = await asyncio.gather(*(client.predict(spec.model_name, {"text": t}) for t in texts))
+        answers = await asyncio.gather(*(client.predict(spec.model_name, orjson.dumps({"text": t})) for t in texts))
         results = [_prediction(answer, ms) for answer, ms in answers]
         return results[0] if body.text is not None else BatchPrediction(results=results)
 
@@ -36,21 +49,82 @@ def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase]) -> Any:
     return classify
 
 
-def build_router(catalog: dict[str, TaskSpec], max_batch: int) -> APIRouter:
+def _image_endpoint(spec: TaskSpec, settings: Settings) -> Any:
+    limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, settings.image_forward_shorter_side)
+    json_model = image_request_model(settings.max_images)
+    top_k_query = Query(ge=1, le=len(spec.labels), description="how many ranked labels to return")
+
+    async def classify(
+        request: Request, client: Client, top_k: Annotated[int, top_k_query] = 3
+    ) -> ImagePrediction | ImageBatchPrediction:
+        uploads, single = await read_uploads(request, json_model, settings.max_images)
+        # Decoding is CPU work: keep it off the event loop. All images are checked before any is forwarded.
+        prepared = [await run_in_threadpool(prepare_image, u.data, u.field, limits) for u in uploads]
+        answers = await asyncio.gather(
+            *(client.predict(spec.model_name, data, "application/octet-stream") for data in prepared)
+        )
+        results = [
+            ImagePrediction(**{**answer, "top_k": answer["top_k"][:top_k]}, latency_ms=round(ms, 1))
+            for answer, ms in answers
+        ]
+        return results[0] if single else ImageBatchPrediction(results=results)
+
+    classify.__name__ = f"classify_{spec.task}"
+    classify.__doc__ = (
+        f"{spec.description}. Send a photo as multipart field `image` (or several `images` fields, up to "
+        f'{settings.max_images}), or JSON `{{"image_base64": ...}}` / `{{"images_base64": [...]}}`. '
+        f"Accepted: {ALLOWED_TEXT}. Labels: {', '.join(spec.labels)}."
+    )
+    return classify
+
+
+def _image_request_body(settings: Settings) -> dict[str, Any]:
+    """OpenAPI description of the two accepted body forms (the endpoint reads the body itself)."""
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"image": binary, "images": {"type": "array", "items": binary}},
+                    }
+                },
+                "application/json": {"schema": image_request_model(settings.max_images).model_json_schema()},
+            },
+        }
+    }
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "request body or image too large"},
+    415: {"description": "not a supported image format / body type"},
+    422: {"description": "invalid input; the message names the field and the limit"},
+    503: {"description": "TorchServe down or the model not ready (Retry-After set)"},
+    504: {"description": "TorchServe did not answer in time"},
+}
+
+
+def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
     router = APIRouter(tags=["classify"])
     for spec in catalog.values():
+        if spec.kind == "image":
+            endpoint = _image_endpoint(spec, settings)
+            response_model: Any = ImagePrediction | ImageBatchPrediction
+            extra = _image_request_body(settings)
+        else:
+            endpoint = _text_endpoint(spec, text_request_model(spec, settings.max_batch_texts))
+            response_model = Prediction | BatchPrediction
+            extra = None
         router.add_api_route(
             spec.route,
-            _text_endpoint(spec, text_request_model(spec, max_batch)),
+            endpoint,
             methods=["POST"],
-            response_model=Prediction | BatchPrediction,
+            response_model=response_model,
             summary=spec.description,
             name=spec.task,
-            responses={
-                413: {"description": "request body too large"},
-                422: {"description": "invalid input; the message names the field and the limit"},
-                503: {"description": "TorchServe down or the model not ready (Retry-After set)"},
-                504: {"description": "TorchServe did not answer in time"},
-            },
+            responses=_ERRORS,
+            openapi_extra=extra,
         )
     return router

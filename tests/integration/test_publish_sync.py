@@ -44,6 +44,6 @@ def test_sync_is_idempotent_when_published_versions_are_served(live_stack: Stack
         outcomes = sync(live_stack.catalog, live_stack.store, live_stack.cfg.model_store, mgmt)
     finally:
         mgmt.close()
-    assert outcomes == {"sentiment": "already-serving", "disaster": "already-serving"}
+    assert outcomes == {"sentiment": "already-serving", "disaster": "already-serving", "pose": "already-serving"}
     for name, entry in live_stack.published.items():
         assert file_sha256(live_stack.cfg.model_store / f"{name}.mar") == entry["sha256"]

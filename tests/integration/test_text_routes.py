@@ -54,16 +54,17 @@ def test_models_listing_shows_catalog_and_loaded_versions(client: httpx.Client, 
         assert loaded["batch_size"] == spec.batch_size
         assert loaded["max_batch_delay_ms"] == spec.max_batch_delay_ms
         assert by_task[task]["labels"] == list(spec.labels)
+        assert by_task[task]["kind"] == spec.kind
 
 
 def test_health_readiness_and_docs(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "models": {"sentiment": True, "disaster": True}}
+    assert ready.json() == {"status": "ready", "models": {"sentiment": True, "disaster": True, "pose": True}}
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/v1/sentiment", "/v1/disaster", "/v1/models", "/healthz", "/readyz"} <= set(paths)
+    assert {"/v1/sentiment", "/v1/disaster", "/v1/pose", "/v1/models", "/healthz", "/readyz"} <= set(paths)
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:

@@ -13,7 +13,8 @@ handler = "text_handler.py"
 labels = ["a", "b"]
 base_checkpoint = "pypi:x"
 dataset = "x.csv"
-text_column = "text"
+kind = "text"
+input_column = "text"
 label_column = "label"
 max_chars = 10
 batch_size = 4
@@ -24,15 +25,26 @@ response_timeout_s = 10
 """
 
 
-def test_repo_catalog_names_both_text_tasks_with_routes_labels_and_recipes() -> None:
+def test_repo_catalog_names_every_task_with_routes_labels_and_recipes() -> None:
     catalog = load_catalog()
     assert catalog["sentiment"].route == "/v1/sentiment"
     assert catalog["sentiment"].labels == ("negative", "positive")
     assert catalog["disaster"].labels == ("not_disaster", "disaster")
-    for spec in catalog.values():
-        quick = spec.recipe("quick")
+    assert catalog["pose"].kind == "image"
+    assert len(catalog["pose"].labels) == 15
+    for name in ("sentiment", "disaster"):
+        quick = catalog[name].recipe("quick")
         assert quick.max_length > 0
-        assert spec.serving_config(quick)["max_length"] == quick.max_length
+        assert catalog[name].serving_config(quick)["max_length"] == quick.max_length
+    pose = catalog["pose"].serving_config(catalog["pose"].recipe("quick"))
+    assert (pose["architecture"], pose["image_size"], pose["resize_to"]) == ("efficientnet-lite0", 224, 256)
+
+
+def test_kind_specific_fields_are_required() -> None:
+    with pytest.raises(CatalogError, match="missing max_chars"):
+        parse_catalog(ENTRY.format(name="one", route="/v1/x").replace("max_chars = 10\n", ""))
+    with pytest.raises(CatalogError, match="kind must be one of"):
+        parse_catalog(ENTRY.format(name="one", route="/v1/x").replace('kind = "text"', 'kind = "audio"'))
 
 
 def test_label_values_map_raw_dataset_labels() -> None:

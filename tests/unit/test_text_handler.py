@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from handlers.text_handler import RequestError, TextClassifier, extract_text, to_results
+from classifier_base import RequestError
+from text_handler import TextClassifier, extract_text, label_scores
 
 
 @pytest.mark.parametrize(
@@ -31,12 +31,13 @@ def test_extract_text_rejects_bad_rows_with_a_reason(row: dict, message: str) ->
         extract_text(row, 10)
 
 
-def test_to_results_picks_the_most_probable_label() -> None:
-    results = to_results([[0.2, 0.8], [0.9, 0.1]], ["neg", "pos"])
-    assert results == [
-        {"label": "pos", "score": 0.8, "scores": {"neg": 0.2, "pos": 0.8}},
-        {"label": "neg", "score": 0.9, "scores": {"neg": 0.9, "pos": 0.1}},
-    ]
+def test_label_scores_picks_the_most_probable_label() -> None:
+    assert label_scores([0.2, 0.8], ["neg", "pos"]) == {
+        "label": "pos",
+        "score": 0.8,
+        "scores": {"neg": 0.2, "pos": 0.8},
+    }
+    assert label_scores([0.9, 0.1], ["neg", "pos"])["label"] == "neg"
 
 
 class RecordingContext:

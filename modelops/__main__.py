@@ -49,6 +49,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         data_dir(args.data),
         Path(args.out),
         max_steps=args.max_steps,
+        train_examples=args.train_examples,
         eval_examples=args.eval_examples,
     )
     print(json.dumps(record["validation"], indent=2))
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", help=data_help)
     p.add_argument("--out", required=True, help="folder for the trained model")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke runs)")
+    p.add_argument("--train-examples", type=int, help="train on a stratified sample of this many examples")
     p.add_argument("--eval-examples", type=int, help="validate on at most this many held-out examples")
     p.set_defaults(func=cmd_train)
 

@@ -7,21 +7,18 @@ The output folder holds exactly what the handler loads (model + tokenizer files)
 from __future__ import annotations
 
 import importlib.resources
-import json
 import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from modelops.catalog import PYPI_CHECKPOINT_PREFIX, Recipe, TaskSpec
-from modelops.data import Example, training_sets
-from modelops.logs import log_event
-from modelops.metrics import classification_report
+from modelops.data import Example
+from modelops.record import start_training, write_training_record
 
 logger = logging.getLogger(__name__)
 
@@ -91,26 +88,16 @@ def train_text(
 
     set_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
-    split, train, validation = training_sets(
+    split, train, validation = start_training(
         spec,
+        recipe,
         data_root,
-        seed,
-        train_examples if train_examples is not None else recipe.train_examples,
-        eval_examples if eval_examples is not None else recipe.eval_examples,
+        seed=seed,
+        max_steps=max_steps,
+        train_examples=train_examples,
+        eval_examples=eval_examples,
     )
     checkpoint = resolve_checkpoint(spec.base_checkpoint)
-    log_event(
-        logger,
-        "train.start",
-        task=spec.task,
-        recipe=recipe.name,
-        base_checkpoint=spec.base_checkpoint,
-        train_examples=len(train),
-        validation_examples=len(validation),
-        max_length=recipe.max_length,
-        epochs=recipe.epochs,
-        max_steps=max_steps,
-    )
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForSequenceClassification.from_pretrained(
         checkpoint,
@@ -147,27 +134,17 @@ def train_text(
     train_seconds = time.perf_counter() - started
     probabilities = predict_proba(model, tokenizer, [ex.text for ex in validation], recipe.max_length)
     predictions = [max(range(len(row)), key=row.__getitem__) for row in probabilities]
-    metrics = classification_report([ex.label for ex in validation], predictions, spec.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    record = {
-        "task": spec.task,
-        "base_checkpoint": spec.base_checkpoint,
-        "recipe": asdict(replace(recipe, train_examples=len(train))),
-        "max_steps": max_steps,
-        "data": {**split.describe(), "train_examples_used": len(train), "validation_examples_used": len(validation)},
-        "train_seconds": round(train_seconds, 1),
-        "validation": metrics,
-    }
-    (out_dir / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    log_event(
-        logger,
-        "train.done",
-        task=spec.task,
-        seconds=round(train_seconds, 1),
-        accuracy=metrics["accuracy"],
-        macro_f1=metrics["macro_f1"],
-        out_dir=str(out_dir),
+    return write_training_record(
+        out_dir,
+        spec,
+        recipe,
+        split,
+        train,
+        validation,
+        predictions,
+        max_steps=max_steps,
+        train_seconds=train_seconds,
     )
-    return record

@@ -1,0 +1,88 @@
+"""What both trainers do before and after fitting: pick the data for the recipe and announce the run; then
+score it and write `training.json` (recipe, data split and hash, time, validation metrics), which packaging
+turns into the archive's model card."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from modelops.catalog import Recipe, TaskSpec
+from modelops.data import Example, Split, training_sets
+from modelops.logs import log_event
+from modelops.metrics import classification_report
+
+logger = logging.getLogger(__name__)
+
+
+def start_training(
+    spec: TaskSpec,
+    recipe: Recipe,
+    data_root: Path,
+    *,
+    seed: int,
+    max_steps: int | None,
+    train_examples: int | None,
+    eval_examples: int | None,
+) -> tuple[Split, list[Example], list[Example]]:
+    """The split and the train/validation sets (recipe sizes unless overridden); logs `train.start`."""
+    split, train, validation = training_sets(
+        spec,
+        data_root,
+        seed,
+        train_examples if train_examples is not None else recipe.train_examples,
+        eval_examples if eval_examples is not None else recipe.eval_examples,
+    )
+    log_event(
+        logger,
+        "train.start",
+        task=spec.task,
+        base_checkpoint=spec.base_checkpoint,
+        recipe=asdict(recipe),
+        train_examples=len(train),
+        validation_examples=len(validation),
+        max_steps=max_steps,
+    )
+    return split, train, validation
+
+
+def write_training_record(
+    out_dir: Path,
+    spec: TaskSpec,
+    recipe: Recipe,
+    split: Split,
+    train: list[Example],
+    validation: list[Example],
+    predictions: list[int],
+    *,
+    max_steps: int | None,
+    train_seconds: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Score the validation predictions, write `training.json`, log `train.done`; returns the record."""
+    metrics = classification_report([ex.label for ex in validation], predictions, spec.labels)
+    record = {
+        "task": spec.task,
+        "base_checkpoint": spec.base_checkpoint,
+        "recipe": asdict(replace(recipe, train_examples=len(train))),
+        "max_steps": max_steps,
+        "data": {**split.describe(), "train_examples_used": len(train), "validation_examples_used": len(validation)},
+        "train_seconds": round(train_seconds, 1),
+        **extra,
+        "validation": metrics,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    log_event(
+        logger,
+        "train.done",
+        task=spec.task,
+        seconds=record["train_seconds"],
+        accuracy=metrics["accuracy"],
+        macro_f1=metrics["macro_f1"],
+        out_dir=str(out_dir),
+    )
+    return record

@@ -139,9 +139,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     mgmt = stack.management_client(cfg)
     sync(catalog, store, cfg.model_store, mgmt)
     stack.start_gateway(cfg)
+    stack.start_ui(cfg)
     routes = "\n".join(f"  {cfg.gateway_url}{spec.route}" for spec in catalog.values())
     print(
-        f"\nServing. Gateway: {cfg.gateway_url} (API docs: {cfg.gateway_url}/docs)\n{routes}\n"
+        f"\nServing. Web UI: {cfg.ui_url}\nGateway: {cfg.gateway_url} (API docs: {cfg.gateway_url}/docs)\n{routes}\n"
         f"TorchServe inference {cfg.inference_url}, management {cfg.management_url} (loopback, token auth)\n"
         f"S3: {cfg.s3_url} (credentials in {cfg.s3_env_file}). Logs: {cfg.log_dir}\n"
         "Press Ctrl-C (or run `make stop`) to stop everything.\n",
@@ -158,9 +159,10 @@ def cmd_run(args: argparse.Namespace) -> None:
                 if name == "torchserve":
                     sync(catalog, store, cfg.model_store, mgmt)
                     last_rotation = time.monotonic()
-        if not stack.running_pid(cfg, "gateway"):
-            log_event(logger, "stack.service_died", logging.ERROR, service="gateway", action="restarting")
-            stack.start_gateway(cfg)
+        for name, start_web in (("gateway", stack.start_gateway), ("ui", stack.start_ui)):
+            if not stack.running_pid(cfg, name):
+                log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
+                start_web(cfg)
         if time.monotonic() - last_rotation > rotate_every:
             mgmt.rotate_keys()
             last_rotation = time.monotonic()

@@ -42,6 +42,7 @@ class StackConfig:
     model_store: Path = REPO_ROOT / "model_store"
     host: str = LOOPBACK
     gateway_port: int = 8000
+    ui_port: int = 8501
     inference_port: int = 8080
     management_port: int = 8081
     metrics_port: int = 8082
@@ -84,6 +85,10 @@ class StackConfig:
     @property
     def gateway_url(self) -> str:
         return self.url(self.gateway_port)
+
+    @property
+    def ui_url(self) -> str:
+        return self.url(self.ui_port)
 
     @property
     def inference_url(self) -> str:
@@ -367,7 +372,40 @@ def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None) -> 
     )
 
 
-SERVICES = ("gateway", "torchserve", "s3")
+# --- UI ------------------------------------------------------------------------------------------------
+
+
+def start_ui(cfg: StackConfig) -> None:
+    """Streamlit, talking only to this stack's gateway."""
+    if running_pid(cfg, "ui"):
+        log_event(logger, "stack.reused", service="ui", url=cfg.ui_url)
+        return
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "ui" / "app.py"),
+        "--server.address",
+        cfg.host,
+        "--server.port",
+        str(cfg.ui_port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    env = {"UI_GATEWAY_URL": cfg.gateway_url, "PYTHONPATH": str(REPO_ROOT)}
+    pid = spawn(cfg, "ui", cmd, env=env, cwd=REPO_ROOT / "ui")
+    wait_until(
+        lambda: httpx.get(f"{cfg.ui_url}/_stcore/health", timeout=2).status_code == 200,
+        "Streamlit UI",
+        60,
+        lambda: running_pid(cfg, "ui") == pid,
+    )
+
+
+SERVICES = ("ui", "gateway", "torchserve", "s3")
 
 
 def stop_all(cfg: StackConfig) -> list[str]:

@@ -1,0 +1,127 @@
+"""End to end in a real browser: Debian's headless Chromium driven by Playwright against the Streamlit UI,
+which talks to the live gateway. Screenshots land in test-artifacts/ui/."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelops import stack
+from modelops.catalog import REPO_ROOT
+from modelops.data import data_dir
+from tests.conftest import Stack, free_port
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
+# Without the background-networking switches Chromium keeps dialling out, which this sandbox refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def ui_url(live_stack: Stack) -> Iterator[str]:
+    cfg = dataclasses.replace(live_stack.cfg, ui_port=free_port(set()))
+    stack.start_ui(cfg)
+    yield cfg.ui_url
+    stack.stop(cfg, "ui")
+
+
+@pytest.fixture(scope="module")
+def browser_page(ui_url: str) -> Iterator[object]:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium package")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def test_review_gets_a_label(browser_page, ui_url: str) -> None:
+    page = browser_page
+    page.goto(ui_url)
+    page.get_by_label("Text", exact=True).fill("What a wonderful film, I loved every minute of it")
+    page.get_by_role("button", name="Classify", exact=True).click()
+    label = page.get_by_test_id("stMetricValue").first
+    label.wait_for()
+    assert label.inner_text() in ("negative", "positive")
+    page.locator("[data-testid=stVegaLiteChart] svg").first.wait_for()  # the class-score chart drew
+    page.screenshot(path=str(ARTIFACTS / "sentiment.png"), full_page=True)
+
+
+def test_csv_is_classified_and_downloadable(browser_page, ui_url: str, tmp_path: Path) -> None:
+    page = browser_page
+    csv = tmp_path / "tweets.csv"
+    csv.write_text("id,tweet\n1,Forest fire near the town\n2,\n3,I love sunny days\n")
+    page.goto(f"{ui_url}/disaster")
+    page.get_by_role("tab", name="CSV file").click()
+    page.locator("input[type=file]").set_input_files(str(csv))
+    page.get_by_role("button", name="Classify file").click()
+    download_button = page.get_by_role("button", name="Download CSV with predictions")
+    download_button.wait_for()
+    with page.expect_download() as download:
+        download_button.click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "id,tweet,predicted_label,predicted_score"
+    assert lines[1].split(",")[2] in ("disaster", "not_disaster")
+    assert lines[2] == "2,,,"  # the empty cell is left unlabelled
+    page.screenshot(path=str(ARTIFACTS / "disaster-csv.png"), full_page=True)
+
+
+def test_photo_gets_a_label(browser_page, ui_url: str) -> None:
+    page = browser_page
+    photo = data_dir() / "pose" / "running" / "Image_114.jpg"  # a validation-split photo
+    page.goto(f"{ui_url}/pose")
+    page.locator("input[type=file]").set_input_files(str(photo))
+    label = page.get_by_test_id("stMetricValue").first
+    label.wait_for()
+    assert label.inner_text().replace(" ", "_") in {
+        "calling",
+        "clapping",
+        "cycling",
+        "dancing",
+        "drinking",
+        "eating",
+        "fighting",
+        "hugging",
+        "laughing",
+        "listening_to_music",
+        "running",
+        "sitting",
+        "sleeping",
+        "texting",
+        "using_laptop",
+    }
+    page.locator("[data-testid=stVegaLiteChart] svg").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "pose.png"), full_page=True)
+
+
+def test_status_page_after_a_request_in_the_same_session(browser_page, ui_url: str) -> None:
+    page = browser_page
+    page.goto(ui_url)
+    page.get_by_label("Text", exact=True).fill("A dull, lifeless remake")
+    page.get_by_role("button", name="Classify", exact=True).click()
+    page.get_by_test_id("stMetricValue").first.wait_for()
+    page.get_by_role("link", name="Status").click()  # in-app navigation keeps the session
+    page.get_by_text("Recent latency").wait_for()
+    assert page.get_by_test_id("stMetricValue").first.inner_text() == "up"
+    page.get_by_test_id("stDataFrame").nth(1).wait_for()  # models table, then this session's latency table
+    assert page.get_by_text("No requests yet").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)

@@ -1,0 +1,1 @@
+"""Streamlit front end: talks only to the gateway over HTTP."""

@@ -1,0 +1,89 @@
+"""The UI's only way to the models: the gateway's HTTP API. Errors become `GatewayError`s whose text tells a
+person what to change."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+
+# What a person should do about each kind of failure, by HTTP status.
+_ADVICE = {
+    413: "The input is too large. Use a shorter text or a smaller image.",
+    415: "That file is not a supported image. Use a JPEG, PNG, WebP, BMP or GIF photo.",
+    422: "The input was not accepted. Check it and try again.",
+    429: "Too many requests right now. Wait a moment and try again.",
+    503: "The model service is not ready. Wait a few seconds and try again.",
+    504: "The model took too long to answer. Try again, or with a smaller input.",
+}
+
+
+@dataclass
+class GatewayError(Exception):
+    status: int | None
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        if self.status is None:
+            advice = "The service cannot be reached right now. Try again in a moment."
+        else:
+            advice = _ADVICE.get(self.status, "Something went wrong on the server. Try again later.")
+        return f"{advice} ({self.message})" if self.message else advice
+
+
+@dataclass
+class Timed:
+    body: Any
+    seconds: float
+
+
+class GatewayClient:
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0) -> None:
+        self.base_url = (base_url or os.environ.get("UI_GATEWAY_URL") or DEFAULT_GATEWAY).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("UI_API_KEY")
+        headers = {"X-API-Key": key} if key else {}
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+
+    def _call(self, method: str, path: str, accept: tuple[int, ...] = (), **kwargs: Any) -> Timed:
+        """Send one request; 4xx/5xx become GatewayError unless listed in `accept`."""
+        started = time.perf_counter()
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise GatewayError(504, "timeout", f"no answer from {self.base_url} in time") from None
+        except httpx.TransportError:
+            raise GatewayError(None, "unreachable", f"the gateway at {self.base_url} is not reachable") from None
+        seconds = time.perf_counter() - started
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400 and response.status_code not in accept:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            raise GatewayError(response.status_code, error.get("code", "http_error"), error.get("message", ""))
+        return Timed(body, seconds)
+
+    def health(self) -> Timed:
+        return self._call("GET", "/healthz")
+
+    def readiness(self) -> Timed:
+        """`/readyz` answers 503 with a useful body (which models, why) when not ready: that is no error here."""
+        return self._call("GET", "/readyz", accept=(503,))
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/models").body["models"]
+
+    def classify_texts(self, route: str, texts: list[str]) -> list[dict[str, Any]]:
+        if len(texts) == 1:
+            return [self._call("POST", route, json={"text": texts[0]}).body]
+        return self._call("POST", route, json={"texts": texts}).body["results"]
+
+    def classify_image(self, route: str, data: bytes, filename: str, top_k: int) -> dict[str, Any]:
+        files = {"image": (filename, data, "application/octet-stream")}
+        return self._call("POST", route, files=files, params={"top_k": top_k}).body

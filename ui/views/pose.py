@@ -1,0 +1,3 @@
+from ui.pose_page import render
+
+render()

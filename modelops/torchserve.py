@@ -78,9 +78,9 @@ class ManagementClient:
         except httpx.HTTPError as exc:
             raise TorchServeError(f"TorchServe management API at {self.url} unreachable: {exc}") from exc
 
-    def describe(self, model: str) -> list[dict[str, Any]] | None:
-        """The model's status (all versions), or None when it is not registered."""
-        response = self._request("GET", f"/models/{model}")
+    def describe(self, model: str, version: str = "") -> list[dict[str, Any]] | None:
+        """Status of the default version (or of `version`, or of `all` versions); None if not registered."""
+        response = self._request("GET", f"/models/{model}/{version}".rstrip("/"))
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -88,7 +88,10 @@ class ManagementClient:
         return response.json()
 
     def register(self, spec: TaskSpec, archive_name: str) -> None:
-        """Register an archive from the model store with the catalog's batching and worker settings."""
+        """Register an archive from the model store with the catalog's batching and worker settings.
+
+        A model's first registered version becomes its default; later ones wait for `set_default`.
+        """
         params = {
             "url": archive_name,
             "model_name": spec.model_name,
@@ -102,18 +105,32 @@ class ManagementClient:
         if response.status_code != 200:
             raise TorchServeError(f"register {archive_name}: HTTP {response.status_code} {response.text.strip()}")
 
+    def set_default(self, model: str, version: str) -> None:
+        response = self._request("PUT", f"/models/{model}/{version}/set-default")
+        if response.status_code != 200:
+            raise TorchServeError(f"set-default {model}/{version}: HTTP {response.status_code} {response.text}")
+
     def unregister(self, model: str, version: str) -> None:
         response = self._request("DELETE", f"/models/{model}/{version}")
         if response.status_code not in (200, 404):
             raise TorchServeError(f"unregister {model}/{version}: HTTP {response.status_code} {response.text}")
 
-    def wait_ready(self, model: str, timeout_s: float = 180.0) -> None:
+    def wait_ready(self, model: str, version: str = "", timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if ready_workers(self.describe(model)) > 0:
+            if ready_workers(self.describe(model, version)) > 0:
                 return
             time.sleep(0.5)
-        raise TorchServeError(f"model {model} has no READY worker after {timeout_s:.0f}s")
+        raise TorchServeError(f"model {model} {version} has no READY worker after {timeout_s:.0f}s".replace("  ", " "))
+
+    def wait_drained(self, model: str, version: str, timeout_s: float = 30.0) -> None:
+        """Wait until a version has no queued requests, so unregistering it fails none in flight."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            description = self.describe(model, version)
+            if not description or description[0].get("jobQueueStatus", {}).get("pendingRequests", 0) == 0:
+                return
+            time.sleep(0.2)
 
     def rotate_keys(self) -> None:
         """Mint fresh inference and management keys before the old ones expire (TorchServe rewrites the file).

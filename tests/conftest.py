@@ -24,7 +24,6 @@ from modelops.catalog import TaskSpec, load_catalog
 from modelops.data import data_dir
 from modelops.logs import configure_logging
 from modelops.s3store import ModelStore, StoreLocation
-from modelops.sync import sync
 
 TEST_BUCKET = "test-models"
 
@@ -44,7 +43,8 @@ def free_port(taken: set[int], with_grpc_offset: bool = False) -> int:
         with socket.socket() as sock:
             sock.bind((stack.LOOPBACK, 0))
             port = sock.getsockname()[1]
-        if port in taken or (with_grpc_offset and (port + 10000 > 65535 or not _free(port + 10000))):
+        grpc_clash = with_grpc_offset and (port + 10000 > 65535 or port + 10000 in taken or not _free(port + 10000))
+        if port in taken or grpc_clash:
             continue
         taken.update({port, port + 10000} if with_grpc_offset else {port})
         return port
@@ -78,14 +78,17 @@ class Stack:
     def gateway(self) -> str:
         return self.cfg.gateway_url
 
+    def sync(self) -> dict[str, str]:
+        syncer = stack.syncer(self.cfg, self.catalog, self.store)
+        try:
+            return syncer.run_once()
+        finally:
+            syncer.mgmt.close()
+
     def ensure_torchserve(self) -> None:
         """Start TorchServe unless it runs, then sync: what a host does at boot or after a crash."""
         stack.start_torchserve(self.cfg)
-        mgmt = stack.management_client(self.cfg)
-        try:
-            sync(self.catalog, self.store, self.cfg.model_store, mgmt)
-        finally:
-            mgmt.close()
+        assert not [o for o in self.sync().values() if o.startswith("failed")]
 
 
 @pytest.fixture(scope="session")
@@ -112,17 +115,19 @@ def s3_store(stack_config: stack.StackConfig) -> Iterator[ModelStore]:
     configure_logging("WARNING")
     cfg = stack_config
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    stack.start_s3(cfg)
-    os.environ.update(stack.local_s3_env(cfg))
-    store = ModelStore(StoreLocation(bucket=TEST_BUCKET, prefix="ci"))
-    store.ensure_bucket()
-    yield store
-    stack.stop(cfg, "s3")
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    try:
+        stack.start_s3(cfg)
+        os.environ.update(stack.local_s3_env(cfg))
+        store = ModelStore(StoreLocation(bucket=TEST_BUCKET, prefix="ci"))
+        store.ensure_bucket()
+        yield store
+    finally:
+        stack.stop(cfg, "s3")
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -146,11 +151,13 @@ def live_stack(
     cfg = stack_config
     published = {name: s3_store.publish(path) for name, path in archives.items()}
     running = Stack(cfg, s3_store, catalog, archives, published)
-    running.ensure_torchserve()
-    stack.start_gateway(cfg)
-    yield running
-    for name in ("gateway", "torchserve"):
-        stack.stop(cfg, name)
+    try:  # stop what was started even when start-up itself fails
+        running.ensure_torchserve()
+        stack.start_gateway(cfg)
+        yield running
+    finally:
+        for name in ("gateway", "torchserve"):
+            stack.stop(cfg, name)
 
 
 @pytest.fixture

@@ -1,49 +1,70 @@
-"""Publish -> S3 -> verified download -> TorchServe registration, against the real SeaweedFS and TorchServe."""
+"""Publish -> S3 -> verified download, against the real SeaweedFS: layout, integrity, idempotent sync."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from modelops import stack
-from modelops.s3store import IntegrityError, ModelStore, StoreLocation
-from modelops.sync import sync
+from modelops.kserve import refresh_kserve_view
+from modelops.s3store import IntegrityError, ModelStore, StoreLocation, archive_path
 from modelops.tools import file_sha256
 from tests.conftest import TEST_BUCKET, Stack
 
 pytestmark = pytest.mark.integration
 
 
-def test_publish_then_download_round_trip_is_byte_identical(live_stack: Stack, tmp_path) -> None:
+def test_publish_writes_archive_sha_card_then_manifest(live_stack: Stack, tmp_path) -> None:
     store = ModelStore(StoreLocation(TEST_BUCKET, "roundtrip"))
     archive = live_stack.archives["disaster"]
-    entry = store.publish(archive)
-    manifest = store.read_manifest()
-    assert manifest["models"]["disaster"]["sha256"] == file_sha256(archive) == entry["sha256"]
-    assert manifest["models"]["disaster"]["card"]["task"] == "disaster"
-    downloaded = store.download(manifest["models"]["disaster"], tmp_path)
+    published = store.publish(archive)
+    version = published["version"]
+    key = archive_path("disaster", version)
+    listing = store.s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="roundtrip/")["Contents"]
+    assert {o["Key"] for o in listing} >= {
+        f"roundtrip/{key}",
+        f"roundtrip/{key}.sha256",
+        f"roundtrip/model-store/disaster/{version}/model_card.json",
+        "roundtrip/models.json",
+    }
+    model = store.read_manifest()["models"]["disaster"]
+    assert model["default"] == version
+    assert model["versions"][version]["sha256"] == file_sha256(archive)
+    downloaded = store.download(model["versions"][version], tmp_path / "disaster.mar")
     assert downloaded.read_bytes() == archive.read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == ["disaster.mar"]  # no temp file left behind
 
 
+def test_kserve_view_holds_each_default_flat_with_a_config(live_stack: Stack) -> None:
+    store = ModelStore(StoreLocation(TEST_BUCKET, "kserve-view"))
+    first = store.publish(live_stack.archives["pose"])["version"]
+    refresh_kserve_view(store, live_stack.catalog)
+    body = store.s3.get_object(Bucket=TEST_BUCKET, Key="kserve-view/kserve/model-store/pose.mar")["Body"].read()
+    assert body == live_stack.archives["pose"].read_bytes()
+    config = store.s3.get_object(Bucket=TEST_BUCKET, Key="kserve-view/kserve/config/config.properties")["Body"]
+    properties = dict(line.split("=", 1) for line in config.read().decode().splitlines() if "=" in line)
+    snapshot = json.loads(properties["model_snapshot"])
+    assert snapshot["models"]["pose"][first]["marName"] == "pose.mar"
+    assert snapshot["models"]["pose"][first]["batchSize"] == live_stack.catalog["pose"].batch_size
+    assert properties["model_store"] == "/mnt/models/model-store"
+
+
 def test_tampered_archive_is_refused_and_local_copy_kept(live_stack: Stack, tmp_path) -> None:
     store = ModelStore(StoreLocation(TEST_BUCKET, "tampered"))
-    entry = store.publish(live_stack.archives["sentiment"])
-    good = tmp_path / "sentiment.mar"
-    good.write_bytes(b"the copy already being served")
-    key = store.location.key("sentiment.mar")
-    store.s3.put_object(Bucket=TEST_BUCKET, Key=key, Body=b"not the archive the manifest describes")
+    published = store.publish(live_stack.archives["sentiment"])
+    target = tmp_path / "sentiment.mar"
+    target.write_bytes(b"the copy already being served")
+    store.s3.put_object(Bucket=TEST_BUCKET, Key=f"tampered/{published['key']}", Body=b"not what the manifest says")
+    entry = store.read_manifest()["models"]["sentiment"]["versions"][published["version"]]
     with pytest.raises(IntegrityError, match="does not match"):
-        store.download(entry, tmp_path)
-    assert good.read_bytes() == b"the copy already being served"
+        store.download(entry, target)
+    assert target.read_bytes() == b"the copy already being served"
     assert [p.name for p in tmp_path.iterdir()] == ["sentiment.mar"]
 
 
 def test_sync_is_idempotent_when_published_versions_are_served(live_stack: Stack) -> None:
-    mgmt = stack.management_client(live_stack.cfg)
-    try:
-        outcomes = sync(live_stack.catalog, live_stack.store, live_stack.cfg.model_store, mgmt)
-    finally:
-        mgmt.close()
-    assert outcomes == {"sentiment": "already-serving", "disaster": "already-serving", "pose": "already-serving"}
-    for name, entry in live_stack.published.items():
-        assert file_sha256(live_stack.cfg.model_store / f"{name}.mar") == entry["sha256"]
+    assert live_stack.sync() == {
+        "sentiment": "already-serving",
+        "disaster": "already-serving",
+        "pose": "already-serving",
+    }

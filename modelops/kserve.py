@@ -1,0 +1,77 @@
+"""A KServe-ready view of the published defaults, kept beside the versioned store.
+
+KServe's TorchServe runtime reads `<storageUri>/config/config.properties` and loads archives from the top
+level of `<storageUri>/model-store/`; TorchServe 0.12 cannot register an archive from a subfolder (it answers
+`Model not found at: <model>/<version>/<model>.mar`). So after every manifest change the default version of
+each model is server-side copied to `kserve/model-store/<model>.mar` and `kserve/config/config.properties` is
+rewritten; point an InferenceService's `storageUri` at `s3://<bucket>/<prefix>/kserve`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from modelops.catalog import TaskSpec
+from modelops.logs import log_event
+from modelops.package import torchserve_model_config
+from modelops.s3store import ModelStore, archive_path
+
+logger = logging.getLogger(__name__)
+
+VIEW = "kserve"
+
+
+def kserve_properties(manifest: dict[str, Any], catalog: dict[str, TaskSpec]) -> str:
+    """config.properties for KServe's runtime: its standard ports, and a snapshot naming each default."""
+    specs = {spec.model_name: spec for spec in catalog.values()}
+    models = {
+        name: {
+            entry["default"]: {
+                "defaultVersion": True,
+                "marName": f"{name}.mar",
+                **torchserve_model_config(specs[name]),
+            }
+        }
+        for name, entry in sorted(manifest["models"].items())
+        if name in specs
+    }
+    snapshot = {"name": "startup.cfg", "modelCount": len(models), "models": models}
+    return "\n".join(
+        [
+            "# Written by `python -m modelops publish/rollback`; KServe's TorchServe runtime reads it.",
+            "inference_address=http://0.0.0.0:8085",
+            "management_address=http://0.0.0.0:8085",
+            "metrics_address=http://0.0.0.0:8082",
+            "grpc_inference_port=7070",
+            "grpc_management_port=7071",
+            "enable_metrics_api=true",
+            "metrics_mode=prometheus",
+            "install_py_dep_per_model=false",
+            "model_store=/mnt/models/model-store",
+            f"model_snapshot={json.dumps(snapshot, sort_keys=True)}",
+            "",
+        ]
+    )
+
+
+def refresh_kserve_view(store: ModelStore, catalog: dict[str, TaskSpec]) -> None:
+    """Copy each default archive (server-side, no download) and rewrite the config for the current manifest."""
+    manifest = store.read_manifest()
+    bucket = store.location.bucket
+    for name, entry in manifest["models"].items():
+        store.call(
+            f"copying {name} {entry['default']} into the KServe view",
+            store.s3.copy_object,
+            Bucket=bucket,
+            Key=store.location.key(f"{VIEW}/model-store/{name}.mar"),
+            CopySource={"Bucket": bucket, "Key": store.location.key(archive_path(name, entry["default"]))},
+        )
+    store.put(f"{VIEW}/config/config.properties", kserve_properties(manifest, catalog).encode(), "text/plain")
+    log_event(
+        logger,
+        "kserve.view_refreshed",
+        uri=store.location.uri(VIEW),
+        defaults={name: entry["default"] for name, entry in manifest["models"].items()},
+    )

@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 
 from modelops import stack
-from modelops.catalog import REPO_ROOT, load_catalog
+from modelops.catalog import REPO_ROOT, CatalogError, load_catalog
 from modelops.data import data_dir
 from modelops.logs import configure_logging, log_event
+from modelops.s3store import StoreError
+from modelops.torchserve import TorchServeError
 
 logger = logging.getLogger("modelops")
 
@@ -253,7 +255,12 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    args.func(args)
+    try:
+        args.func(args)
+    except (StoreError, TorchServeError, CatalogError, FileNotFoundError) as exc:
+        # Expected operational failures: one clear line, no traceback.
+        log_event(logger, "command.failed", logging.ERROR, command=args.command, reason=str(exc))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

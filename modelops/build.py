@@ -46,7 +46,7 @@ def build_missing(
     for spec in catalog.values():
         if spec.model_name in published:
             entry = published[spec.model_name]
-            log_event(logger, "build.reuse_published", model=spec.model_name, version=entry["version"])
+            log_event(logger, "build.reuse_published", model=spec.model_name, version=entry["default"])
             continue
         build_and_publish(spec, recipe_name, data_root, store, work_dir)
         built.append(spec.model_name)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from modelops.build import build_missing
 from modelops.kserve import refresh_kserve_view
 from modelops.s3store import IntegrityError, ModelStore, StoreLocation, archive_path
 from modelops.tools import file_sha256
@@ -68,3 +69,8 @@ def test_sync_is_idempotent_when_published_versions_are_served(live_stack: Stack
         "disaster": "already-serving",
         "pose": "already-serving",
     }
+
+
+def test_build_missing_reuses_every_published_model(live_stack: Stack, tmp_path) -> None:
+    assert build_missing(live_stack.catalog, "quick", tmp_path, live_stack.store, tmp_path) == []
+    assert list(tmp_path.iterdir()) == []  # nothing was trained (the data folder given does not even exist)

@@ -122,6 +122,29 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     print(f"{args.model}: default is now {version}; each host's sync switches to it on its next pass")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from modelops.evaluate import evaluate, format_report
+    from modelops.s3store import local_archive
+    from modelops.sync import LOCAL_MANIFEST
+
+    spec = load_catalog()[_tasks([args.task])[0]]
+    archive = Path(args.archive) if args.archive else None
+    if archive is None and not args.via:
+        model_store = stack.StackConfig().model_store
+        manifest = (
+            json.loads((model_store / LOCAL_MANIFEST).read_text()) if (model_store / LOCAL_MANIFEST).exists() else {}
+        )
+        entry = manifest.get("models", {}).get(spec.model_name)
+        if entry is None:
+            raise SystemExit("no synced archive for this task in model_store/: pass --archive or --via")
+        archive = model_store / local_archive(spec.model_name, entry["default"])
+    report = evaluate(spec, Path(args.data), archive=archive, via=args.via, limit=args.limit)
+    print(format_report(report))
+    print(json.dumps(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
 def _token_expiration_min(config: Path) -> float:
     for line in config.read_text().splitlines():
         if line.strip().startswith("token_expiration_min="):
@@ -249,6 +272,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", help=data_help)
     p.add_argument("--sync-interval", type=float, default=float(os.environ.get("SYNC_INTERVAL_S", "30")))
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="score a model on a labelled file (in-process, or --via the gateway)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", required=True, help="a file in the shared data's format (CSV, or pose labels.csv)")
+    p.add_argument("--via", help="gateway base URL, e.g. http://127.0.0.1:8000: evaluate the whole serving path")
+    p.add_argument("--archive", help="a .mar to load in-process (default: the synced default in model_store/)")
+    p.add_argument("--limit", type=int, help="only the first N rows")
+    p.add_argument("--json", help="also write the report to this file")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("stop", help="stop the local stack")
     p.set_defaults(func=cmd_stop)

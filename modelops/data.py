@@ -55,34 +55,37 @@ class Split:
         }
 
 
-def read_examples(spec: TaskSpec, path: Path) -> tuple[list[Example], int]:
-    """Read (text, label index) pairs; returns the deduplicated examples and the raw row count.
-
-    Repeated texts keep their majority label; texts whose copies disagree evenly are dropped, since either
-    label would teach the model noise.
-    """
-    votes: dict[str, Counter[int]] = defaultdict(Counter)
-    order: list[str] = []
-    rows = 0
+def read_rows(spec: TaskSpec, path: Path) -> list[Example]:
+    """Every labelled row of a file in the shared data's format, in file order (image paths made absolute)."""
+    examples = []
     with path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
-            rows += 1
             text = (row.get(spec.input_column) or "").strip()
             if not text:
                 continue
             if spec.kind == "image":
                 text = str(path.parent / text)
-            label = spec.labels.index(spec.label_for_value(row[spec.label_column].strip()))
-            if text not in votes:
-                order.append(text)
-            votes[text][label] += 1
+            examples.append(Example(text, spec.labels.index(spec.label_for_value(row[spec.label_column].strip()))))
+    return examples
+
+
+def read_examples(spec: TaskSpec, path: Path) -> tuple[list[Example], int]:
+    """Deduplicated (text, label index) pairs for training, and the raw row count.
+
+    Repeated texts keep their majority label; texts whose copies disagree evenly are dropped, since either
+    label would teach the model noise.
+    """
+    rows = read_rows(spec, path)
+    votes: dict[str, Counter[int]] = defaultdict(Counter)
+    for example in rows:
+        votes[example.text][example.label] += 1  # dicts keep first-seen order
     examples = []
-    for text in order:
-        (top, top_n), *rest = votes[text].most_common()
+    for text, counts in votes.items():
+        (top, top_n), *rest = counts.most_common()
         if rest and rest[0][1] == top_n:
             continue
         examples.append(Example(text, top))
-    return examples, rows
+    return examples, len(rows)
 
 
 def stratified_split(

@@ -78,8 +78,14 @@ def test_exif_orientation_is_honoured(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [imagegen.cmyk_jpeg(), imagegen.png_16bit(), imagegen.rgba_png(), imagegen.encode(imagegen.photo(1, 1), "PNG")],
-    ids=["cmyk", "16-bit", "alpha", "1x1"],
+    [
+        imagegen.cmyk_jpeg(),
+        imagegen.png_16bit(),
+        imagegen.rgba_png(),
+        imagegen.encode(imagegen.photo().convert("L"), "JPEG"),
+        imagegen.encode(imagegen.photo(1, 1), "PNG"),
+    ],
+    ids=["cmyk", "16-bit", "alpha", "grayscale", "1x1"],
 )
 def test_awkward_images_are_converted_and_classified(client: httpx.Client, data: bytes) -> None:
     assert upload(client, data).status_code == 200

@@ -35,9 +35,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if mode != "RGB" else image
 
 
-def decode(data: bytes) -> Image.Image:
-    """Bytes -> upright RGB image (raises PIL/OSError errors for corrupt or unsupported data)."""
+def decode(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Bytes -> upright RGB image. Raises ValueError above `max_pixels` (checked from the header, before any
+    pixel is decoded), and PIL/OSError errors for corrupt or unsupported data."""
     with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise ValueError(f"{width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels")
         image.seek(0)  # animated GIF/WebP: first frame
         image.load()
         return to_rgb(image)

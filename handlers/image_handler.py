@@ -21,8 +21,8 @@ from image_decode import decode
 from image_ops import to_model_input
 from PIL import Image
 
-# Serving-side guard for callers that reach TorchServe directly; the gateway enforces stricter limits first.
-Image.MAX_IMAGE_PIXELS = 40_000_000
+# Serving-side guard for callers that reach TorchServe directly; the gateway enforces its limits first.
+MAX_PIXELS = 40_000_000
 
 
 def image_bytes(row: dict[str, Any]) -> bytes:
@@ -61,7 +61,7 @@ class ImageClassifier(BatchClassifier):
     def parse(self, row: dict[str, Any]) -> torch.Tensor:
         data = image_bytes(row)
         try:
-            image = decode(data)
+            image = decode(data, MAX_PIXELS)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise RequestError(f"the image could not be decoded: {exc}") from None
         return to_model_input(image, int(self.config["image_size"]), int(self.config["resize_to"]))

@@ -98,3 +98,8 @@ def test_model_input_is_a_normalised_center_crop() -> None:
     assert tuple(tensor.shape) == (3, 224, 224)
     white = to_model_input(Image.new("RGB", (300, 200), (255, 255, 255)), 224, 256)
     assert float(white.max()) == pytest.approx((255 - 127) / 128)
+
+
+def test_serving_decoder_refuses_huge_images_from_the_header() -> None:
+    with pytest.raises(ValueError, match="20000x20000 = 400000000 pixels; the limit is 40000000 pixels"):
+        decode(imagegen.png_bomb(), max_pixels=40_000_000)

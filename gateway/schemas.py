@@ -3,7 +3,7 @@ OpenAPI schema shows that task's real limits (characters per text, texts per req
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
@@ -36,17 +36,26 @@ class BatchPrediction(BaseModel):
     results: list[Prediction] = Field(description="one result per input text, in input order")
 
 
-class TextRequestBase(BaseModel):
-    """Exactly one of `text` or `texts`."""
+class OneOrManyRequest(BaseModel):
+    """A request carrying one item or a list of items: exactly one of the two fields must be sent."""
 
     model_config = ConfigDict(extra="forbid")
+    one_field: ClassVar[str]
+    many_field: ClassVar[str]
+    one_of_message: ClassVar[str]
 
     @model_validator(mode="after")
-    def _one_of(self) -> TextRequestBase:
-        given = [name for name in ("text", "texts") if getattr(self, name) is not None]
+    def _exactly_one(self) -> OneOrManyRequest:
+        given = [name for name in (self.one_field, self.many_field) if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError("send exactly one of 'text' (a string) or 'texts' (a list of strings)")
+            raise ValueError(self.one_of_message)
         return self
+
+
+class TextRequestBase(OneOrManyRequest):
+    one_field: ClassVar[str] = "text"
+    many_field: ClassVar[str] = "texts"
+    one_of_message: ClassVar[str] = "send exactly one of 'text' (a string) or 'texts' (a list of strings)"
 
     def items(self) -> list[str]:
         texts: list[str] | None = self.texts
@@ -92,17 +101,12 @@ class ImageBatchPrediction(BaseModel):
     results: list[ImagePrediction] = Field(description="one result per image, in request order")
 
 
-class ImageRequestBase(BaseModel):
-    """JSON form of an image request, for clients that cannot send multipart: exactly one of the two."""
+class ImageRequestBase(OneOrManyRequest):
+    """JSON form of an image request, for clients that cannot send multipart."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ImageRequestBase:
-        given = [name for name in ("image_base64", "images_base64") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError("send exactly one of 'image_base64' (a string) or 'images_base64' (a list)")
-        return self
+    one_field: ClassVar[str] = "image_base64"
+    many_field: ClassVar[str] = "images_base64"
+    one_of_message: ClassVar[str] = "send exactly one of 'image_base64' (a string) or 'images_base64' (a list)"
 
 
 def image_request_model(max_images: int) -> type[ImageRequestBase]:

@@ -352,6 +352,28 @@ def syncer(cfg: StackConfig, catalog: dict[str, TaskSpec], store: ModelStore) ->
 # --- gateway -------------------------------------------------------------------------------------------
 
 
+def _start_web_service(
+    cfg: StackConfig,
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    url: str,
+    health_path: str,
+    cwd: Path | None = None,
+) -> None:
+    """Reuse the service if its pid is alive, else spawn it and wait until `url + health_path` answers 200."""
+    if running_pid(cfg, name):
+        log_event(logger, "stack.reused", service=name, url=url)
+        return
+    pid = spawn(cfg, name, cmd, env=env, cwd=cwd)
+    wait_until(
+        lambda: httpx.get(f"{url}{health_path}", timeout=2).status_code == 200,
+        name,
+        60,
+        lambda: running_pid(cfg, name) == pid,
+    )
+
+
 def gateway_env(cfg: StackConfig) -> dict[str, str]:
     return {
         "GATEWAY_TORCHSERVE_INFERENCE_URL": cfg.inference_url,
@@ -362,9 +384,6 @@ def gateway_env(cfg: StackConfig) -> dict[str, str]:
 
 def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None) -> None:
     """Start uvicorn serving the gateway; `extra_env` adds GATEWAY_* settings (tests use it)."""
-    if running_pid(cfg, "gateway"):
-        log_event(logger, "stack.reused", service="gateway", url=cfg.gateway_url)
-        return
     cmd = [
         sys.executable,
         "-m",
@@ -377,13 +396,7 @@ def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None) -> 
         str(cfg.gateway_port),
         "--no-access-log",
     ]
-    pid = spawn(cfg, "gateway", cmd, env={**gateway_env(cfg), **(extra_env or {})})
-    wait_until(
-        lambda: httpx.get(f"{cfg.gateway_url}/healthz", timeout=2).status_code == 200,
-        "gateway",
-        60,
-        lambda: running_pid(cfg, "gateway") == pid,
-    )
+    _start_web_service(cfg, "gateway", cmd, {**gateway_env(cfg), **(extra_env or {})}, cfg.gateway_url, "/healthz")
 
 
 # --- UI ------------------------------------------------------------------------------------------------
@@ -391,9 +404,6 @@ def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None) -> 
 
 def start_ui(cfg: StackConfig) -> None:
     """Streamlit, talking only to this stack's gateway."""
-    if running_pid(cfg, "ui"):
-        log_event(logger, "stack.reused", service="ui", url=cfg.ui_url)
-        return
     cmd = [
         sys.executable,
         "-m",
@@ -410,13 +420,7 @@ def start_ui(cfg: StackConfig) -> None:
         "false",
     ]
     env = {"UI_GATEWAY_URL": cfg.gateway_url, "PYTHONPATH": str(REPO_ROOT)}
-    pid = spawn(cfg, "ui", cmd, env=env, cwd=REPO_ROOT / "ui")
-    wait_until(
-        lambda: httpx.get(f"{cfg.ui_url}/_stcore/health", timeout=2).status_code == 200,
-        "Streamlit UI",
-        60,
-        lambda: running_pid(cfg, "ui") == pid,
-    )
+    _start_web_service(cfg, "ui", cmd, env, cfg.ui_url, "/_stcore/health", cwd=REPO_ROOT / "ui")
 
 
 SERVICES = ("ui", "gateway", "torchserve", "s3")

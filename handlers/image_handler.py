@@ -67,9 +67,13 @@ class ImageClassifier(BatchClassifier):
         return to_model_input(image, int(self.config["image_size"]), int(self.config["resize_to"]))
 
     def infer(self, inputs: list[torch.Tensor]) -> list[list[float]]:
+        batch = torch.stack(inputs)
+        if self.config.get("tta_flip"):
+            # test-time augmentation: the photo and its mirror image in one forward pass, probabilities averaged
+            batch = torch.cat([batch, batch.flip(-1)])
         with torch.inference_mode():
-            batch = torch.stack(inputs).to(memory_format=torch.channels_last)
-            return self.model(batch).softmax(dim=-1).tolist()
+            probabilities = self.model(batch.to(memory_format=torch.channels_last)).softmax(dim=-1)
+        return probabilities.view(-1, len(inputs), probabilities.shape[-1]).mean(dim=0).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return ranked(probabilities, self.config["labels"])

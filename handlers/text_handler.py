@@ -1,7 +1,9 @@
 """TorchServe handler for the text classifiers (sentiment, disaster tweets).
 
-The archive is self-contained: this file, `classifier_base.py`, the model/tokenizer files, `task.json` (the
-catalog entry the model was built for) and `model_card.json`. Nothing here imports the build package.
+The archive is self-contained: this file, its support modules (`classifier_base.py`, `text_encoding.py`,
+`tfidf.py`), the model/tokenizer files, the TF-IDF member's files when the recipe blends one, `task.json`
+(the catalog entry and recipe settings the model was built with) and `model_card.json`. Nothing here imports
+the build package.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import torch
 from classifier_base import BatchClassifier, RequestError, request_body
+from text_encoding import encode_batch
+from tfidf import TfidfClassifier, blend
 
 
 def extract_text(row: dict[str, Any], max_chars: int) -> str:
@@ -52,22 +56,19 @@ class TextClassifier(BatchClassifier):
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         self.model.eval()
+        self.tfidf_weight = float(self.config.get("tfidf_weight") or 0.0)
+        self.tfidf = TfidfClassifier.load(model_dir) if self.tfidf_weight > 0 else None
 
     def parse(self, row: dict[str, Any]) -> str:
         return extract_text(row, int(self.config["max_chars"]))
 
     def infer(self, inputs: list[str]) -> list[list[float]]:
-        # Pad to the longest text in this batch, not to max_length: short tweets stay cheap.
-        encoded = self.tokenizer(
-            inputs,
-            padding="longest",
-            truncation=True,
-            max_length=int(self.config["max_length"]),
-            return_tensors="pt",
-        )
+        encoded = encode_batch(self.tokenizer, inputs, int(self.config["max_length"]), self.config.get("head_tokens"))
         with torch.inference_mode():
-            logits = self.model(**encoded).logits
-        return logits.softmax(dim=-1).tolist()
+            probabilities = self.model(**encoded).logits.softmax(dim=-1)
+        if self.tfidf is not None:
+            probabilities = blend(probabilities, self.tfidf.predict_proba(inputs), self.tfidf_weight)
+        return probabilities.tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return label_scores(probabilities, self.config["labels"])

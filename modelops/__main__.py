@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from modelops import stack
-from modelops.catalog import REPO_ROOT, CatalogError, load_catalog
+from modelops.catalog import DEFAULT_RECIPE, RECIPE_NAMES, REPO_ROOT, CatalogError, load_catalog
 from modelops.data import data_dir
 from modelops.logs import configure_logging, log_event
 from modelops.s3store import StoreError
@@ -54,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         max_steps=args.max_steps,
         train_examples=args.train_examples,
         eval_examples=args.eval_examples,
+        dev_examples=args.dev_examples,
     )
     print(json.dumps(record["validation"], indent=2))
 
@@ -85,8 +86,8 @@ def cmd_build(args: argparse.Namespace) -> None:
     catalog = load_catalog()
     store = ModelStore()
     store.ensure_bucket()
-    if args.task:
-        for name in _tasks(args.task):
+    if args.task or args.all:
+        for name in _tasks(None if args.all else args.task):
             build_and_publish(catalog[name], args.recipe, data_dir(args.data), store, WORK_DIR)
         refresh_kserve_view(store, catalog)
     elif build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR):
@@ -138,7 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if entry is None:
             raise SystemExit("no synced archive for this task in model_store/: pass --archive or --via")
         archive = model_store / local_archive(spec.model_name, entry["default"])
-    report = evaluate(spec, Path(args.data), archive=archive, via=args.via, limit=args.limit)
+    report = evaluate(spec, Path(args.data), archive=archive, via=args.via, limit=args.limit, batch=args.batch)
     print(format_report(report))
     print(json.dumps(report))
     if args.json:
@@ -230,12 +231,13 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("train", help="fine-tune one task")
     p.add_argument("--task", required=True)
-    p.add_argument("--recipe", default="quick")
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default=DEFAULT_RECIPE)
     p.add_argument("--data", help=data_help)
     p.add_argument("--out", required=True, help="folder for the trained model")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke runs)")
     p.add_argument("--train-examples", type=int, help="train on a stratified sample of this many examples")
     p.add_argument("--eval-examples", type=int, help="validate on at most this many held-out examples")
+    p.add_argument("--dev-examples", type=int, help="hold out this many training examples for early stopping")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("package", help="build a .mar from a trained folder")
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("build", help="train + package + publish")
     p.add_argument("--task", action="append", help="task to (re)build; default: every unpublished task")
-    p.add_argument("--recipe", default="quick")
+    p.add_argument("--all", action="store_true", help="(re)build every task in the catalog")
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default=DEFAULT_RECIPE)
     p.add_argument("--data", help=data_help)
     p.set_defaults(func=cmd_build)
 
@@ -268,17 +271,25 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("run", help="run the whole local stack in the foreground")
-    p.add_argument("--recipe", default="quick", help="recipe for models that are not published yet")
+    p.add_argument(
+        "--recipe", choices=RECIPE_NAMES, default=DEFAULT_RECIPE, help="recipe for models that are not published yet"
+    )
     p.add_argument("--data", help=data_help)
     p.add_argument("--sync-interval", type=float, default=float(os.environ.get("SYNC_INTERVAL_S", "30")))
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("evaluate", help="score a model on a labelled file (in-process, or --via the gateway)")
     p.add_argument("--task", required=True)
-    p.add_argument("--data", required=True, help="a file in the shared data's format (CSV, or pose labels.csv)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a file in the shared data's format (CSV, or pose labels.csv), or the data folder itself to score "
+        "the validation split that training held out",
+    )
     p.add_argument("--via", help="gateway base URL, e.g. http://127.0.0.1:8000: evaluate the whole serving path")
     p.add_argument("--archive", help="a .mar to load in-process (default: the synced default in model_store/)")
     p.add_argument("--limit", type=int, help="only the first N rows")
+    p.add_argument("--batch", type=int, help="examples per request (default 32 texts, 8 images; 1 for latency)")
     p.add_argument("--json", help="also write the report to this file")
     p.set_defaults(func=cmd_evaluate)
 

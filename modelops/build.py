@@ -17,7 +17,10 @@ logger = logging.getLogger(__name__)
 def train_model(
     spec: TaskSpec, recipe_name: str, data_root: Path, out_dir: Path, **overrides: int | None
 ) -> dict[str, Any]:
-    """Fine-tune with the trainer for the task's kind; `overrides`: max_steps, train_examples, eval_examples."""
+    """Fine-tune with the trainer for the task's kind.
+
+    `overrides` (smoke and CI runs): max_steps, train_examples, eval_examples, dev_examples.
+    """
     if spec.kind == "image":
         from modelops.train_image import train_image as trainer
     else:

@@ -25,17 +25,29 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to fine-tune a task's model. Text: `max_length` tokens (also what the served model uses).
-    Image: `trainable_blocks`, how many of the backbone's last blocks are fine-tuned (the rest stay frozen)."""
+    """How to fine-tune a task's model (see the recipe comments in `models.toml`).
+
+    Text: `max_length` tokens, of which the first `head_tokens` and the rest from the end (head+tail);
+    `tfidf_weight` > 0 blends a TF-IDF logistic regression into the probabilities. Image:
+    `trainable_blocks` of the backbone are fine-tuned on `train_views` views per photo (1: the centre
+    crop; 2: and its mirror; more: and random crops), `tta_flip` averages each photo with its mirror at serve time.
+    `dev_examples` are held out of training to pick the best evaluation (early stopping with `patience`).
+    """
 
     name: str
     epochs: float
     learning_rate: float
     batch_size: int
     max_length: int | None = None
+    head_tokens: int | None = None
+    tfidf_weight: float = 0.0
     trainable_blocks: int | None = None
+    train_views: int = 2
+    tta_flip: bool = False
     train_examples: int | None = None
     eval_examples: int | None = None
+    dev_examples: int = 0
+    patience: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,12 +107,19 @@ class TaskSpec:
             "threads_per_worker": self.threads_per_worker,
         }
         if self.kind == "text":
-            return {**common, "max_length": recipe.max_length, "max_chars": self.max_chars}
+            return {
+                **common,
+                "max_length": recipe.max_length,
+                "head_tokens": recipe.head_tokens,
+                "tfidf_weight": recipe.tfidf_weight,
+                "max_chars": self.max_chars,
+            }
         return {
             **common,
             "architecture": self.architecture,
             "image_size": self.image_size,
             "resize_to": self.resize_to,
+            "tta_flip": recipe.tta_flip,
         }
 
 
@@ -124,7 +143,10 @@ _REQUIRED = (
 # Fields each kind of task needs beyond the common ones, and in each of its recipes.
 _KIND_FIELDS = {"text": ("max_chars",), "image": ("architecture", "image_size", "resize_to")}
 _KIND_RECIPE_FIELDS = {"text": ("max_length",), "image": ("trainable_blocks",)}
-_RECIPE_NAMES = ("quick",)
+# `fast`: what `make run` builds when nothing is published (all tasks in about 15 minutes on 2 cores);
+# `full`: `make models`, the most accurate this machine reaches in about an hour.
+RECIPE_NAMES = ("fast", "full")
+DEFAULT_RECIPE = "fast"
 
 
 def _optional_int(raw: dict[str, Any], key: str) -> int | None:
@@ -136,18 +158,31 @@ def _parse_recipe(task: str, kind: str, name: str, raw: dict[str, Any]) -> Recip
     if missing:
         raise CatalogError(f"task {task!r} recipe {name!r} is missing {', '.join(missing)}")
     try:
-        return Recipe(
+        recipe = Recipe(
             name=name,
             epochs=float(raw["epochs"]),
             learning_rate=float(raw["learning_rate"]),
             batch_size=int(raw["batch_size"]),
             max_length=_optional_int(raw, "max_length"),
+            head_tokens=_optional_int(raw, "head_tokens"),
+            tfidf_weight=float(raw.get("tfidf_weight", 0.0)),
             trainable_blocks=_optional_int(raw, "trainable_blocks"),
+            train_views=int(raw.get("train_views", 2)),
+            tta_flip=bool(raw.get("tta_flip", False)),
             train_examples=_optional_int(raw, "train_examples"),
             eval_examples=_optional_int(raw, "eval_examples"),
+            dev_examples=int(raw.get("dev_examples", 0)),
+            patience=_optional_int(raw, "patience"),
         )
     except KeyError as exc:
         raise CatalogError(f"task {task!r} recipe {name!r} is missing {exc.args[0]!r}") from None
+    if recipe.head_tokens is not None and recipe.max_length is not None and recipe.head_tokens >= recipe.max_length - 2:
+        raise CatalogError(f"task {task!r} recipe {name!r}: head_tokens must leave room for a tail in max_length")
+    if not 0.0 <= recipe.tfidf_weight <= 1.0:
+        raise CatalogError(f"task {task!r} recipe {name!r}: tfidf_weight must be between 0 and 1")
+    if recipe.tfidf_weight > 0 and recipe.dev_examples <= 0:
+        raise CatalogError(f"task {task!r} recipe {name!r}: a TF-IDF blend needs dev_examples to choose its penalty")
+    return recipe
 
 
 def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
@@ -165,7 +200,9 @@ def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
         raise CatalogError(f"task {task!r}: label_values must pair one to one with labels")
     if not str(raw["route"]).startswith("/"):
         raise CatalogError(f"task {task!r}: route must start with '/'")
-    recipes = {name: _parse_recipe(task, kind, name, raw[name]) for name in _RECIPE_NAMES if name in raw}
+    recipes = {name: _parse_recipe(task, kind, name, raw[name]) for name in RECIPE_NAMES if name in raw}
+    if DEFAULT_RECIPE not in recipes:
+        raise CatalogError(f"task {task!r} needs a [tasks.{task}.{DEFAULT_RECIPE}] recipe (what `make run` builds)")
     return TaskSpec(
         task=task,
         kind=kind,

@@ -144,11 +144,32 @@ def load_split(spec: TaskSpec, root: Path, seed: int = 13, validation_fraction: 
     )
 
 
+@dataclass(frozen=True)
+class TrainingSets:
+    """What one training run reads: `train` to fit, `dev` (held out of train) to pick the best evaluation
+    and hyper-parameters, `validation` only to report the final scores."""
+
+    split: Split
+    train: list[Example]
+    dev: list[Example]
+    validation: list[Example]
+
+
 def training_sets(
-    spec: TaskSpec, root: Path, seed: int, train_examples: int | None, eval_examples: int | None
-) -> tuple[Split, list[Example], list[Example]]:
-    """The split plus the (optionally sub-sampled, label shares kept) train and validation sets to use."""
+    spec: TaskSpec,
+    root: Path,
+    seed: int,
+    train_examples: int | None,
+    eval_examples: int | None,
+    dev_examples: int = 0,
+) -> TrainingSets:
+    """The split, with `dev_examples` carved out of its train part, then (optionally) sub-sampled, label
+    shares kept throughout."""
     split = load_split(spec, root, seed=seed)
-    train = stratified_sample(split.train, train_examples, seed) if train_examples else split.train
+    train, dev = split.train, []
+    if dev_examples:
+        train, dev = stratified_split(train, min(dev_examples, len(train) // 2) / len(train), seed)
+    if train_examples:
+        train = stratified_sample(train, train_examples, seed)
     validation = stratified_sample(split.validation, eval_examples, seed) if eval_examples else split.validation
-    return split, train, validation
+    return TrainingSets(split, train, dev, validation)

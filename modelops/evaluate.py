@@ -7,10 +7,13 @@ and batching code), so `--via` answers must agree with it; a disagreement points
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import httpx
 from tqdm import tqdm
 
 from modelops.catalog import REPO_ROOT, TaskSpec
-from modelops.data import Example, read_rows
+from modelops.data import Example, load_split, read_rows
 from modelops.metrics import classification_report
 
 HANDLERS = REPO_ROOT / "handlers"
@@ -49,66 +52,124 @@ def _argmax(row: list[float]) -> int:
     return max(range(len(row)), key=row.__getitem__)
 
 
-def predict_in_process(spec: TaskSpec, archive: Path, examples: list[Example]) -> list[int]:
-    """Unpack the archive and run its handler class on the examples, batch by batch."""
+class Timer:
+    """Wall time of each request (or in-process batch), for the report's latency and throughput figures."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def __call__(self) -> Timer:
+        return self
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds.append(time.perf_counter() - self._started)
+
+    def report(self, examples: int) -> dict[str, float]:
+        if not self.seconds:
+            return {}
+        ms = sorted(1000 * s for s in self.seconds)
+        return {
+            "requests": len(ms),
+            "latency_ms_p50": round(statistics.median(ms), 1),
+            "latency_ms_p95": round(ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))], 1),
+            "examples_per_s": round(examples / sum(self.seconds), 2),
+        }
+
+
+@contextmanager
+def open_handler(spec: TaskSpec, archive: Path) -> Iterator[Any]:
+    """The archive unpacked and loaded by the very handler class TorchServe runs (initialised, ready)."""
     if str(HANDLERS) not in sys.path:
         sys.path.insert(0, str(HANDLERS))  # the handlers import their siblings flat, as inside an archive
     if spec.kind == "image":
         from image_handler import ImageClassifier as Handler
     else:
         from text_handler import TextClassifier as Handler
-    with tempfile.TemporaryDirectory(prefix=f"evaluate-{spec.task}-") as unpacked:
+    with tempfile.TemporaryDirectory(prefix=f"handler-{spec.task}-") as unpacked:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(unpacked)
         manifest = json.loads((Path(unpacked) / "MAR-INF" / "MANIFEST.json").read_text())
         handler = Handler()
         handler.initialize(_Context(Path(unpacked), spec.model_name, manifest))
-        predictions: list[int] = []
-        batch = IMAGES_PER_REQUEST if spec.kind == "image" else TEXTS_PER_REQUEST
+        yield handler
+
+
+def handler_rows(spec: TaskSpec, examples: list[Example]) -> list[dict[str, Any]]:
+    """Examples as TorchServe request rows (JSON text bodies, raw image bytes)."""
+    if spec.kind == "image":
+        return [{"body": Path(ex.text).read_bytes()} for ex in examples]
+    return [{"body": {"text": _text(spec, ex)}} for ex in examples]
+
+
+def predict_in_process(spec: TaskSpec, archive: Path, examples: list[Example], batch: int, timer: Timer) -> list[int]:
+    """Run the archive's handler on the examples, batch by batch."""
+    predictions: list[int] = []
+    with open_handler(spec, archive) as handler:
         for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} in-process", unit="batch"):
-            if spec.kind == "image":
-                rows = [{"body": Path(ex.text).read_bytes()} for ex in chunk]
-            else:
-                rows = [{"body": {"text": _text(spec, ex)}} for ex in chunk]
-            inputs, errors = handler.preprocess(rows)
-            if any(errors):
-                raise ValueError(f"the handler rejected examples: {[e for e in errors if e]}")
-            predictions.extend(_argmax(row) for row in handler.infer(inputs))
+            rows = handler_rows(spec, chunk)
+            with timer():
+                inputs, errors = handler.preprocess(rows)
+                if any(errors):
+                    raise ValueError(f"the handler rejected examples: {[e for e in errors if e]}")
+                predictions.extend(_argmax(row) for row in handler.infer(inputs))
     return predictions
 
 
-def predict_via(spec: TaskSpec, base_url: str, examples: list[Example]) -> list[int]:
-    """Send the examples through the gateway in batched requests, as a client would."""
+def predict_via(spec: TaskSpec, base_url: str, examples: list[Example], batch: int, timer: Timer) -> list[int]:
+    """Send the examples through the gateway in requests of `batch` examples, one at a time, as a client would."""
     predictions: list[int] = []
     with httpx.Client(base_url=base_url, timeout=120) as http:
-        if spec.kind == "image":
-            batches = list(_chunks(examples, IMAGES_PER_REQUEST))
-            for chunk in tqdm(batches, desc=f"evaluate {spec.task} via {base_url}", unit="request"):
+        for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} via {base_url}", unit="request"):
+            if spec.kind == "image":
                 files = [("images", (Path(ex.text).name, Path(ex.text).read_bytes())) for ex in chunk]
-                response = http.post(spec.route, files=files, params={"top_k": 1})
-                response.raise_for_status()
-                predictions.extend(spec.labels.index(r["label"]) for r in response.json()["results"])
-        else:
-            batches = list(_chunks(examples, TEXTS_PER_REQUEST))
-            for chunk in tqdm(batches, desc=f"evaluate {spec.task} via {base_url}", unit="request"):
-                response = http.post(spec.route, json={"texts": [_text(spec, ex) for ex in chunk]})
-                response.raise_for_status()
-                predictions.extend(spec.labels.index(r["label"]) for r in response.json()["results"])
+                request = http.build_request("POST", spec.route, files=files, params={"top_k": 1})
+            else:
+                request = http.build_request("POST", spec.route, json={"texts": [_text(spec, ex) for ex in chunk]})
+            with timer():
+                response = http.send(request)
+            response.raise_for_status()
+            predictions.extend(spec.labels.index(r["label"]) for r in response.json()["results"])
     return predictions
+
+
+def read_labelled(spec: TaskSpec, data: Path, limit: int | None = None) -> list[Example]:
+    """The examples to score: a file in the shared data's format, or a data folder's validation split (the
+    same seeded split training held out, so the score is comparable with the model card's)."""
+    examples = load_split(spec, data).validation if data.is_dir() else read_rows(spec, data)
+    return examples[:limit]
 
 
 def evaluate(
-    spec: TaskSpec, data: Path, *, archive: Path | None = None, via: str | None = None, limit: int | None = None
+    spec: TaskSpec,
+    data: Path,
+    *,
+    archive: Path | None = None,
+    via: str | None = None,
+    limit: int | None = None,
+    batch: int | None = None,
 ) -> dict[str, Any]:
-    examples = read_rows(spec, data)[:limit]
+    """Accuracy, macro-F1, per-class figures and confusion, plus request latency and throughput."""
+    examples = read_labelled(spec, data, limit)
+    batch = batch or (IMAGES_PER_REQUEST if spec.kind == "image" else TEXTS_PER_REQUEST)
+    timer = Timer()
     if via:
-        predictions = predict_via(spec, via.rstrip("/"), examples)
+        predictions = predict_via(spec, via.rstrip("/"), examples, batch, timer)
     elif archive is not None:
-        predictions = predict_in_process(spec, archive, examples)
+        predictions = predict_in_process(spec, archive, examples, batch, timer)
     else:
         raise ValueError("give an archive to load in-process, or a gateway URL with via")
     report = classification_report([ex.label for ex in examples], predictions, spec.labels)
-    return {"task": spec.task, "data": str(data), "source": via or str(archive), **report}
+    return {
+        "task": spec.task,
+        "data": str(data),
+        "source": via or str(archive),
+        "batch": batch,
+        **report,
+        **timer.report(len(examples)),
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -118,6 +179,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"task {report['task']}  examples {report['examples']}  source {report['source']}",
         f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}",
+        f"{report.get('requests', 0)} requests of up to {report['batch']}: latency p50 "
+        f"{report.get('latency_ms_p50', 0)} ms, p95 {report.get('latency_ms_p95', 0)} ms, "
+        f"{report.get('examples_per_s', 0)} examples/s",
         "",
         f"{'label':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}",
     ]

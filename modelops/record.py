@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.catalog import Recipe, TaskSpec
-from modelops.data import Example, Split, training_sets
+from modelops.data import TrainingSets, training_sets
 from modelops.logs import log_event
 from modelops.metrics import classification_report
 
@@ -27,14 +27,16 @@ def start_training(
     max_steps: int | None,
     train_examples: int | None,
     eval_examples: int | None,
-) -> tuple[Split, list[Example], list[Example]]:
-    """The split and the train/validation sets (recipe sizes unless overridden); logs `train.start`."""
-    split, train, validation = training_sets(
+    dev_examples: int | None = None,
+) -> TrainingSets:
+    """The split and the train/dev/validation sets (recipe sizes unless overridden); logs `train.start`."""
+    sets = training_sets(
         spec,
         data_root,
         seed,
         train_examples if train_examples is not None else recipe.train_examples,
         eval_examples if eval_examples is not None else recipe.eval_examples,
+        dev_examples if dev_examples is not None else recipe.dev_examples,
     )
     log_event(
         logger,
@@ -42,20 +44,19 @@ def start_training(
         task=spec.task,
         base_checkpoint=spec.base_checkpoint,
         recipe=asdict(recipe),
-        train_examples=len(train),
-        validation_examples=len(validation),
+        train_examples=len(sets.train),
+        dev_examples=len(sets.dev),
+        validation_examples=len(sets.validation),
         max_steps=max_steps,
     )
-    return split, train, validation
+    return sets
 
 
 def write_training_record(
     out_dir: Path,
     spec: TaskSpec,
     recipe: Recipe,
-    split: Split,
-    train: list[Example],
-    validation: list[Example],
+    sets: TrainingSets,
     predictions: list[int],
     *,
     max_steps: int | None,
@@ -63,13 +64,18 @@ def write_training_record(
     **extra: Any,
 ) -> dict[str, Any]:
     """Score the validation predictions, write `training.json`, log `train.done`; returns the record."""
-    metrics = classification_report([ex.label for ex in validation], predictions, spec.labels)
+    metrics = classification_report([ex.label for ex in sets.validation], predictions, spec.labels)
     record = {
         "task": spec.task,
         "base_checkpoint": spec.base_checkpoint,
-        "recipe": asdict(replace(recipe, train_examples=len(train))),
+        "recipe": asdict(replace(recipe, train_examples=len(sets.train))),
         "max_steps": max_steps,
-        "data": {**split.describe(), "train_examples_used": len(train), "validation_examples_used": len(validation)},
+        "data": {
+            **sets.split.describe(),
+            "train_examples_used": len(sets.train),
+            "dev_examples_used": len(sets.dev),
+            "validation_examples_used": len(sets.validation),
+        },
         "train_seconds": round(train_seconds, 1),
         **extra,
         "validation": metrics,

@@ -1,13 +1,16 @@
 """Fine-tune a BERT-family encoder for one text task with the Hugging Face Trainer.
 
-The output folder holds exactly what the handler loads (model + tokenizer files) plus `training.json`
-(recipe, data split, metrics) that packaging turns into the model card.
+Linear warmup and decay; with a dev slice and `patience`, evaluation twice per epoch keeps the best
+checkpoint (early stopping). A recipe with `tfidf_weight` also fits the TF-IDF member and serves the blend.
+The output folder holds exactly what the handler loads (model, tokenizer, TF-IDF files) plus
+`training.json` (recipe, data split, metrics per member and blended) that packaging turns into the model card.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import logging
+import math
 import os
 import tempfile
 import time
@@ -16,9 +19,12 @@ from typing import Any
 
 import torch
 
+from handlers.text_encoding import encode_batch, token_ids
+from handlers.tfidf import blend
 from modelops.catalog import PYPI_CHECKPOINT_PREFIX, Recipe, TaskSpec
 from modelops.data import Example
 from modelops.record import start_training, write_training_record
+from modelops.tfidf_fit import fit_tfidf
 
 logger = logging.getLogger(__name__)
 
@@ -41,28 +47,49 @@ def resolve_checkpoint(base: str) -> str:
     return str(folder)
 
 
-def _encode(tokenizer: Any, examples: list[Example], max_length: int) -> list[dict[str, Any]]:
-    encoded = tokenizer([ex.text for ex in examples], truncation=True, max_length=max_length)
-    return [{**{key: encoded[key][i] for key in encoded}, "labels": ex.label} for i, ex in enumerate(examples)]
+def _encode(tokenizer: Any, examples: list[Example], recipe: Recipe) -> list[dict[str, Any]]:
+    ids = token_ids(tokenizer, [ex.text for ex in examples], int(recipe.max_length or 0), recipe.head_tokens)
+    return [{"input_ids": seq, "labels": ex.label} for seq, ex in zip(ids, examples, strict=True)]
 
 
-def predict_proba(
-    model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 32
-) -> list[list[float]]:
-    """Class probabilities, batched, padded to the longest text per batch (as the handler serves)."""
+def predict_proba(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe, batch_size: int = 32) -> torch.Tensor:
+    """Class probabilities, batched and encoded exactly as the handler serves."""
     model.eval()
-    out: list[list[float]] = []
+    out: list[torch.Tensor] = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[start : start + batch_size],
-                padding="longest",
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
+            batch = encode_batch(
+                tokenizer, texts[start : start + batch_size], int(recipe.max_length or 0), recipe.head_tokens
             )
-            out.extend(model(**batch).logits.softmax(dim=-1).tolist())
-    return out
+            out.append(model(**batch).logits.softmax(dim=-1))
+    return torch.cat(out) if out else torch.empty(0, model.config.num_labels)
+
+
+def _accuracy(probabilities: torch.Tensor, examples: list[Example]) -> float:
+    labels = torch.tensor([ex.label for ex in examples])
+    return round((probabilities.argmax(-1) == labels).float().mean().item(), 4) if examples else 0.0
+
+
+def _early_stopping(recipe: Recipe, dev: list[Example], train_size: int) -> dict[str, Any]:
+    """Trainer arguments that evaluate on the dev slice twice per epoch and keep the best checkpoint."""
+    if not dev or recipe.patience is None:
+        return {"save_strategy": "no"}
+    every = max(1, math.ceil(train_size / recipe.batch_size / 2))
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": every,
+        "save_strategy": "steps",
+        "save_steps": every,
+        "save_only_model": True,
+        "save_total_limit": 2,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "accuracy",
+        "per_device_eval_batch_size": 32,
+    }
+
+
+def _dev_accuracy(prediction: Any) -> dict[str, float]:
+    return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
 
 
 def train_text(
@@ -75,12 +102,14 @@ def train_text(
     max_steps: int | None = None,
     train_examples: int | None = None,
     eval_examples: int | None = None,
+    dev_examples: int | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune, evaluate on the held-out split, save to `out_dir`; returns the training record."""
+    """Fine-tune (and fit the TF-IDF member if the recipe blends one), score on the validation split, save."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
+        EarlyStoppingCallback,
         Trainer,
         TrainingArguments,
         set_seed,
@@ -88,7 +117,7 @@ def train_text(
 
     set_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
-    split, train, validation = start_training(
+    sets = start_training(
         spec,
         recipe,
         data_root,
@@ -96,6 +125,7 @@ def train_text(
         max_steps=max_steps,
         train_examples=train_examples,
         eval_examples=eval_examples,
+        dev_examples=dev_examples,
     )
     checkpoint = resolve_checkpoint(spec.base_checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -106,6 +136,7 @@ def train_text(
         label2id={label: i for i, label in enumerate(spec.labels)},
     )
     started = time.perf_counter()
+    early = _early_stopping(recipe, sets.dev, len(sets.train))
     with tempfile.TemporaryDirectory(prefix=f"train-{spec.task}-") as scratch:
         args = TrainingArguments(
             output_dir=scratch,
@@ -117,34 +148,51 @@ def train_text(
             lr_scheduler_type="linear",
             weight_decay=0.01,
             logging_steps=10,
-            save_strategy="no",
             report_to=[],
             seed=seed,
             data_seed=seed,
             use_cpu=True,
             dataloader_num_workers=0,
+            **early,
         )
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=_encode(tokenizer, train, recipe.max_length),
+            train_dataset=_encode(tokenizer, sets.train, recipe),
+            eval_dataset=_encode(tokenizer, sets.dev, recipe) if sets.dev else None,
             data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=_dev_accuracy if "eval_strategy" in early else None,
+            callbacks=[EarlyStoppingCallback(recipe.patience)] if "eval_strategy" in early else [],
         )
         trainer.train()
-    train_seconds = time.perf_counter() - started
-    probabilities = predict_proba(model, tokenizer, [ex.text for ex in validation], recipe.max_length)
-    predictions = [max(range(len(row)), key=row.__getitem__) for row in probabilities]
+    validation_texts = [ex.text for ex in sets.validation]
+    probabilities = predict_proba(model, tokenizer, validation_texts, recipe)
+    members: dict[str, Any] = {"encoder_accuracy": _accuracy(probabilities, sets.validation)}
     out_dir.mkdir(parents=True, exist_ok=True)
+    if recipe.tfidf_weight > 0:
+        tfidf, fit = fit_tfidf(
+            [ex.text for ex in sets.train],
+            [ex.label for ex in sets.train],
+            [ex.text for ex in sets.dev],
+            [ex.label for ex in sets.dev],
+            len(spec.labels),
+        )
+        tfidf.save(out_dir)
+        tfidf_probabilities = tfidf.predict_proba(validation_texts)
+        members["tfidf"] = {**fit, "accuracy": _accuracy(tfidf_probabilities, sets.validation)}
+        probabilities = blend(probabilities, tfidf_probabilities, recipe.tfidf_weight)
+    train_seconds = time.perf_counter() - started
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return write_training_record(
         out_dir,
         spec,
         recipe,
-        split,
-        train,
-        validation,
-        predictions,
+        sets,
+        probabilities.argmax(-1).tolist(),
         max_steps=max_steps,
         train_seconds=train_seconds,
+        epochs_trained=round(float(trainer.state.epoch or 0), 2),
+        best_dev_accuracy=trainer.state.best_metric,
+        members=members,
     )

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from modelops.catalog import REPO_ROOT
-from modelops.data import data_dir
+from modelops.data import data_dir, load_split
 from modelops.evaluate import evaluate, format_report
 from tests.conftest import Stack
 
@@ -28,6 +28,20 @@ def test_in_process_and_via_gateway_agree(live_stack: Stack, task: str, limit: i
     table = format_report(served)
     assert "macro-F1" in table
     assert all(label in table for label in spec.labels)
+
+
+def test_data_folder_means_the_held_out_validation_split_and_latency_is_reported(live_stack: Stack) -> None:
+    spec = live_stack.catalog["disaster"]
+    served = evaluate(spec, data_dir(), via=live_stack.gateway, limit=6, batch=1)
+    local = evaluate(spec, data_dir(), archive=live_stack.archives["disaster"], limit=6, batch=3)
+    held_out = load_split(spec, data_dir()).validation[:6]
+    assert served["examples"] == local["examples"] == 6
+    # confusion rows are the true labels: their totals are the held-out examples' label counts
+    assert [sum(row) for row in served["confusion"]] == [sum(ex.label == i for ex in held_out) for i in range(2)]
+    assert served["confusion"] == local["confusion"]
+    assert (served["requests"], local["requests"]) == (6, 2)
+    assert 0 < served["latency_ms_p50"] <= served["latency_ms_p95"]
+    assert served["examples_per_s"] > 0
 
 
 def test_command_line_prints_table_and_json(live_stack: Stack, tmp_path) -> None:

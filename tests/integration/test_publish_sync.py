@@ -72,5 +72,5 @@ def test_sync_is_idempotent_when_published_versions_are_served(live_stack: Stack
 
 
 def test_build_missing_reuses_every_published_model(live_stack: Stack, tmp_path) -> None:
-    assert build_missing(live_stack.catalog, "quick", tmp_path, live_stack.store, tmp_path) == []
+    assert build_missing(live_stack.catalog, "fast", tmp_path, live_stack.store, tmp_path) == []
     assert list(tmp_path.iterdir()) == []  # nothing was trained (the data folder given does not even exist)

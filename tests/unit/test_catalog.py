@@ -22,6 +22,12 @@ max_batch_delay_ms = 5
 workers = 1
 threads_per_worker = 1
 response_timeout_s = 10
+
+[tasks.{name}.fast]
+epochs = 1
+learning_rate = 1e-4
+batch_size = 16
+max_length = 32
 """
 
 
@@ -33,10 +39,10 @@ def test_repo_catalog_names_every_task_with_routes_labels_and_recipes() -> None:
     assert catalog["pose"].kind == "image"
     assert len(catalog["pose"].labels) == 15
     for name in ("sentiment", "disaster"):
-        quick = catalog[name].recipe("quick")
+        quick = catalog[name].recipe("fast")
         assert quick.max_length > 0
         assert catalog[name].serving_config(quick)["max_length"] == quick.max_length
-    pose = catalog["pose"].serving_config(catalog["pose"].recipe("quick"))
+    pose = catalog["pose"].serving_config(catalog["pose"].recipe("fast"))
     assert (pose["architecture"], pose["image_size"], pose["resize_to"]) == ("efficientnet-lite0", 224, 256)
 
 
@@ -79,3 +85,32 @@ def test_label_values_must_pair_with_labels() -> None:
     )
     with pytest.raises(CatalogError, match="pair one to one"):
         parse_catalog(text)
+
+
+def test_every_task_needs_the_recipe_make_run_builds() -> None:
+    entry = ENTRY.format(name="one", route="/v1/x")
+    with pytest.raises(CatalogError, match=r"needs a \[tasks.one.fast\] recipe"):
+        parse_catalog(entry.replace("[tasks.one.fast]", "[tasks.one.other]"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("head_tokens = 31", "head_tokens must leave room for a tail"),
+        ("tfidf_weight = 1.5", "tfidf_weight must be between 0 and 1"),
+        ("tfidf_weight = 0.5", "needs dev_examples"),
+    ],
+)
+def test_inconsistent_recipe_settings_are_rejected(extra: str, message: str) -> None:
+    with pytest.raises(CatalogError, match=message):
+        parse_catalog(ENTRY.format(name="one", route="/v1/x") + extra + "\n")
+
+
+def test_serving_config_carries_the_recipe_settings_the_handler_needs() -> None:
+    catalog = load_catalog()
+    sentiment = catalog["sentiment"]
+    served = sentiment.serving_config(sentiment.recipe("full"))
+    assert served["head_tokens"] == sentiment.recipe("full").head_tokens
+    assert served["tfidf_weight"] == sentiment.recipe("full").tfidf_weight > 0
+    pose = catalog["pose"]
+    assert pose.serving_config(pose.recipe("full"))["tta_flip"] is True

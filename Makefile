@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 export DATA_DIR
 
-.PHONY: run stop test lint install sync build rollback clean-state
+.PHONY: run stop test lint install sync build models rollback bench clean-state
 
 $(STAMP): requirements/base.txt requirements/weights.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ sync: $(STAMP)
 
 build: $(STAMP)
 	set -a; . var/local-s3.env; set +a; $(PY) -m modelops build $(if $(TASK),--task $(TASK))
+
+## Retrain every task with the `full` recipe (about an hour on 2 cores) and publish the results as defaults;
+## a running `make run` switches to them on its next sync pass.
+models: $(STAMP)
+	set -a; . var/local-s3.env; set +a; $(PY) -m modelops build --recipe full $(if $(TASK),--task $(TASK),--all)
+
+## Throughput and latency of every serving path, side by side (uses the running stack or starts one).
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
 
 rollback: $(STAMP)
 	set -a; . var/local-s3.env; set +a; $(PY) -m modelops rollback $(MODEL) $(VERSION)

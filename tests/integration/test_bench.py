@@ -1,0 +1,59 @@
+"""The benchmark harness's parts against the real stack: the load generator process, the payload shapes
+for each target, the in-process ceiling and the peer-style baseline app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.__main__ import ceiling, load, payloads, peer_server, sample
+from modelops.torchserve import read_keys
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("task", ["disaster", "pose"])
+def test_loadgen_drives_gateway_and_torchserve_without_errors(live_stack: Stack, task: str, tmp_path: Path) -> None:
+    spec = live_stack.catalog[task]
+    key = read_keys(live_stack.cfg.key_file).inference
+    examples = sample(spec, 4)
+    for target, base_url in (("gateway", live_stack.gateway), ("torchserve", live_stack.cfg.inference_url)):
+        payload_file = tmp_path / f"{target}.json"
+        payload_file.write_text(json.dumps(payloads(spec, examples, target, base_url, key)))
+        result = load(payload_file, concurrency=2, duration=2.0, warmup=0.5)
+        assert result["errors"] == {}, (target, result)
+        assert result["requests"] > 0
+        assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
+        assert result["loadgen_cpu_s"] > 0
+
+
+def test_loadgen_counts_errors_by_status(live_stack: Stack, tmp_path: Path) -> None:
+    spec = live_stack.catalog["disaster"]
+    bad = [{"method": "POST", "url": f"{live_stack.gateway}{spec.route}", "headers": {}, "json": {"text": ""}}]
+    payload_file = tmp_path / "bad.json"
+    payload_file.write_text(json.dumps(bad))
+    result = load(payload_file, concurrency=1, duration=1.0, warmup=0.2)
+    assert result["requests"] == 0
+    assert result["errors"]["422"] > 0
+
+
+@pytest.mark.parametrize("task", ["sentiment", "pose"])
+def test_ceiling_and_peer_baseline_serve_the_same_archive(live_stack: Stack, task: str) -> None:
+    spec = live_stack.catalog[task]
+    archive = live_stack.archives[task]
+    examples = sample(spec, 4)
+    measured = ceiling(spec, archive, examples, duration=1.0)
+    assert measured["items_per_s"] > 0
+    assert measured["threads"] == spec.threads_per_worker
+    with peer_server(spec, archive) as url:
+        (request,) = payloads(spec, examples[:1], "peer", url, "")
+        if "json" in request:
+            answer = httpx.post(request["url"], json=request["json"], timeout=60)
+        else:
+            answer = httpx.post(request["url"], content=Path(request["content_file"]).read_bytes(), timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["label"] in spec.labels  # the fine-tuned weights, with the catalog's label names

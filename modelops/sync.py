@@ -13,6 +13,7 @@ archives it already has, and the loop recovers by itself when S3 returns.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
@@ -34,6 +35,7 @@ from modelops.torchserve import ManagementClient, TorchServeError, bearer, read_
 logger = logging.getLogger(__name__)
 
 LOCAL_MANIFEST = "models.json"
+SYNC_LOCK = ".sync.lock"
 DRAIN_GRACE_S = 3.0
 
 
@@ -159,7 +161,17 @@ class Syncer:
     # --- a pass and the loop -----------------------------------------------------------------------------
 
     def run_once(self) -> dict[str, str]:
-        """One pass over every catalog model; returns {model: outcome}. One model's failure spares the rest."""
+        """One pass over every catalog model; returns {model: outcome}. One model's failure spares the rest.
+
+        Passes on one host take turns (an exclusive lock on the model store): a manual `make sync` while the
+        `make run` loop is mid-pass would otherwise register the same version twice (TorchServe answers 409).
+        """
+        self.model_store.mkdir(parents=True, exist_ok=True)
+        with (self.model_store / SYNC_LOCK).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            return self._pass()
+
+    def _pass(self) -> dict[str, str]:
         manifest = self._manifest()["models"]
         outcomes: dict[str, str] = {}
         for spec in self.catalog.values():

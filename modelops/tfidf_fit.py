@@ -19,7 +19,7 @@ from modelops.logs import log_event
 logger = logging.getLogger(__name__)
 
 # Inverse regularisation strengths tried (scikit-learn's C: larger = weaker penalty).
-C_GRID = (1.0, 4.0, 16.0, 64.0)
+C_GRID = (4.0, 16.0, 64.0)
 
 
 def build_vocabulary(texts: list[str], min_df: int) -> tuple[dict[str, int], torch.Tensor]:

@@ -175,3 +175,21 @@ def test_a_lost_manifest_race_is_retried_not_overwritten(live_stack: Stack) -> N
 
     store.update_manifest(change, "ours")
     assert set(store.read_manifest()["models"]) == {"a", "b", "c"}
+
+
+def test_concurrent_sync_passes_on_one_host_take_turns(live_stack: Stack) -> None:
+    """`make sync` run while the `make run` loop is mid-pass: without the host lock both registered the new
+    version and the second failed with TorchServe's 409."""
+    v1 = live_stack.published["disaster"]["version"]
+    v3 = live_stack.store.publish(new_version(live_stack, "disaster", "3"))["version"]
+    outcomes: list[dict[str, str]] = []
+    passes = [threading.Thread(target=lambda: outcomes.append(live_stack.sync())) for _ in range(2)]
+    for thread in passes:
+        thread.start()
+    for thread in passes:
+        thread.join(timeout=300)
+    assert sorted(o["disaster"] for o in outcomes) == ["already-serving", "switched"]
+    assert not [o for outcome in outcomes for o in outcome.values() if o.startswith("failed")]
+    assert served_version(live_stack, "disaster") == v3
+    live_stack.store.set_default("disaster", v1)
+    assert live_stack.sync()["disaster"] == "switched"

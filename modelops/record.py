@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.catalog import Recipe, TaskSpec
-from modelops.data import TrainingSets, training_sets
+from modelops.data import Example, TrainingSets, training_sets
 from modelops.logs import log_event
 from modelops.metrics import classification_report
 
@@ -92,3 +92,11 @@ def write_training_record(
         out_dir=str(out_dir),
     )
     return record
+
+
+def accuracy(probabilities: Any, examples: list[Example]) -> float:
+    """Share of examples whose most probable class (a tensor's argmax) is their label, to 4 places."""
+    if not examples:
+        return 0.0
+    predicted = probabilities.argmax(-1).tolist()
+    return round(sum(p == ex.label for p, ex in zip(predicted, examples, strict=True)) / len(examples), 4)

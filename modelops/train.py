@@ -23,7 +23,7 @@ from handlers.text_encoding import encode_batch, token_ids
 from handlers.tfidf import blend
 from modelops.catalog import PYPI_CHECKPOINT_PREFIX, Recipe, TaskSpec
 from modelops.data import Example
-from modelops.record import start_training, write_training_record
+from modelops.record import accuracy, start_training, write_training_record
 from modelops.tfidf_fit import fit_tfidf
 
 logger = logging.getLogger(__name__)
@@ -63,11 +63,6 @@ def predict_proba(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe, 
             )
             out.append(model(**batch).logits.softmax(dim=-1))
     return torch.cat(out) if out else torch.empty(0, model.config.num_labels)
-
-
-def _accuracy(probabilities: torch.Tensor, examples: list[Example]) -> float:
-    labels = torch.tensor([ex.label for ex in examples])
-    return round((probabilities.argmax(-1) == labels).float().mean().item(), 4) if examples else 0.0
 
 
 def _early_stopping(recipe: Recipe, dev: list[Example], train_size: int) -> dict[str, Any]:
@@ -167,7 +162,7 @@ def train_text(
         trainer.train()
     validation_texts = [ex.text for ex in sets.validation]
     probabilities = predict_proba(model, tokenizer, validation_texts, recipe)
-    members: dict[str, Any] = {"encoder_accuracy": _accuracy(probabilities, sets.validation)}
+    members: dict[str, Any] = {"encoder_accuracy": accuracy(probabilities, sets.validation)}
     out_dir.mkdir(parents=True, exist_ok=True)
     if recipe.tfidf_weight > 0:
         tfidf, fit = fit_tfidf(
@@ -179,7 +174,7 @@ def train_text(
         )
         tfidf.save(out_dir)
         tfidf_probabilities = tfidf.predict_proba(validation_texts)
-        members["tfidf"] = {**fit, "accuracy": _accuracy(tfidf_probabilities, sets.validation)}
+        members["tfidf"] = {**fit, "accuracy": accuracy(tfidf_probabilities, sets.validation)}
         probabilities = blend(probabilities, tfidf_probabilities, recipe.tfidf_weight)
     train_seconds = time.perf_counter() - started
     model.save_pretrained(out_dir)

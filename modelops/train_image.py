@@ -28,7 +28,7 @@ from handlers.image_ops import random_view, to_model_input
 from modelops.catalog import PYPI_CHECKPOINT_PREFIX, Recipe, TaskSpec
 from modelops.data import Example
 from modelops.logs import log_event
-from modelops.record import start_training, write_training_record
+from modelops.record import accuracy, start_training, write_training_record
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +119,6 @@ def predict(model: Any, features: torch.Tensor, split: int) -> torch.Tensor:
         ).mean(dim=0)
 
 
-def _accuracy(probabilities: torch.Tensor, examples: list[Example]) -> float:
-    labels = torch.tensor([ex.label for ex in examples])
-    return round((probabilities.argmax(-1) == labels).float().mean().item(), 4) if examples else 0.0
-
-
 def train_image(
     spec: TaskSpec,
     recipe: Recipe,
@@ -202,7 +197,7 @@ def train_image(
                 bar.update(1)
             if dev_x is not None:
                 model.eval()
-                stopper.update(_accuracy(predict(model, dev_x, split), sets.dev), top, step / steps_per_epoch)
+                stopper.update(accuracy(predict(model, dev_x, split), sets.dev), top, step / steps_per_epoch)
     stopper.restore(top)
     train_seconds = time.perf_counter() - started
     model.eval()

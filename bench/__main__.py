@@ -31,8 +31,7 @@ from modelops import stack
 from modelops.catalog import REPO_ROOT, TaskSpec, load_catalog
 from modelops.data import Example, data_dir, load_split
 from modelops.evaluate import handler_rows, open_handler
-from modelops.s3store import local_archive
-from modelops.sync import LOCAL_MANIFEST
+from modelops.sync import applied_default
 from modelops.torchserve import bearer, read_keys
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "bench" / "results.json"
@@ -48,9 +47,10 @@ def _free_port() -> int:
 
 def served_archive(cfg: stack.StackConfig, spec: TaskSpec) -> tuple[Path, str]:
     """The archive the stack serves as this model's default (from the applied manifest), and its version."""
-    manifest = json.loads((cfg.model_store / LOCAL_MANIFEST).read_text(encoding="utf-8"))
-    version = manifest["models"][spec.model_name]["default"]
-    return cfg.model_store / local_archive(spec.model_name, version), version
+    synced = applied_default(cfg.model_store, spec.model_name)
+    if synced is None:
+        raise SystemExit(f"{spec.model_name} has no synced archive in {cfg.model_store}")
+    return synced
 
 
 def sample(spec: TaskSpec, count: int) -> list[Example]:

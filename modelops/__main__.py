@@ -125,20 +125,15 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from modelops.evaluate import evaluate, format_report
-    from modelops.s3store import local_archive
-    from modelops.sync import LOCAL_MANIFEST
+    from modelops.sync import applied_default
 
     spec = load_catalog()[_tasks([args.task])[0]]
     archive = Path(args.archive) if args.archive else None
     if archive is None and not args.via:
-        model_store = stack.StackConfig().model_store
-        manifest = (
-            json.loads((model_store / LOCAL_MANIFEST).read_text()) if (model_store / LOCAL_MANIFEST).exists() else {}
-        )
-        entry = manifest.get("models", {}).get(spec.model_name)
-        if entry is None:
+        synced = applied_default(stack.StackConfig().model_store, spec.model_name)
+        if synced is None:
             raise SystemExit("no synced archive for this task in model_store/: pass --archive or --via")
-        archive = model_store / local_archive(spec.model_name, entry["default"])
+        archive = synced[0]
     report = evaluate(spec, Path(args.data), archive=archive, via=args.via, limit=args.limit, batch=args.batch)
     print(format_report(report))
     print(json.dumps(report))

@@ -58,9 +58,6 @@ class Timer:
     def __init__(self) -> None:
         self.seconds: list[float] = []
 
-    def __call__(self) -> Timer:
-        return self
-
     def __enter__(self) -> None:
         self._started = time.perf_counter()
 
@@ -110,7 +107,7 @@ def predict_in_process(spec: TaskSpec, archive: Path, examples: list[Example], b
     with open_handler(spec, archive) as handler:
         for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} in-process", unit="batch"):
             rows = handler_rows(spec, chunk)
-            with timer():
+            with timer:
                 inputs, errors = handler.preprocess(rows)
                 if any(errors):
                     raise ValueError(f"the handler rejected examples: {[e for e in errors if e]}")
@@ -128,7 +125,7 @@ def predict_via(spec: TaskSpec, base_url: str, examples: list[Example], batch: i
                 request = http.build_request("POST", spec.route, files=files, params={"top_k": 1})
             else:
                 request = http.build_request("POST", spec.route, json={"texts": [_text(spec, ex) for ex in chunk]})
-            with timer():
+            with timer:
                 response = http.send(request)
             response.raise_for_status()
             predictions.extend(spec.labels.index(r["label"]) for r in response.json()["results"])

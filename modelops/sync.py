@@ -36,6 +36,17 @@ logger = logging.getLogger(__name__)
 
 LOCAL_MANIFEST = "models.json"
 SYNC_LOCK = ".sync.lock"
+
+
+def applied_default(model_store: Path, model_name: str) -> tuple[Path, str] | None:
+    """The local archive and version of a model's default in the manifest sync last applied, if any."""
+    local = model_store / LOCAL_MANIFEST
+    entry = json.loads(local.read_text()).get("models", {}).get(model_name) if local.exists() else None
+    if entry is None:
+        return None
+    return model_store / local_archive(model_name, entry["default"]), entry["default"]
+
+
 DRAIN_GRACE_S = 3.0
 
 

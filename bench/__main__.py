@@ -1,8 +1,9 @@
 """`python -m bench`: measure every task's serving paths side by side, in one run, on this machine.
 
 Per task, with realistic inputs (the validation split of `../shared/data`):
-1. ceiling: the served archive loaded in this process by its own handler class, fed batches of the catalog's
-   batch size, with the same thread count as a TorchServe worker;
+1. ceiling: the served archive loaded in this process by its own handler class, one instance per TorchServe
+   worker on its own thread, fed batches of the catalog's batch size (and, for an optimised runtime, the same
+   for the fp32 torch model it was exported from);
 2. TorchServe's inference API directly, and the full path through the gateway, under closed-loop load at
    each concurrency (the load generator is a separate process: `bench.loadgen`);
 3. the peer-style baseline (`bench.peer_app`): FastAPI calling a Hugging Face pipeline per request.
@@ -19,9 +20,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from modelops import stack
 from modelops.catalog import REPO_ROOT, TaskSpec, load_catalog
 from modelops.data import Example, data_dir, load_split
 from modelops.evaluate import handler_rows, open_handler
+from modelops.package import read_model_card
 from modelops.sync import applied_default
 from modelops.torchserve import bearer, read_keys
 
@@ -51,6 +54,11 @@ def served_archive(cfg: stack.StackConfig, spec: TaskSpec) -> tuple[Path, str]:
     if synced is None:
         raise SystemExit(f"{spec.model_name} has no synced archive in {cfg.model_store}")
     return synced
+
+
+def served_runtime(archive: Path) -> str:
+    """The runtime the archive serves (its model card's decision; `torch` for archives older than variants)."""
+    return str(read_model_card(archive).get("runtime", {}).get("served", "torch"))
 
 
 def sample(spec: TaskSpec, count: int) -> list[Example]:
@@ -74,7 +82,10 @@ def payloads(spec: TaskSpec, examples: list[Example], target: str, base_url: str
     return [{**common, "content_file": ex.text} for ex in examples]
 
 
-def load(payload_file: Path, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+def load(
+    payload_file: Path, concurrency: int, duration: float, warmup: float, upstream_field: str | None = None
+) -> dict[str, Any]:
+    paired = ["--upstream-field", upstream_field] if upstream_field else []
     result = subprocess.run(
         [
             sys.executable,
@@ -88,6 +99,7 @@ def load(payload_file: Path, concurrency: int, duration: float, warmup: float) -
             str(duration),
             "--warmup",
             str(warmup),
+            *paired,
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -97,25 +109,43 @@ def load(payload_file: Path, concurrency: int, duration: float, warmup: float) -
     return json.loads(result.stdout)
 
 
-def ceiling(spec: TaskSpec, archive: Path, examples: list[Example], duration: float) -> dict[str, Any]:
-    """In-process batched throughput of the served archive through its own handler (parse + infer)."""
-    with open_handler(spec, archive) as handler:
-        rows = handler_rows(spec, examples)
-        batches = [rows[i : i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
-        handler.infer(handler.preprocess(batches[0])[0])  # warm-up
-        items, started, index = 0, time.perf_counter(), 0
-        while time.perf_counter() - started < duration:
-            batch = batches[index % len(batches)]
-            handler.infer(handler.preprocess(batch)[0])
-            items, index = items + len(batch), index + 1
-        seconds = time.perf_counter() - started
-        import torch
+def ceiling(spec: TaskSpec, archive: Path, examples: list[Example], duration: float, runtime: str) -> dict[str, Any]:
+    """In-process batched throughput of the served archive through its own handler (parse + infer).
 
-        return {
-            "items_per_s": round(items / seconds, 2),
-            "batch_size": spec.batch_size,
-            "threads": torch.get_num_threads(),
-        }
+    The same parallel layout and thread count as TorchServe, without the server: one handler per worker,
+    each on its own Python thread with the worker's intra-op threads (torch and ONNX Runtime release the
+    GIL while they compute), fed batches of the catalog's batch size. What the model can do on these cores.
+    """
+    rows = handler_rows(spec, examples)
+    batches = [rows[i : i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
+    with ExitStack() as opened:
+        overrides = {"runtime": runtime}
+        handlers = [opened.enter_context(open_handler(spec, archive, overrides)) for _ in range(spec.workers)]
+        for handler in handlers:
+            handler.infer(handler.preprocess(batches[0])[0])  # warm-up
+        counts = [0] * len(handlers)
+        started = time.perf_counter()
+
+        def drive(slot: int) -> None:
+            handler, index = handlers[slot], slot
+            while time.perf_counter() - started < duration:
+                batch = batches[index % len(batches)]
+                handler.infer(handler.preprocess(batch)[0])
+                counts[slot], index = counts[slot] + len(batch), index + 1
+
+        threads = [threading.Thread(target=drive, args=(slot,)) for slot in range(len(handlers))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+    return {
+        "items_per_s": round(sum(counts) / seconds, 2),
+        "runtime": runtime,
+        "batch_size": spec.batch_size,
+        "workers": spec.workers,
+        "threads": spec.workers * spec.threads_per_worker,
+    }
 
 
 @contextmanager
@@ -171,11 +201,15 @@ def bench_task(
     cfg: stack.StackConfig, spec: TaskSpec, levels: list[int], duration: float, warmup: float, examples_n: int
 ) -> dict[str, Any]:
     archive, version = served_archive(cfg, spec)
+    runtime = served_runtime(archive)
     examples = sample(spec, examples_n)
     key = read_keys(cfg.key_file).inference
-    result: dict[str, Any] = {"version": version, "examples": len(examples)}
-    print(f"[{spec.task}] ceiling (in-process, batched)", file=sys.stderr)
-    result["ceiling"] = ceiling(spec, archive, examples, duration)
+    result: dict[str, Any] = {"version": version, "runtime": runtime, "examples": len(examples)}
+    print(f"[{spec.task}] ceiling (in-process, batched, {runtime})", file=sys.stderr)
+    result["ceiling"] = ceiling(spec, archive, examples, duration, runtime)
+    if runtime != "torch":
+        print(f"[{spec.task}] ceiling of the fp32 torch model the variant was exported from", file=sys.stderr)
+        result["ceiling_fp32"] = ceiling(spec, archive, examples, duration, "torch")
     targets = {"torchserve": cfg.inference_url, "gateway": cfg.gateway_url}
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         for target, base_url in targets.items():
@@ -202,18 +236,28 @@ def measure(
     out = {}
     for concurrency in levels:
         print(f"[{spec.task}] {target} concurrency {concurrency}", file=sys.stderr)
-        out[str(concurrency)] = load(payload_file, concurrency, duration, warmup)
+        # the gateway reports each item's TorchServe round trip (`latency_ms`): its own time is paired per request
+        paired = "latency_ms" if target == "gateway" else None
+        out[str(concurrency)] = load(payload_file, concurrency, duration, warmup, paired)
     return out
 
 
 def ratios(result: dict[str, Any], levels: list[int]) -> dict[str, float]:
     low, high = str(min(levels)), str(max(levels))
     gateway, peer, direct = result["gateway"], result["peer"], result["torchserve"]
+    optimised = {}
+    if "ceiling_fp32" in result:
+        speedup = result["ceiling"]["items_per_s"] / result["ceiling_fp32"]["items_per_s"]
+        optimised = {"optimised_vs_fp32_ceiling": round(speedup, 2)}
     return {
+        **optimised,
         "gateway_vs_ceiling": round(gateway[high]["rps"] / result["ceiling"]["items_per_s"], 3),
         "gateway_vs_peer_rps": round(gateway[high]["rps"] / max(peer[high]["rps"], 1e-9), 2),
         "gateway_vs_peer_p95": round(gateway[high]["p95_ms"] / max(peer[high]["p95_ms"], 1e-9), 2),
-        "gateway_overhead_p50_ms": round(gateway[low]["p50_ms"] - direct[low]["p50_ms"], 2),
+        # what the gateway adds to a request (its latency minus its own TorchServe round trip, per request)
+        "gateway_overhead_p50_ms": gateway[low]["own_p50_ms"],
+        # the same from two separate runs (gateway p50 minus TorchServe-direct p50): noisier, shown for comparison
+        "gateway_minus_direct_p50_ms": round(gateway[low]["p50_ms"] - direct[low]["p50_ms"], 2),
     }
 
 
@@ -222,7 +266,11 @@ def format_table(results: dict[str, Any]) -> str:
         f"{'task':<10} {'path':<11} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
     ]
     for task, result in results["tasks"].items():
-        lines.append(f"{task:<10} {'ceiling':<11} {'-':>4} {result['ceiling']['items_per_s']:>8.1f}")
+        for name in ("ceiling", "ceiling_fp32"):
+            if name in result:
+                figure = result[name]
+                label = f"{figure['runtime']} in-process, {figure['workers']} handler(s), {figure['threads']} thread(s)"
+                lines.append(f"{task:<10} {name:<11} {'-':>4} {figure['items_per_s']:>8.1f}   {label}")
         for target in ("torchserve", "gateway", "peer"):
             for concurrency, row in result[target].items():
                 errors = sum(row["errors"].values())

@@ -1,4 +1,8 @@
-"""Objects shared by the routes, created once per app in its lifespan and handed out through Depends."""
+"""Objects shared by the routes, created once per app in its lifespan and handed out through Depends.
+
+The providers are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread pool, a
+thread hop on every request for what is an attribute lookup.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,15 @@ from gateway.upstream import TorchServeClient
 from modelops.catalog import TaskSpec
 
 
-def get_client(request: Request) -> TorchServeClient:
+async def get_client(request: Request) -> TorchServeClient:
     return request.app.state.torchserve
 
 
-def get_catalog(request: Request) -> dict[str, TaskSpec]:
+async def get_catalog(request: Request) -> dict[str, TaskSpec]:
     return request.app.state.catalog
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 

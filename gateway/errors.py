@@ -9,8 +9,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.responses import OrjsonResponse
 
 
 class APIError(Exception):
@@ -23,9 +24,11 @@ class APIError(Exception):
         self.extra = extra
 
 
-def error_response(status: int, code: str, message: str, retry_after: int | None = None, **extra: Any) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, retry_after: int | None = None, **extra: Any
+) -> OrjsonResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(
+    return OrjsonResponse(
         status_code=status, content={"error": {"code": code, "message": message, **extra}}, headers=headers
     )
 
@@ -42,20 +45,20 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, s
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+    async def _api_error(_: Request, exc: APIError) -> OrjsonResponse:
         return error_response(exc.status, exc.code, exc.message, exc.retry_after, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(_: Request, exc: RequestValidationError) -> OrjsonResponse:
         details = describe_validation_errors(list(exc.errors()))
         message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         return error_response(422, "validation_error", message, details=details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
         return error_response(500, "internal_error", f"unexpected {type(exc).__name__}; see the gateway log")

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from gateway.access_log import AccessLog
 from gateway.errors import install_error_handlers
 from gateway.limits import BodySizeLimit
+from gateway.responses import OrjsonResponse
 from gateway.routers import health, predict
 from gateway.settings import Settings, get_settings
 from gateway.upstream import TorchServeClient
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Sentiment of movie reviews, disaster tweets and human actions in photos, served by TorchServe.",
         lifespan=lifespan,
+        default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
     app.state.catalog = catalog

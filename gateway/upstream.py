@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from gateway.errors import APIError
+from gateway.http1 import Http1Transport
 from gateway.settings import Settings
 from modelops.torchserve import Keys, TorchServeError, bearer, read_keys
 
@@ -49,9 +50,7 @@ class TorchServeClient:
         self.keys = KeyFile(settings.torchserve_key_file)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
-            ),
+            transport=Http1Transport(settings.max_connections),
         )
 
     async def aclose(self) -> None:

@@ -40,6 +40,8 @@ class BatchClassifier:
     def __init__(self) -> None:
         self.initialized = False
         self.config: dict[str, Any] = {}
+        self.threads = 1
+        self.runtime = "torch"
         self.model_info: dict[str, str] = {}
 
     # --- what subclasses provide ---------------------------------------------------------------------
@@ -69,6 +71,9 @@ class BatchClassifier:
         threads = int(self.config.get("threads_per_worker", 1))
         torch.set_num_threads(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        self.threads = threads
+        # `torch` (fp32) or an ONNX Runtime variant exported at package time (archives before it: torch)
+        self.runtime = str(self.config.get("runtime", "torch"))
         manifest = getattr(context, "manifest", None) or {}
         self.model_info = {
             "name": context.model_name,
@@ -78,9 +83,10 @@ class BatchClassifier:
         self.load(model_dir)
         self.initialized = True
         logger.info(
-            "loaded model=%s version=%s threads=%d in %.1fs",
+            "loaded model=%s version=%s runtime=%s threads=%d in %.1fs",
             self.model_info["name"],
             self.model_info["version"],
+            self.runtime,
             threads,
             time.perf_counter() - started,
         )

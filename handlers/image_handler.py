@@ -1,9 +1,9 @@
 """TorchServe handler for the image classifier (15 human actions in a photo of a person).
 
 Each request body is one encoded image (JPEG, PNG, WebP, BMP or GIF bytes). Decoding and preprocessing are
-`image_decode` and `image_ops` functions, the same ones training uses. The archive holds this file,
-`classifier_base.py`, `image_decode.py`, `image_ops.py`, `model.safetensors` (the fine-tuned EfficientNet-Lite
-weights), `task.json` and `model_card.json`; the EfficientNet-Lite model code comes from the
+`image_decode` and `image_ops` functions, the same ones training uses. The archive holds this file, its
+support modules, `model.safetensors` (the fine-tuned EfficientNet-Lite weights), `model.onnx` when it serves
+the ONNX Runtime variant, `task.json` and `model_card.json`; the EfficientNet-Lite model code comes from the
 `efficientnet-lite-pytorch` package.
 """
 
@@ -19,10 +19,13 @@ import torch
 from classifier_base import BatchClassifier, RequestError, request_body
 from image_decode import decode
 from image_ops import to_model_input
+from ort_model import ONNX_FILE, OrtModel
 from PIL import Image
 
 # Serving-side guard for callers that reach TorchServe directly; the gateway enforces its limits first.
 MAX_PIXELS = 40_000_000
+# the model input's name, in the exported ONNX graph too
+PIXELS = "pixels"
 
 
 def image_bytes(row: dict[str, Any]) -> bytes:
@@ -53,10 +56,18 @@ class ImageClassifier(BatchClassifier):
         from efficientnet_lite_pytorch import EfficientNet
         from safetensors.torch import load_file
 
+        if self.runtime != "torch":
+            self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
+            return
         self.model = EfficientNet.from_name(self.config["architecture"], num_classes=len(self.config["labels"]))
         self.model.load_state_dict(load_file(model_dir / "model.safetensors"))
         # channels_last: measured 1.4x faster for EfficientNet's depthwise convolutions on CPU
         self.model = self.model.to(memory_format=torch.channels_last).eval()
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.runtime == "torch":
+            return self.model(batch.to(memory_format=torch.channels_last))
+        return self.session({PIXELS: batch})
 
     def parse(self, row: dict[str, Any]) -> torch.Tensor:
         data = image_bytes(row)
@@ -72,7 +83,7 @@ class ImageClassifier(BatchClassifier):
             # test-time augmentation: the photo and its mirror image in one forward pass, probabilities averaged
             batch = torch.cat([batch, batch.flip(-1)])
         with torch.inference_mode():
-            probabilities = self.model(batch.to(memory_format=torch.channels_last)).softmax(dim=-1)
+            probabilities = self.logits(batch).softmax(dim=-1)
         return probabilities.view(-1, len(inputs), probabilities.shape[-1]).mean(dim=0).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:

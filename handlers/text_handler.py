@@ -1,20 +1,21 @@
 """TorchServe handler for the text classifiers (sentiment, disaster tweets).
 
 The archive is self-contained: this file, its support modules (`classifier_base.py`, `text_encoding.py`,
-`tfidf.py`), the model/tokenizer files, the TF-IDF member's files when the recipe blends one, `task.json`
-(the catalog entry and recipe settings the model was built with) and `model_card.json`. Nothing here imports
-the build package.
+`tfidf.py`, `ort_model.py`), the model/tokenizer files, `model.onnx` when it serves an ONNX Runtime variant,
+the TF-IDF member's files when the recipe blends one, `task.json` (the catalog entry and recipe settings the
+model was built with) and `model_card.json`. Nothing here imports the build package.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from classifier_base import BatchClassifier, RequestError, request_body
+from ort_model import ONNX_FILE, OrtModel
 from text_encoding import encode_batch
 from tfidf import TfidfClassifier, blend
 
@@ -54,10 +55,25 @@ class TextClassifier(BatchClassifier):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-        self.model.eval()
+        if self.runtime == "torch":
+            self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        else:
+            self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
         self.tfidf_weight = float(self.config.get("tfidf_weight") or 0.0)
         self.tfidf = TfidfClassifier.load(model_dir) if self.tfidf_weight > 0 else None
+
+    def logits(self, encoded: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self.runtime == "torch":
+            return self.model(**encoded).logits
+        if self.runtime == "onnx-int8":
+            # int8 activations are quantised with one scale per tensor, taken from the batch's own range: each
+            # text runs alone (unpadded), so an answer never depends on the requests it was batched with and
+            # equals the one the model card's accuracy was measured with. Measured per worker: sentiment 18%
+            # slower than batches of 4, disaster 11% faster (no padding).
+            lengths = encoded["attention_mask"].sum(dim=1).tolist()
+            rows = [{name: t[i : i + 1, :length] for name, t in encoded.items()} for i, length in enumerate(lengths)]
+            return torch.cat([self.session(row) for row in rows])
+        return self.session(encoded)
 
     def parse(self, row: dict[str, Any]) -> str:
         return extract_text(row, int(self.config["max_chars"]))
@@ -65,7 +81,7 @@ class TextClassifier(BatchClassifier):
     def infer(self, inputs: list[str]) -> list[list[float]]:
         encoded = encode_batch(self.tokenizer, inputs, int(self.config["max_length"]), self.config.get("head_tokens"))
         with torch.inference_mode():
-            probabilities = self.model(**encoded).logits.softmax(dim=-1)
+            probabilities = self.logits(encoded).softmax(dim=-1)
         if self.tfidf is not None:
             probabilities = blend(probabilities, self.tfidf.predict_proba(inputs), self.tfidf_weight)
         return probabilities.tolist()

@@ -63,7 +63,7 @@ def cmd_package(args: argparse.Namespace) -> None:
     from modelops.package import package
 
     spec = load_catalog()[_tasks([args.task])[0]]
-    print(package(spec, Path(args.trained), Path(args.export), version=args.version))
+    print(package(spec, Path(args.trained), Path(args.export), data_dir(args.data), version=args.version))
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trained", required=True)
     p.add_argument("--export", default=str(WORK_DIR))
     p.add_argument("--version", help="archive version (default: UTC build time)")
+    p.add_argument("--data", help=data_help + " (scores an optimised runtime on its validation split)")
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("publish", help="upload a .mar as a new version under s3://$MODEL_BUCKET/$MODEL_PREFIX/")

@@ -31,7 +31,7 @@ def train_model(
 def build_archive(spec: TaskSpec, recipe_name: str, data_root: Path, work_dir: Path, **overrides: int | None) -> Path:
     trained = work_dir / spec.task / "model"
     train_model(spec, recipe_name, data_root, trained, **overrides)
-    return package(spec, trained, work_dir / spec.task)
+    return package(spec, trained, work_dir / spec.task, data_root)
 
 
 def build_and_publish(

@@ -75,6 +75,7 @@ class TaskSpec:
     architecture: str | None = None
     image_size: int | None = None
     resize_to: int | None = None
+    runtime: str = "torch"
     recipes: dict[str, Recipe] = field(default_factory=dict)
 
     def recipe(self, name: str) -> Recipe:
@@ -105,6 +106,7 @@ class TaskSpec:
             "model_name": self.model_name,
             "labels": list(self.labels),
             "threads_per_worker": self.threads_per_worker,
+            "runtime": "torch",
         }
         if self.kind == "text":
             return {
@@ -147,6 +149,11 @@ _KIND_RECIPE_FIELDS = {"text": ("max_length",), "image": ("trainable_blocks",)}
 # `full`: `make models`, the most accurate this machine reaches in about an hour.
 RECIPE_NAMES = ("fast", "full")
 DEFAULT_RECIPE = "fast"
+# Serving runtimes: `torch` (fp32, eager), `onnx` (ONNX Runtime, fp32, fused graph), `onnx-int8` (ONNX Runtime
+# with the Linear/MatMul weights quantised to int8). A variant other than `torch` is exported at package time
+# and served only if it loses at most MAX_ACCURACY_DROP on the validation split; the card records both.
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+MAX_ACCURACY_DROP = 0.005
 
 
 def _optional_int(raw: dict[str, Any], key: str) -> int | None:
@@ -200,6 +207,9 @@ def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
         raise CatalogError(f"task {task!r}: label_values must pair one to one with labels")
     if not str(raw["route"]).startswith("/"):
         raise CatalogError(f"task {task!r}: route must start with '/'")
+    runtime = str(raw.get("runtime", "torch"))
+    if runtime not in RUNTIMES:
+        raise CatalogError(f"task {task!r}: runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     recipes = {name: _parse_recipe(task, kind, name, raw[name]) for name in RECIPE_NAMES if name in raw}
     if DEFAULT_RECIPE not in recipes:
         raise CatalogError(f"task {task!r} needs a [tasks.{task}.{DEFAULT_RECIPE}] recipe (what `make run` builds)")
@@ -225,6 +235,7 @@ def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
         workers=int(raw["workers"]),
         threads_per_worker=int(raw["threads_per_worker"]),
         response_timeout_s=int(raw["response_timeout_s"]),
+        runtime=runtime,
         recipes=recipes,
     )
 

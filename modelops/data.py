@@ -171,5 +171,9 @@ def training_sets(
         train, dev = stratified_split(train, min(dev_examples, len(train) // 2) / len(train), seed)
     if train_examples:
         train = stratified_sample(train, train_examples, seed)
-    validation = stratified_sample(split.validation, eval_examples, seed) if eval_examples else split.validation
-    return TrainingSets(split, train, dev, validation)
+    return TrainingSets(split, train, dev, validation_sample(split, eval_examples, seed))
+
+
+def validation_sample(split: Split, eval_examples: int | None, seed: int) -> list[Example]:
+    """The validation examples a model is scored on: all, or a stratified sample of `eval_examples`."""
+    return stratified_sample(split.validation, eval_examples, seed) if eval_examples else split.validation

@@ -76,22 +76,35 @@ class Timer:
         }
 
 
-@contextmanager
-def open_handler(spec: TaskSpec, archive: Path) -> Iterator[Any]:
-    """The archive unpacked and loaded by the very handler class TorchServe runs (initialised, ready)."""
+def load_handler(spec: TaskSpec, model_dir: Path, overrides: dict[str, Any] | None = None) -> Any:
+    """An unpacked archive (or a package staging folder) loaded by the very handler class TorchServe runs.
+
+    `overrides` replace serving settings in the folder's `task.json` before loading: `runtime` (e.g. `torch`
+    to measure the fp32 model an optimised archive was exported from), `threads_per_worker`.
+    """
     if str(HANDLERS) not in sys.path:
         sys.path.insert(0, str(HANDLERS))  # the handlers import their siblings flat, as inside an archive
     if spec.kind == "image":
         from image_handler import ImageClassifier as Handler
     else:
         from text_handler import TextClassifier as Handler
+    if overrides:
+        task_file = model_dir / "task.json"
+        task_file.write_text(json.dumps({**json.loads(task_file.read_text()), **overrides}), encoding="utf-8")
+    manifest_file = model_dir / "MAR-INF" / "MANIFEST.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+    handler = Handler()
+    handler.initialize(_Context(model_dir, spec.model_name, manifest))
+    return handler
+
+
+@contextmanager
+def open_handler(spec: TaskSpec, archive: Path, overrides: dict[str, Any] | None = None) -> Iterator[Any]:
+    """The archive unpacked into a temporary folder and loaded by its handler (see `load_handler`)."""
     with tempfile.TemporaryDirectory(prefix=f"handler-{spec.task}-") as unpacked:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(unpacked)
-        manifest = json.loads((Path(unpacked) / "MAR-INF" / "MANIFEST.json").read_text())
-        handler = Handler()
-        handler.initialize(_Context(Path(unpacked), spec.model_name, manifest))
-        yield handler
+        yield load_handler(spec, Path(unpacked), overrides)
 
 
 def handler_rows(spec: TaskSpec, examples: list[Example]) -> list[dict[str, Any]]:
@@ -101,17 +114,16 @@ def handler_rows(spec: TaskSpec, examples: list[Example]) -> list[dict[str, Any]
     return [{"body": {"text": _text(spec, ex)}} for ex in examples]
 
 
-def predict_in_process(spec: TaskSpec, archive: Path, examples: list[Example], batch: int, timer: Timer) -> list[int]:
-    """Run the archive's handler on the examples, batch by batch."""
+def predict_with(handler: Any, spec: TaskSpec, examples: list[Example], batch: int, timer: Timer) -> list[int]:
+    """Run a loaded handler on the examples, batch by batch."""
     predictions: list[int] = []
-    with open_handler(spec, archive) as handler:
-        for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} in-process", unit="batch"):
-            rows = handler_rows(spec, chunk)
-            with timer:
-                inputs, errors = handler.preprocess(rows)
-                if any(errors):
-                    raise ValueError(f"the handler rejected examples: {[e for e in errors if e]}")
-                predictions.extend(_argmax(row) for row in handler.infer(inputs))
+    for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} in-process", unit="batch"):
+        rows = handler_rows(spec, chunk)
+        with timer:
+            inputs, errors = handler.preprocess(rows)
+            if any(errors):
+                raise ValueError(f"the handler rejected examples: {[e for e in errors if e]}")
+            predictions.extend(_argmax(row) for row in handler.infer(inputs))
     return predictions
 
 
@@ -155,7 +167,8 @@ def evaluate(
     if via:
         predictions = predict_via(spec, via.rstrip("/"), examples, batch, timer)
     elif archive is not None:
-        predictions = predict_in_process(spec, archive, examples, batch, timer)
+        with open_handler(spec, archive) as handler:
+            predictions = predict_with(handler, spec, examples, batch, timer)
     else:
         raise ValueError("give an archive to load in-process, or a gateway URL with via")
     report = classification_report([ex.label for ex in examples], predictions, spec.labels)

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from modelops.catalog import REPO_ROOT, TaskSpec
+from modelops.export_onnx import choose_runtime
 from modelops.logs import log_event
 from modelops.tools import bin_path
 
@@ -61,8 +62,12 @@ def build_model_card(spec: TaskSpec, version: str, training: dict[str, Any]) -> 
     }
 
 
-def package(spec: TaskSpec, trained_dir: Path, export_dir: Path, version: str | None = None) -> Path:
-    """Build `<export_dir>/<model_name>.mar` from a folder written by `train`; returns its path."""
+def package(spec: TaskSpec, trained_dir: Path, export_dir: Path, data_root: Path, version: str | None = None) -> Path:
+    """Build `<export_dir>/<model_name>.mar` from a folder written by `train`; returns its path.
+
+    With an optimised runtime in the catalog, the variant is exported and scored on `data_root`'s validation
+    split first (`export_onnx.choose_runtime`); the archive serves it only if it keeps the fp32 accuracy.
+    """
     training = json.loads((trained_dir / "training.json").read_text(encoding="utf-8"))
     version = version or new_version()
     recipe = spec.recipe(training["recipe"]["name"])
@@ -75,8 +80,12 @@ def package(spec: TaskSpec, trained_dir: Path, export_dir: Path, version: str | 
                 shutil.copy2(item, staging / item.name)
         for module in support_modules():
             shutil.copy2(module, staging / module.name)
-        (staging / "task.json").write_text(json.dumps(spec.serving_config(recipe), indent=2), encoding="utf-8")
-        card = build_model_card(spec, version, training)
+        serving = spec.serving_config(recipe)
+        (staging / "task.json").write_text(json.dumps(serving), encoding="utf-8")
+        runtime = choose_runtime(spec, staging, training, data_root)
+        serving["runtime"] = runtime["served"]
+        (staging / "task.json").write_text(json.dumps(serving, indent=2), encoding="utf-8")
+        card = {**build_model_card(spec, version, training), "runtime": runtime}
         (staging / MODEL_CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
         config_file = staging / "model-config.yaml"
         config_file.write_text(yaml.safe_dump(torchserve_model_config(spec)), encoding="utf-8")

@@ -141,7 +141,7 @@ class Syncer:
         default_now = (self.mgmt.describe(name) or [{}])[0].get("modelVersion") if loaded else None
         outcome = "already-serving"
         if version not in loaded:
-            self.mgmt.register(spec, url)
+            self.mgmt.register(spec, url, version)
             self.mgmt.wait_ready(name, version)
             self._warm_up(spec, version)
             outcome = "registered"

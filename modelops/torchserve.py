@@ -87,8 +87,9 @@ class ManagementClient:
             raise TorchServeError(f"describe {model}: HTTP {response.status_code} {response.text.strip()}")
         return response.json()
 
-    def register(self, spec: TaskSpec, archive_name: str) -> None:
-        """Register an archive from the model store with the catalog's batching and worker settings.
+    def register(self, spec: TaskSpec, archive_name: str, version: str) -> None:
+        """Register an archive (holding `version`) from the model store with the catalog's batching and
+        worker settings.
 
         A model's first registered version becomes its default; later ones wait for `set_default`.
         """
@@ -104,6 +105,15 @@ class ManagementClient:
         response = self._request("POST", "/models", params=params)
         if response.status_code != 200:
             raise TorchServeError(f"register {archive_name}: HTTP {response.status_code} {response.text.strip()}")
+        # The archive's model-config.yaml caps workers at the catalog's value when it was packaged; the
+        # catalog read now is the operator's current choice, so the new version is scaled to it.
+        self.scale(spec.model_name, version, spec.workers)
+
+    def scale(self, model: str, version: str, workers: int) -> None:
+        params = {"min_worker": workers, "max_worker": workers, "synchronous": "true"}
+        response = self._request("PUT", f"/models/{model}/{version}", params=params)
+        if response.status_code != 200:
+            raise TorchServeError(f"scale {model}/{version}: HTTP {response.status_code} {response.text.strip()}")
 
     def set_default(self, model: str, version: str) -> None:
         response = self._request("PUT", f"/models/{model}/{version}/set-default")

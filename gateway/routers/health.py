@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from gateway.dependencies import AppSettings, Catalog, Client
 from gateway.errors import APIError
+from gateway.responses import OrjsonResponse
 from gateway.upstream import TorchServeClient
 from modelops.catalog import TaskSpec
 from modelops.torchserve import ready_workers
@@ -44,7 +44,7 @@ async def _status(client: TorchServeClient, catalog: dict[str, TaskSpec]) -> tup
 
 
 @router.get("/readyz", summary="Every catalog model has a READY worker in TorchServe")
-async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> JSONResponse:
+async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> OrjsonResponse:
     loaded, problem = await _status(client, catalog)
     models = {name: bool(info and info["ready_workers"] > 0) for name, info in loaded.items()}
     ready = problem is None and all(models.values())
@@ -54,7 +54,7 @@ async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> JSO
     elif not ready:
         body["reason"] = "not ready: " + ", ".join(name for name, ok in models.items() if not ok)
     headers = None if ready else {"Retry-After": str(settings.retry_after_s)}
-    return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+    return OrjsonResponse(body, status_code=200 if ready else 503, headers=headers)
 
 
 @router.get("/v1/models", summary="The catalog's tasks and the model version TorchServe serves for each")

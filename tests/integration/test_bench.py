@@ -24,8 +24,12 @@ def test_loadgen_drives_gateway_and_torchserve_without_errors(live_stack: Stack,
     for target, base_url in (("gateway", live_stack.gateway), ("torchserve", live_stack.cfg.inference_url)):
         payload_file = tmp_path / f"{target}.json"
         payload_file.write_text(json.dumps(payloads(spec, examples, target, base_url, key)))
-        result = load(payload_file, concurrency=2, duration=2.0, warmup=0.5)
+        paired = "latency_ms" if target == "gateway" else None
+        result = load(payload_file, concurrency=2, duration=2.0, warmup=0.5, upstream_field=paired)
         assert result["errors"] == {}, (target, result)
+        # the gateway's own time per request: positive, and less than the whole request
+        assert ("own_p50_ms" in result) == (target == "gateway")
+        assert target != "gateway" or 0 < result["own_p50_ms"] < result["p50_ms"]
         assert result["requests"] > 0
         assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
         assert result["loadgen_cpu_s"] > 0
@@ -46,9 +50,12 @@ def test_ceiling_and_peer_baseline_serve_the_same_archive(live_stack: Stack, tas
     spec = live_stack.catalog[task]
     archive = live_stack.archives[task]
     examples = sample(spec, 4)
-    measured = ceiling(spec, archive, examples, duration=1.0)
-    assert measured["items_per_s"] > 0
-    assert measured["threads"] == spec.threads_per_worker
+    for runtime in ("torch", spec.runtime):
+        measured = ceiling(spec, archive, examples, duration=1.0, runtime=runtime)
+        assert measured["items_per_s"] > 0
+        assert measured["runtime"] == runtime
+        # TorchServe's layout for the model: one handler per worker, all its workers' threads
+        assert (measured["workers"], measured["threads"]) == (spec.workers, spec.workers * spec.threads_per_worker)
     with peer_server(spec, archive) as url:
         (request,) = payloads(spec, examples[:1], "peer", url, "")
         if "json" in request:

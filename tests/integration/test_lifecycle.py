@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from modelops import stack
+from modelops.data import data_dir
 from modelops.package import package
 from modelops.s3store import ModelStore, StoreLocation
 from tests.conftest import TEST_BUCKET, Stack
@@ -63,7 +64,7 @@ def new_version(live_stack: Stack, task: str, suffix: str) -> Path:
     spec = live_stack.catalog[task]
     work = live_stack.archives[task].parent
     version = f"{live_stack.published[task]['version']}.{suffix}"
-    return package(spec, work / "model", work / f"v-{suffix}", version=version)
+    return package(spec, work / "model", work / f"v-{suffix}", data_dir(), version=version)
 
 
 def served_version(live_stack: Stack, task: str) -> str:

@@ -114,3 +114,13 @@ def test_serving_config_carries_the_recipe_settings_the_handler_needs() -> None:
     assert served["tfidf_weight"] == sentiment.recipe("full").tfidf_weight > 0
     pose = catalog["pose"]
     assert pose.serving_config(pose.recipe("full"))["tta_flip"] is True
+
+
+def test_runtime_defaults_to_torch_and_unknown_runtimes_are_rejected() -> None:
+    assert parse_catalog(ENTRY.format(name="one", route="/one"))["one"].runtime == "torch"
+    with_runtime = ENTRY.format(name="one", route="/one").replace(
+        "response_timeout_s = 10", 'response_timeout_s = 10\nruntime = "{}"'
+    )
+    assert parse_catalog(with_runtime.format("onnx-int8"))["one"].runtime == "onnx-int8"
+    with pytest.raises(CatalogError, match="runtime must be one of torch, onnx, onnx-int8, got 'tensorrt'"):
+        parse_catalog(with_runtime.format("tensorrt"))

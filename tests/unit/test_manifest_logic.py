@@ -40,8 +40,8 @@ def test_kserve_config_names_each_default_with_catalog_batching() -> None:
         "2": {
             "defaultVersion": True,
             "marName": "sentiment.mar",
-            "minWorkers": 1,
-            "maxWorkers": 1,
+            "minWorkers": catalog["sentiment"].workers,
+            "maxWorkers": catalog["sentiment"].workers,
             "batchSize": catalog["sentiment"].batch_size,
             "maxBatchDelay": catalog["sentiment"].max_batch_delay_ms,
             "responseTimeout": catalog["sentiment"].response_timeout_s,

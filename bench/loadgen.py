@@ -57,23 +57,27 @@ async def run(
     duration: float,
     warmup: float,
     upstream_field: str | None = None,
+    total: int | None = None,
 ) -> dict[str, Any]:
     """`upstream_field`: a JSON field of each answer holding the server's own upstream round trip in ms (the
     gateway's `latency_ms`); each request's latency minus it is what the server itself added, paired per
-    request, so it does not depend on comparing two separately measured runs."""
+    request, so it does not depend on comparing two separately measured runs.
+
+    `total`: send exactly this many requests (a soak) instead of running for `duration` seconds; then every
+    request is measured and `duration_s` is the time they took."""
     cycle = itertools.cycle(requests)
     sent_total = 0
     latencies: list[float] = []
     own: list[float] = []
     errors: dict[str, int] = {}
     started = time.perf_counter()
-    measure_from = started + warmup
-    stop_at = measure_from + duration
+    measure_from = started + (0 if total else warmup)
+    stop_at = float("inf") if total else measure_from + duration
 
     async def client_loop() -> None:
         nonlocal sent_total
         connection: Http1Connection | None = None
-        while (now := time.perf_counter()) < stop_at:
+        while (now := time.perf_counter()) < stop_at and (total is None or sent_total < total):
             sent, sent_total = now, sent_total + 1
             try:
                 host, port, raw = next(cycle)
@@ -103,12 +107,14 @@ async def run(
     cpu_before = time.process_time()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     cpu_seconds = time.process_time() - cpu_before
+    if total:
+        duration = time.perf_counter() - started
     ordered = sorted(latencies)
     paired = {"own_p50_ms": round(statistics.median(own), 2)} if own else {}
     return {
         **paired,
         "concurrency": concurrency,
-        "duration_s": duration,
+        "duration_s": round(duration, 2),
         "requests": len(ordered),
         "errors": errors,
         "rps": round(len(ordered) / duration, 2),
@@ -127,9 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds sent but not measured")
     parser.add_argument("--upstream-field", help="answer field with the server's upstream time in ms (own time)")
+    parser.add_argument("--requests", type=int, help="send exactly this many requests instead (no warm-up)")
     args = parser.parse_args(argv)
     requests = [_prepare(spec) for spec in json.loads(Path(args.payloads).read_text(encoding="utf-8"))]
-    result = asyncio.run(run(requests, args.concurrency, args.duration, args.warmup, args.upstream_field))
+    result = asyncio.run(
+        run(requests, args.concurrency, args.duration, args.warmup, args.upstream_field, args.requests)
+    )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

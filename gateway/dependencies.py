@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.upstream import TorchServeClient
 from modelops.catalog import TaskSpec
@@ -27,6 +28,11 @@ async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def get_metrics(request: Request) -> GatewayMetrics:
+    return request.app.state.metrics
+
+
 Client = Annotated[TorchServeClient, Depends(get_client)]
 Catalog = Annotated[dict[str, TaskSpec], Depends(get_catalog)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
+Metrics = Annotated[GatewayMetrics, Depends(get_metrics)]

@@ -1,4 +1,9 @@
-"""Request body size limit, enforced before any parsing: oversize bodies get 413 without being read in full."""
+"""Request size limits, enforced before any parsing: too many or too large headers get 431, oversize bodies
+get 413 without being read in full.
+
+uvicorn's HTTP parser only bounds a header block that arrives in pieces; one sent in a single packet of any
+size reaches the app, so the gateway counts headers itself.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,32 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.errors import error_response
 
 
-class BodySizeLimit:
-    """Pure ASGI middleware: checks Content-Length up front and counts chunked bodies as they arrive.
+class RequestLimits:
+    """Pure ASGI middleware: counts headers, checks Content-Length up front and counts chunked bodies as they
+    arrive. `per_path` gives routes their own body limit (image uploads are larger than texts)."""
 
-    `per_path` gives routes their own limit (image uploads are larger than texts); others get `max_bytes`.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        max_headers: int,
+        max_header_bytes: int,
+        per_path: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
         self.per_path = per_path or {}
+
+    def _header_problem(self, scope: Scope) -> str | None:
+        headers = scope["headers"]
+        if len(headers) > self.max_headers:
+            return f"{len(headers)} headers; the limit is {self.max_headers}"
+        size = sum(len(name) + len(value) for name, value in headers)
+        if size > self.max_header_bytes:
+            return f"headers total {size} bytes; the limit is {self.max_header_bytes} bytes"
+        return None
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, size: str, limit: int) -> None:
         response = error_response(
@@ -30,6 +51,10 @@ class BodySizeLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        problem = self._header_problem(scope)
+        if problem:
+            await error_response(431, "headers_too_large", problem)(scope, receive, send)
             return
         limit = self.per_path.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")

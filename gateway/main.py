@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.access_log import AccessLog
+from gateway.apikeys import KeyStore
 from gateway.errors import install_error_handlers
-from gateway.limits import BodySizeLimit
+from gateway.guard import Guard
+from gateway.limits import RequestLimits
+from gateway.metrics import GatewayMetrics
+from gateway.observe import Observe, RequestIdFilter
+from gateway.ratelimit import RateLimiter
 from gateway.responses import OrjsonResponse
 from gateway.routers import health, predict
 from gateway.settings import Settings, get_settings
@@ -21,11 +26,12 @@ from modelops.logs import configure_logging
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     catalog = load_catalog(settings.catalog_path)
+    metrics = GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One pooled client for the app's lifetime: connections to TorchServe are reused across requests.
-        app.state.torchserve = TorchServeClient(settings)
+        app.state.torchserve = TorchServeClient(settings, metrics)
         try:
             yield
         finally:
@@ -40,12 +46,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.catalog = catalog
-    # Added last = outermost: the access log also records requests the body limit rejects.
+    app.state.metrics = metrics
+    # Added last = outermost. Observe sees every request (refused ones too); the guard refuses before the body
+    # is read; the size limits refuse before anything parses it.
     image_routes = {spec.route: settings.max_image_body_bytes for spec in catalog.values() if spec.kind == "image"}
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, per_path=image_routes)
-    app.add_middleware(AccessLog)
+    app.add_middleware(
+        RequestLimits,
+        max_bytes=settings.max_body_bytes,
+        max_headers=settings.max_headers,
+        max_header_bytes=settings.max_header_bytes,
+        per_path=image_routes,
+    )
+    limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst) if settings.rate_limit_per_s else None
+    keys = KeyStore(settings.api_keys, settings.api_keys_file)
+    task_routes = {spec.route: spec.task for spec in catalog.values()}
+    app.add_middleware(Guard, keys=keys, limiter=limiter, task_routes=task_routes, metrics=metrics)
+    app.add_middleware(Observe, metrics=metrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.build_router(catalog, settings))
     configure_logging()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
     return app

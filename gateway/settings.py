@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(default=2.0, gt=0)
     max_connections: int = Field(default=64, ge=1, description="pooled connections to TorchServe")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger request bodies get 413")
+    max_headers: int = Field(default=64, ge=8, description="more request headers get 431")
+    max_header_bytes: int = Field(default=16_384, ge=1024, description="larger header blocks (names + values) get 431")
     max_batch_texts: int = Field(default=32, ge=1, description="most texts in one {'texts': [...]} request")
     max_image_body_bytes: int = Field(default=33_554_432, ge=1024, description="body limit on image routes")
     max_image_bytes: int = Field(default=10_485_760, ge=1024, description="most bytes in one image")
@@ -32,6 +34,15 @@ class Settings(BaseSettings):
         default=512, ge=256, description="images are downscaled to this shorter side before TorchServe"
     )
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 answers")
+    upstream_retries: int = Field(
+        default=1, ge=0, le=3, description="re-sends of a prediction TorchServe refused with 503/507 (worker died)"
+    )
+    api_keys: str = Field(
+        default="", repr=False, description="'name:key,name:key' accepted in X-API-Key; empty with no file = open"
+    )
+    api_keys_file: Path | None = Field(default=None, description="key file of 'name sha256:<hex> [tasks]' lines")
+    rate_limit_per_s: float = Field(default=0.0, ge=0, description="requests per second per API key (0 = off)")
+    rate_limit_burst: int = Field(default=20, ge=1, description="requests a key may send at once before 429")
 
 
 @lru_cache(maxsize=1)

@@ -8,11 +8,10 @@ import binascii
 from dataclasses import dataclass
 
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from gateway.bodies import is_json, parse_json
 from gateway.errors import APIError
 from gateway.schemas import ImageRequestBase
 
@@ -49,12 +48,7 @@ async def _from_form(request: Request, max_images: int) -> tuple[list[Upload], b
 
 
 async def _from_json(request: Request, model: type[ImageRequestBase]) -> tuple[list[Upload], bool]:
-    try:
-        body = model.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from None
+    body = await parse_json(request, model)
     if body.image_base64 is not None:  # type: ignore[attr-defined]
         encoded = [("image_base64", body.image_base64)]  # type: ignore[attr-defined]
     else:
@@ -72,10 +66,9 @@ async def read_uploads(
     request: Request, json_model: type[ImageRequestBase], max_images: int
 ) -> tuple[list[Upload], bool]:
     """The request's images and whether it asked for a single one (answered without `results`)."""
-    content_type = request.headers.get("content-type", "").lower()
-    if content_type.startswith("multipart/form-data"):
+    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         return await _from_form(request, max_images)
-    if content_type.startswith("application/json"):
+    if is_json(request):
         return await _from_json(request, json_model)
     raise APIError(
         415,

@@ -2,6 +2,10 @@
 
 Keys come from TorchServe's key file and are re-read when the file changes or when TorchServe rejects a key
 (keys expire and get rotated), so a key rotation needs no gateway restart.
+
+A prediction TorchServe refuses with 503 or 507 (its worker died mid-batch, or none was free at that moment)
+is sent again, up to `upstream_retries` times: a classification has no side effects, and TorchServe restarts a
+dead worker or hands the job to the other one, so the caller sees an answer instead of the crash.
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ import orjson
 
 from gateway.errors import APIError
 from gateway.http1 import Http1Transport
+from gateway.metrics import GatewayMetrics
+from gateway.observe import REQUEST_ID_HEADER, request_id
 from gateway.settings import Settings
+from modelops.logs import log_event
 from modelops.torchserve import Keys, TorchServeError, bearer, read_keys
 
 logger = logging.getLogger(__name__)
 
 _KEY_REJECTED = "InvalidKeyException"
+# TorchServe's answers when a worker died under the request or no worker could take it: worth one more try.
+_RETRYABLE = frozenset({503, 507})
 
 
 class KeyFile:
@@ -45,8 +54,9 @@ class KeyFile:
 
 
 class TorchServeClient:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.keys = KeyFile(settings.torchserve_key_file)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s),
@@ -92,21 +102,31 @@ class TorchServeClient:
     async def predict(
         self, model: str, content: bytes, content_type: str = "application/json"
     ) -> tuple[dict[str, Any], float]:
-        """One prediction; returns TorchServe's JSON answer and the round-trip time in ms."""
-        started = time.perf_counter()
-        response = await self._send(
-            "POST",
-            f"{self.settings.torchserve_inference_url}/predictions/{model}",
-            "inference",
-            content=content,
-            headers={"Content-Type": content_type},
-        )
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        status = response.status_code
-        if status == 200:
-            return orjson.loads(response.content), elapsed_ms
-        detail = _upstream_message(response)
-        if status in (404, 503, 507):
+        """One prediction; returns TorchServe's JSON answer and the round-trip time in ms (of the last try)."""
+        try:
+            return await self._predict(model, content, content_type)
+        except APIError as exc:
+            self.metrics.upstream_errors.labels(model, exc.code).inc()
+            raise
+
+    async def _predict(self, model: str, content: bytes, content_type: str) -> tuple[dict[str, Any], float]:
+        headers = {"Content-Type": content_type, REQUEST_ID_HEADER: request_id.get()}
+        url = f"{self.settings.torchserve_inference_url}/predictions/{model}"
+        retries_left = self.settings.upstream_retries
+        while True:
+            started = time.perf_counter()
+            response = await self._send("POST", url, "inference", content=content, headers=headers)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            status = response.status_code
+            if status == 200:
+                return orjson.loads(response.content), elapsed_ms
+            detail = _upstream_message(response)
+            if status not in _RETRYABLE or not retries_left:
+                break
+            retries_left -= 1
+            self.metrics.upstream_retries.labels(model).inc()
+            log_event(logger, "upstream.retry", logging.WARNING, model=model, status=status, detail=detail)
+        if status in (404, *_RETRYABLE):
             raise self._unavailable("model_not_ready", f"model '{model}' is not ready in TorchServe: {detail}")
         if status == 400:
             raise APIError(422, "invalid_request", detail)

@@ -30,6 +30,19 @@ def request_body(row: dict[str, Any]) -> Any:
     return row.get("body") if body is None else body
 
 
+def request_ids(context: Any, count: int) -> list[str]:
+    """The gateway's X-Request-ID of each request in the batch ("-" when a caller sent none), so a request
+    can be followed from the gateway's access log into the model batch that served it."""
+    ids = []
+    for idx in range(count):
+        try:
+            headers = context.get_all_request_header(idx) or {}
+        except (AttributeError, IndexError, KeyError):
+            headers = {}
+        ids.append(next((str(v) for k, v in headers.items() if str(k).lower() == "x-request-id"), "-"))
+    return ids
+
+
 def error_result(message: str) -> dict[str, Any]:
     return {"error": {"code": "invalid_request", "message": message}}
 
@@ -120,13 +133,15 @@ class BatchClassifier:
         started = time.perf_counter()
         inputs, errors = self.preprocess(rows)
         responses = self.postprocess(self.infer(inputs) if inputs else [], errors, context)
-        # One line per model batch: how well dynamic batching fills batches, and how many slots were rejected.
+        # One line per model batch: how well dynamic batching fills batches, how many slots were rejected, and
+        # which gateway requests rode in it.
         logger.info(
-            "batch model=%s size=%d invalid=%d ms=%.1f",
+            "batch model=%s size=%d invalid=%d ms=%.1f request_ids=%s",
             self.model_info["name"],
             len(rows),
             len(rows) - len(inputs),
             (time.perf_counter() - started) * 1000,
+            ",".join(request_ids(context, len(rows))),
         )
         return responses
 

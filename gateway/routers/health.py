@@ -5,20 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
-from gateway.dependencies import AppSettings, Catalog, Client
+from gateway.dependencies import AppSettings, Catalog, Client, Metrics
 from gateway.errors import APIError
+from gateway.metrics import CONTENT_TYPE
 from gateway.responses import OrjsonResponse
+from gateway.schemas import GUARD_ERRORS, Readiness
 from gateway.upstream import TorchServeClient
 from modelops.catalog import TaskSpec
 from modelops.torchserve import ready_workers
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=GUARD_ERRORS)
 
 
 @router.get("/healthz", summary="The gateway process is up (says nothing about the models)")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(registry: Metrics) -> Response:
+    """Prometheus text format; TorchServe's own metrics are on its metrics port (8082)."""
+    return Response(registry.render(), media_type=CONTENT_TYPE)
 
 
 def _loaded(description: list[dict[str, Any]] | None) -> dict[str, Any] | None:
@@ -43,7 +52,14 @@ async def _status(client: TorchServeClient, catalog: dict[str, TaskSpec]) -> tup
     return {name: _loaded(d) for name, d in described.items()}, None
 
 
-@router.get("/readyz", summary="Every catalog model has a READY worker in TorchServe")
+@router.get(
+    "/readyz",
+    summary="Every catalog model has a READY worker in TorchServe",
+    responses={
+        200: {"model": Readiness, "description": "ready"},
+        503: {"model": Readiness, "description": "not ready; `reason` says why (Retry-After set)"},
+    },
+)
 async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> OrjsonResponse:
     loaded, problem = await _status(client, catalog)
     models = {name: bool(info and info["ready_workers"] > 0) for name, info in loaded.items()}

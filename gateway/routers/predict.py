@@ -11,10 +11,12 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from gateway.bodies import json_body_schema, read_json
 from gateway.dependencies import Client
 from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
 from gateway.responses import OrjsonResponse
 from gateway.schemas import (
+    PREDICT_ERRORS,
     BatchPrediction,
     ImageBatchPrediction,
     ImagePrediction,
@@ -27,8 +29,8 @@ from gateway.settings import Settings
 from gateway.uploads import read_uploads
 from modelops.catalog import TaskSpec
 
-# No `from __future__ import annotations` here: FastAPI must see the per-task request classes, which are
-# local variables, as real annotation objects.
+# No `from __future__ import annotations` here: FastAPI must see the image routes' `top_k` annotation, built
+# per route from local values, as a real object.
 
 
 def _result(answer: dict[str, Any], latency_ms: float, **replace: Any) -> dict[str, Any]:
@@ -45,10 +47,8 @@ def _answer(results: list[dict[str, Any]], single: bool) -> OrjsonResponse:
 
 
 def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase]) -> Any:
-    async def classify(
-        body: request_model,  # type: ignore[valid-type]
-        client: Client,
-    ) -> OrjsonResponse:
+    async def classify(request: Request, client: Client) -> OrjsonResponse:
+        body = await read_json(request, request_model)
         texts = body.items()
         answers = await asyncio.gather(*(client.predict(spec.model_name, orjson.dumps({"text": t})) for t in texts))
         return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)
@@ -100,15 +100,6 @@ def _image_request_body(settings: Settings) -> dict[str, Any]:
     }
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"description": "request body or image too large"},
-    415: {"description": "not a supported image format / body type"},
-    422: {"description": "invalid input; the message names the field and the limit"},
-    503: {"description": "TorchServe down or the model not ready (Retry-After set)"},
-    504: {"description": "TorchServe did not answer in time"},
-}
-
-
 def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
     router = APIRouter(tags=["classify"])
     for spec in catalog.values():
@@ -117,9 +108,10 @@ def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
             response_model: Any = ImagePrediction | ImageBatchPrediction
             extra = _image_request_body(settings)
         else:
-            endpoint = _text_endpoint(spec, text_request_model(spec, settings.max_batch_texts))
+            request_model = text_request_model(spec, settings.max_batch_texts)
+            endpoint = _text_endpoint(spec, request_model)
             response_model = Prediction | BatchPrediction
-            extra = None
+            extra = json_body_schema(request_model)
         router.add_api_route(
             spec.route,
             endpoint,
@@ -127,7 +119,7 @@ def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
             response_model=response_model,
             summary=spec.description,
             name=spec.task,
-            responses=_ERRORS,
+            responses=PREDICT_ERRORS,
             openapi_extra=extra,
         )
     return router

@@ -1,0 +1,123 @@
+"""`python -m bench.soak`: many mixed requests (all three tasks) through the gateway at high concurrency,
+counting every answer by status and sampling the resident memory of every process of the stack.
+
+Memory is read three times: before anything is sent, after a warm-up (lazy allocations, caches and
+TorchServe's batch buffers settle here), and after the soak itself; "flat" means the soak added nothing
+beyond measurement noise between the last two. The load generator is the benchmark's (`bench.loadgen`), a
+separate process, so its own memory is not in the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.__main__ import load, payloads, running_stack, sample
+from modelops import stack
+from modelops.catalog import REPO_ROOT, load_catalog
+
+DEFAULT_OUT = REPO_ROOT / "docs" / "bench" / "soak.json"
+MIB = 1024 * 1024
+
+
+def stack_processes(cfg: stack.StackConfig, models: list[str]) -> dict[str, psutil.Process]:
+    """Every process serving requests, by a readable name: TorchServe's Java frontend (the `torchserve`
+    launcher's child) and each worker by model and pid, next to the gateway, S3 and the UI."""
+    found: dict[str, psutil.Process] = {}
+    for name in ("gateway", "s3", "ui"):
+        pid = stack.running_pid(cfg, name)
+        if pid is not None:
+            found[name] = psutil.Process(pid)
+    launcher = stack.running_pid(cfg, "torchserve")
+    if launcher is not None:
+        for child in psutil.Process(launcher).children():
+            if child.name() == "java":
+                found["torchserve frontend"] = child
+    mgmt = stack.management_client(cfg)
+    try:
+        for model in models:
+            for worker in (mgmt.describe(model) or [{}])[0].get("workers", []):
+                found[f"worker {model} {worker['pid']}"] = psutil.Process(int(worker["pid"]))
+    finally:
+        mgmt.close()
+    return found
+
+
+def rss_mib(processes: dict[str, psutil.Process]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name, process in processes.items():
+        try:
+            out[name] = round(process.memory_info().rss / MIB, 1)
+        except psutil.NoSuchProcess:
+            out[name] = None  # a worker TorchServe replaced: reported, not hidden
+    return out
+
+
+def mixed_payloads(cfg: stack.StackConfig, examples: int) -> list[dict[str, Any]]:
+    """Gateway requests of all tasks, interleaved so every stretch of the soak carries all three."""
+    per_task = [
+        payloads(spec, sample(spec, examples), "gateway", cfg.gateway_url, "") for spec in load_catalog().values()
+    ]
+    return [p for group in itertools.zip_longest(*per_task) for p in group if p is not None]
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    by_status: dict[str, int] = {"2xx": result["requests"]}
+    for outcome, count in result["errors"].items():
+        bucket = f"{outcome[0]}xx" if outcome.isdigit() else outcome
+        by_status[bucket] = by_status.get(bucket, 0) + count
+    return {"answers": by_status, **{k: result[k] for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "duration_s")}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--warmup-requests", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--examples", type=int, default=64, help="distinct validation inputs per task")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
+    args = parser.parse_args(argv)
+    cfg = stack.StackConfig()
+    models = [spec.model_name for spec in load_catalog().values()]
+    with running_stack(cfg), tempfile.TemporaryDirectory(prefix="soak-") as scratch:
+        payload_file = Path(scratch) / "mixed.json"
+        payload_file.write_text(json.dumps(mixed_payloads(cfg, args.examples)), encoding="utf-8")
+        processes = stack_processes(cfg, models)
+        before = rss_mib(processes)
+        print(f"warm-up: {args.warmup_requests} requests", file=sys.stderr)
+        warmup = load(payload_file, args.concurrency, 0, 0, total=args.warmup_requests)
+        start = rss_mib(processes)
+        print(f"soak: {args.requests} requests at concurrency {args.concurrency}", file=sys.stderr)
+        soak = load(payload_file, args.concurrency, 0, 0, total=args.requests)
+        end = rss_mib(processes)
+    memory = {name: {"before_mib": before[name], "start_mib": start[name], "end_mib": end[name]} for name in processes}
+    results = {
+        "settings": vars(args),
+        "warmup": summary(warmup),
+        "soak": summary(soak),
+        "rss": memory,
+    }
+    print(f"{'process':<28} {'before MiB':>10} {'start MiB':>10} {'end MiB':>10} {'start->end':>11}")
+    for name, row in memory.items():
+        change = (
+            f"{100 * (row['end_mib'] - row['start_mib']) / row['start_mib']:+.1f}%"
+            if row["start_mib"] and row["end_mib"]
+            else "gone"
+        )
+        print(f"{name:<28} {row['before_mib']!s:>10} {row['start_mib']!s:>10} {row['end_mib']!s:>10} {change:>11}")
+    print(f"soak: {json.dumps(results['soak'])}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

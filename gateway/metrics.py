@@ -1,0 +1,59 @@
+"""The gateway's Prometheus metrics, on `GET /metrics`.
+
+Each app owns its registry (not prometheus-client's global one), so several apps in one process (the tests)
+count separately. Routes are labelled by their template (`/v1/pose`), never by the raw path, so a scan of
+random URLs cannot blow up the number of series: unmatched paths share the label `unmatched`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# The `*_created` timestamp series double the output and no dashboard reads them.
+disable_created_metrics()
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+UNMATCHED = "unmatched"
+# From a fast text answer (~5 ms) to a timed-out one (the 30 s default upstream timeout).
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests answered, by route, method and status",
+            ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from request start to the last response byte, by route",
+            ("route",),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("gateway_requests_in_flight", "Requests being handled now", registry=self.registry)
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "TorchServe calls that failed, by model and error code",
+            ("model", "code"),
+            registry=self.registry,
+        )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries",
+            "Predictions re-sent after TorchServe refused them (503/507)",
+            ("model",),
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "gateway_auth_rejections",
+            "Requests refused before any work: missing/invalid key, forbidden, rate limit",
+            ("reason",),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

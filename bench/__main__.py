@@ -289,6 +289,12 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_results(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(f"results: {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", action="append", help="task to measure (default: all)")
@@ -310,10 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.task or list(catalog):
             results["tasks"][name] = bench_task(cfg, catalog[name], levels, args.duration, args.warmup, args.examples)
     print(format_table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    print(f"results: {out}")
+    write_results(results, Path(args.out))
 
 
 if __name__ == "__main__":

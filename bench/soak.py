@@ -1,10 +1,11 @@
 """`python -m bench.soak`: many mixed requests (all three tasks) through the gateway at high concurrency,
 counting every answer by status and sampling the resident memory of every process of the stack.
 
-Memory is read three times: before anything is sent, after a warm-up (lazy allocations, caches and
-TorchServe's batch buffers settle here), and after the soak itself; "flat" means the soak added nothing
-beyond measurement noise between the last two. The load generator is the benchmark's (`bench.loadgen`), a
-separate process, so its own memory is not in the figures.
+Memory is read before anything is sent, after a warm-up (lazy allocations, caches and TorchServe's batch
+buffers settle here), and after each round of the soak; "flat" means the rounds added nothing beyond
+measurement noise. Several rounds tell a heap still growing to its working size (the JVM's grows in steps
+until its collector settles) from a leak, which would keep growing round after round. The load generator is
+the benchmark's (`bench.loadgen`), a separate process, so its own memory is not in the figures.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from bench.__main__ import load, payloads, running_stack, sample
+from bench.__main__ import load, payloads, running_stack, sample, write_results
 from modelops import stack
 from modelops.catalog import REPO_ROOT, load_catalog
 
@@ -76,9 +77,21 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     return {"answers": by_status, **{k: result[k] for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "duration_s")}}
 
 
+def print_memory(snapshots: dict[str, dict[str, float | None]]) -> None:
+    """One row per process, one column per snapshot, and the change from after warm-up to the end."""
+    names = list(snapshots)
+    print(f"{'process':<26}" + "".join(f"{n:>11}" for n in names) + f"{'start->end':>12}")
+    for process in snapshots[names[0]]:
+        row = [snapshots[n][process] for n in names]
+        start, end = snapshots["start"][process], snapshots[names[-1]][process]
+        change = f"{100 * (end - start) / start:+.1f}%" if start and end else "gone"
+        print(f"{process:<26}" + "".join(f"{v!s:>11}" for v in row) + f"{change:>12}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=10_000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of --requests, memory read after each")
     parser.add_argument("--warmup-requests", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--examples", type=int, default=64, help="distinct validation inputs per task")
@@ -86,37 +99,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = stack.StackConfig()
     models = [spec.model_name for spec in load_catalog().values()]
+    rounds = []
     with running_stack(cfg), tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         payload_file = Path(scratch) / "mixed.json"
         payload_file.write_text(json.dumps(mixed_payloads(cfg, args.examples)), encoding="utf-8")
         processes = stack_processes(cfg, models)
-        before = rss_mib(processes)
+        snapshots = {"before": rss_mib(processes)}
         print(f"warm-up: {args.warmup_requests} requests", file=sys.stderr)
         warmup = load(payload_file, args.concurrency, 0, 0, total=args.warmup_requests)
-        start = rss_mib(processes)
-        print(f"soak: {args.requests} requests at concurrency {args.concurrency}", file=sys.stderr)
-        soak = load(payload_file, args.concurrency, 0, 0, total=args.requests)
-        end = rss_mib(processes)
-    memory = {name: {"before_mib": before[name], "start_mib": start[name], "end_mib": end[name]} for name in processes}
-    results = {
-        "settings": vars(args),
-        "warmup": summary(warmup),
-        "soak": summary(soak),
-        "rss": memory,
-    }
-    print(f"{'process':<28} {'before MiB':>10} {'start MiB':>10} {'end MiB':>10} {'start->end':>11}")
-    for name, row in memory.items():
-        change = (
-            f"{100 * (row['end_mib'] - row['start_mib']) / row['start_mib']:+.1f}%"
-            if row["start_mib"] and row["end_mib"]
-            else "gone"
-        )
-        print(f"{name:<28} {row['before_mib']!s:>10} {row['start_mib']!s:>10} {row['end_mib']!s:>10} {change:>11}")
-    print(f"soak: {json.dumps(results['soak'])}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    print(f"results: {out}")
+        snapshots["start"] = rss_mib(processes)
+        for number in range(1, args.rounds + 1):
+            print(f"round {number}: {args.requests} requests at concurrency {args.concurrency}", file=sys.stderr)
+            rounds.append(summary(load(payload_file, args.concurrency, 0, 0, total=args.requests)))
+            snapshots[f"round {number}"] = rss_mib(processes)
+    results = {"settings": vars(args), "warmup": summary(warmup), "rounds": rounds, "rss_mib": snapshots}
+    print_memory(snapshots)
+    for number, result in enumerate(rounds, 1):
+        print(f"round {number}: {json.dumps(result)}")
+    write_results(results, Path(args.out))
 
 
 if __name__ == "__main__":

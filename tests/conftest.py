@@ -91,6 +91,21 @@ class Stack:
         assert not [o for o in self.sync().values() if o.startswith("failed")]
 
 
+def start_second_gateway(live: Stack, state_dir: Path, env: dict[str, str]) -> stack.StackConfig:
+    """Another gateway process on a free port in front of the same TorchServe, with extra GATEWAY_* settings
+    (tests of settings the shared gateway does not have); stop it with `stack.stop(cfg, "gateway")`."""
+    cfg = stack.StackConfig(
+        state_dir=state_dir,
+        model_store=live.cfg.model_store,
+        gateway_port=free_port(set()),
+        inference_port=live.cfg.inference_port,
+        management_port=live.cfg.management_port,
+    )
+    cfg.torchserve_dir.mkdir(parents=True, exist_ok=True)
+    stack.start_gateway(cfg, extra_env={"GATEWAY_TORCHSERVE_KEY_FILE": str(live.cfg.key_file), **env})
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def catalog() -> dict[str, TaskSpec]:
     return load_catalog()

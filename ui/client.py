@@ -14,6 +14,8 @@ DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
 # What a person should do about each kind of failure, by HTTP status.
 _ADVICE = {
+    401: "The API needs a key. Set UI_API_KEY to a key the gateway accepts and restart the UI.",
+    403: "The UI's API key is not allowed to use this model. Ask for a key granted this task.",
     413: "The input is too large. Use a shorter text or a smaller image.",
     415: "That file is not a supported image. Use a JPEG, PNG, WebP, BMP or GIF photo.",
     422: "The input was not accepted. Check it and try again.",

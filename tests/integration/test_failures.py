@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from modelops import stack
-from tests.conftest import Stack, free_port
+from tests.conftest import Stack, start_second_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -55,20 +56,9 @@ def test_key_rotation_needs_no_gateway_restart(client: httpx.Client, live_stack:
 
 
 @pytest.fixture
-def impatient_gateway(live_stack: Stack, stack_root) -> Iterator[str]:
+def impatient_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
     """A second gateway whose upstream timeout (1 ms) is shorter than any model call."""
-    cfg = stack.StackConfig(
-        state_dir=stack_root / "impatient",
-        model_store=live_stack.cfg.model_store,
-        gateway_port=free_port(set()),
-        inference_port=live_stack.cfg.inference_port,
-        management_port=live_stack.cfg.management_port,
-    )
-    cfg.torchserve_dir.mkdir(parents=True, exist_ok=True)
-    stack.start_gateway(
-        cfg,
-        extra_env={"GATEWAY_UPSTREAM_TIMEOUT_S": "0.001", "GATEWAY_TORCHSERVE_KEY_FILE": str(live_stack.cfg.key_file)},
-    )
+    cfg = start_second_gateway(live_stack, stack_root / "impatient", {"GATEWAY_UPSTREAM_TIMEOUT_S": "0.001"})
     yield cfg.gateway_url
     stack.stop(cfg, "gateway")
 

@@ -20,7 +20,7 @@ import pytest
 from gateway.apikeys import digest
 from modelops import stack
 from modelops.torchserve import read_keys, ready_workers
-from tests.conftest import Stack, free_port
+from tests.conftest import Stack, start_second_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -120,26 +120,15 @@ def test_real_world_unicode_is_classified(client: httpx.Client, text: str) -> No
 def keyed_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
     """A second gateway process on the same TorchServe, with API keys (one from env, one from a key file that
     only grants `sentiment`) and a rate limit of one request per 5 s after a burst of 5."""
-    cfg = stack.StackConfig(
-        state_dir=stack_root / "keyed",
-        model_store=live_stack.cfg.model_store,
-        gateway_port=free_port(set()),
-        inference_port=live_stack.cfg.inference_port,
-        management_port=live_stack.cfg.management_port,
-    )
-    cfg.torchserve_dir.mkdir(parents=True, exist_ok=True)
-    key_file = stack_root / "keyed" / "api-keys"
+    key_file = stack_root / "keyed-api-keys"
     key_file.write_text(f"reviews sha256:{digest('reviews-key').hex()} sentiment\n")
-    stack.start_gateway(
-        cfg,
-        extra_env={
-            "GATEWAY_TORCHSERVE_KEY_FILE": str(live_stack.cfg.key_file),
-            "GATEWAY_API_KEYS": "ops:ops-key",
-            "GATEWAY_API_KEYS_FILE": str(key_file),
-            "GATEWAY_RATE_LIMIT_PER_S": "0.2",
-            "GATEWAY_RATE_LIMIT_BURST": "5",
-        },
-    )
+    env = {
+        "GATEWAY_API_KEYS": "ops:ops-key",
+        "GATEWAY_API_KEYS_FILE": str(key_file),
+        "GATEWAY_RATE_LIMIT_PER_S": "0.2",
+        "GATEWAY_RATE_LIMIT_BURST": "5",
+    }
+    cfg = start_second_gateway(live_stack, stack_root / "keyed", env)
     yield cfg.gateway_url
     stack.stop(cfg, "gateway")
 

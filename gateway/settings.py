@@ -12,7 +12,8 @@ from modelops.catalog import REPO_ROOT
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+    # An empty variable means "not set" (compose passes optional settings through as empty strings).
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_ignore_empty=True)
 
     torchserve_inference_url: str = "http://127.0.0.1:8080"
     torchserve_management_url: str = "http://127.0.0.1:8081"

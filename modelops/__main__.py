@@ -26,7 +26,7 @@ from modelops.catalog import DEFAULT_RECIPE, RECIPE_NAMES, REPO_ROOT, CatalogErr
 from modelops.data import data_dir
 from modelops.logs import configure_logging, log_event
 from modelops.s3store import StoreError
-from modelops.torchserve import TorchServeError
+from modelops.torchserve import ManagementClient, TorchServeError
 
 logger = logging.getLogger("modelops")
 
@@ -102,6 +102,9 @@ def cmd_sync(args: argparse.Namespace) -> None:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
+        if args.rotate_keys:
+            every_s = _token_expiration_min(REPO_ROOT / "config.properties") * 60 / 2
+            threading.Thread(target=_rotate_keys, args=(syncer.mgmt, every_s, stop), daemon=True).start()
         syncer.run_forever(args.interval, stop)
         return
     outcomes = syncer.run_once()
@@ -139,6 +142,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def _rotate_keys(mgmt: ManagementClient, every_s: float, stop: threading.Event) -> None:
+    """Mint fresh TorchServe keys at half their lifetime, so readers never hold an expired one (they re-read
+    the key file); for deployments without the `make run` supervisor, which does the same."""
+    while not stop.wait(every_s):
+        try:
+            mgmt.rotate_keys()
+        except Exception as exc:  # a failed rotation is retried next period; the old keys are still valid
+            log_event(logger, "torchserve.key_rotation_failed", logging.ERROR, reason=repr(exc))
 
 
 def _token_expiration_min(config: Path) -> float:
@@ -259,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("sync", help="S3 -> model_store -> TorchServe, without downtime")
     p.add_argument("--loop", action="store_true", help="keep syncing (backs off while passes fail)")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between passes in --loop")
+    p.add_argument("--rotate-keys", action="store_true", help="with --loop: rotate TorchServe's keys at half-life")
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("rollback", help="set a model's default to the previous (or given) version")

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -199,6 +200,10 @@ def port_open(host: str, port: int) -> bool:
 # --- S3 (SeaweedFS) ------------------------------------------------------------------------------------
 
 
+def new_s3_credentials() -> tuple[str, str]:
+    return "local-" + secrets.token_hex(8), secrets.token_urlsafe(30)
+
+
 def local_s3_env(cfg: StackConfig) -> dict[str, str]:
     """Credentials for the local S3 server, generated once per state folder and kept in an env file.
 
@@ -207,17 +212,36 @@ def local_s3_env(cfg: StackConfig) -> dict[str, str]:
     """
     path = cfg.s3_env_file
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        access_key, secret_key = new_s3_credentials()
         values = {
             "AWS_ENDPOINT_URL": cfg.s3_url,
-            "AWS_ACCESS_KEY_ID": "local-" + secrets.token_hex(8),
-            "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
+            "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.writelines(f"{k}={v}\n" for k, v in values.items())
+        write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()))
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (credentials)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def s3_identities(access_key: str, secret_key: str) -> dict[str, Any]:
+    """SeaweedFS's S3 identity file: one identity with these credentials, so anonymous access is refused."""
+    return {
+        "identities": [
+            {
+                "name": "modelops",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
 
 
 def start_s3(cfg: StackConfig) -> None:
@@ -227,19 +251,8 @@ def start_s3(cfg: StackConfig) -> None:
     env = local_s3_env(cfg)
     s3_dir = cfg.state_dir / "s3"
     (s3_dir / "data").mkdir(parents=True, exist_ok=True)
-    identities = {
-        "identities": [
-            {
-                "name": "modelops",
-                "credentials": [{"accessKey": env["AWS_ACCESS_KEY_ID"], "secretKey": env["AWS_SECRET_ACCESS_KEY"]}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
-        ]
-    }
     config_path = s3_dir / "s3-identities.json"
-    fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(identities, fh)
+    write_private(config_path, json.dumps(s3_identities(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])))
     ports = cfg.s3_internal_ports
     cmd = [
         bin_path("weed"),

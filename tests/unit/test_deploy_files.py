@@ -1,0 +1,81 @@
+"""The container deployment files, checked without a Docker engine (none runs here): docker-compose.yml
+through Debian's docker-compose (`config` parses, interpolates and validates against the Compose schema),
+the Dockerfile through hadolint, and the properties the README promises of them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelops.catalog import REPO_ROOT
+from modelops.compose import write_compose_secrets
+from modelops.tools import bin_path
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict:
+    """The compose file as docker-compose resolves it (anchors merged, defaults interpolated)."""
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose not found: `apt-get install docker-compose` (.ci/run installs it)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "UI_", "MODEL_"))}
+    finished = subprocess.run(
+        [tool, "-f", str(COMPOSE), "config"], capture_output=True, text=True, check=False, env=env, cwd=REPO_ROOT
+    )
+    assert finished.returncode == 0, finished.stderr
+    return yaml.safe_load(finished.stdout)
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    finished = subprocess.run([bin_path("hadolint"), str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+
+
+def test_images_run_as_an_unprivileged_user() -> None:
+    stages = DOCKERFILE.read_text().split("\nFROM ")
+    for stage in stages[1:]:
+        users = [line.split()[1] for line in stage.splitlines() if line.startswith("USER ")]
+        assert users, "every stage sets its user"
+        assert users[-1].split(":")[0] not in ("0", "root"), stage.splitlines()[0]
+
+
+def test_only_the_gateway_and_ui_are_published_on_loopback_by_default(resolved: dict) -> None:
+    published = {name: svc["ports"] for name, svc in resolved["services"].items() if svc.get("ports")}
+    assert set(published) == {"gateway", "ui"}
+    for ports in published.values():
+        assert all(str(p).startswith("127.0.0.1:") for p in ports), ports
+
+
+def test_long_running_services_have_health_checks_that_work_with_token_auth(resolved: dict) -> None:
+    services = resolved["services"]
+    for name in ("s3", "torchserve", "gateway", "ui"):
+        assert services[name]["healthcheck"]["test"][0] == "CMD", name
+    torchserve_check = services["torchserve"]["healthcheck"]["test"]
+    assert "--key-file" in torchserve_check  # /ping needs a key: the check authenticates
+    assert services["gateway"]["depends_on"]["torchserve"]["condition"] == "service_healthy"
+    assert services["seed"]["restart"] == "no"
+    assert services["sync"]["network_mode"] == "service:torchserve"
+    assert "--rotate-keys" in services["sync"]["command"]
+
+
+def test_s3_credentials_reach_containers_only_as_secrets(resolved: dict, tmp_path: Path) -> None:
+    for name in ("seed", "sync"):
+        environment = resolved["services"][name]["environment"]
+        assert "AWS_SECRET_ACCESS_KEY" not in environment
+        assert environment["AWS_SHARED_CREDENTIALS_FILE"] == "/run/secrets/aws_credentials"
+    written = write_compose_secrets(tmp_path)
+    assert {p.name for p in written} == {"s3-identities.json", "aws-credentials"}
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = (tmp_path / "aws-credentials").read_text()
+    assert write_compose_secrets(tmp_path) == []  # kept: regenerating would lock out existing S3 data
+    assert (tmp_path / "aws-credentials").read_text() == before
+    assert "aws_secret_access_key = " in before

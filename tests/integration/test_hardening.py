@@ -19,6 +19,7 @@ import pytest
 
 from gateway.apikeys import digest
 from modelops import stack
+from modelops.healthcheck import healthy
 from modelops.torchserve import read_keys, ready_workers
 from tests.conftest import Stack, start_second_gateway
 
@@ -169,3 +170,11 @@ def test_secrets_never_reach_the_logs(client: httpx.Client, live_stack: Stack) -
         text = path.read_text(encoding="utf-8", errors="replace")
         for what, secret in secrets.items():
             assert secret not in text, f"{what} found in {path}"
+
+
+def test_container_health_check_authenticates_against_torchserve(live_stack: Stack) -> None:
+    """The compose health check: TorchServe's management API answers it only with the key from the key file."""
+    url = f"{live_stack.cfg.management_url}/models"
+    assert healthy(url, live_stack.cfg.key_file)
+    assert not healthy(url)  # token authorization is on: no key, no answer
+    assert healthy(f"{live_stack.gateway}/healthz")

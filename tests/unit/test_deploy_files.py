@@ -4,6 +4,7 @@ the Dockerfile through hadolint, and the properties the README promises of them.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -79,3 +80,43 @@ def test_s3_credentials_reach_containers_only_as_secrets(resolved: dict, tmp_pat
     assert write_compose_secrets(tmp_path) == []  # kept: regenerating would lock out existing S3 data
     assert (tmp_path / "aws-credentials").read_text() == before
     assert "aws_secret_access_key = " in before
+
+
+EC2 = REPO_ROOT / "deploy" / "ec2"
+
+
+def test_ec2_systemd_units_verify(tmp_path: Path) -> None:
+    """`systemd-analyze verify` on the units, pointed at this checkout instead of /opt/multitask (it checks
+    keys, sections and that every ExecStart binary exists and is executable)."""
+    tool = shutil.which("systemd-analyze")
+    assert tool, "systemd-analyze not found (Debian's systemd package; .ci/run installs it)"
+    units = sorted(EC2.glob("*.service"))
+    assert {u.stem for u in units} == {f"multitask-{n}" for n in ("torchserve", "sync", "gateway", "ui")}
+    for unit in units:
+        text = unit.read_text().replace("/etc/multitask/multitask.env", str(EC2 / "multitask.env.example"))
+        text = text.replace("/opt/multitask", str(REPO_ROOT)).replace("=multitask\n", "=root\n")
+        (tmp_path / unit.name).write_text(text)
+    finished = subprocess.run(
+        [tool, "verify", *map(str, sorted(tmp_path.glob("*.service")))], capture_output=True, text=True, check=False
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+
+
+def test_ec2_caddyfile_is_valid() -> None:
+    tool = shutil.which("caddy")
+    assert tool, "caddy not found (Debian's caddy package; .ci/run installs it)"
+    finished = subprocess.run(
+        [tool, "validate", "--config", str(EC2 / "Caddyfile"), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+
+
+def test_ec2_role_reads_only_the_model_prefix() -> None:
+    policy = json.loads((EC2 / "iam-policy.json").read_text())
+    actions = {s["Action"] for s in policy["Statement"]}
+    assert actions == {"s3:ListBucket", "s3:GetObject"}  # read-only: publishing happens from the build side
+    assert all(s["Effect"] == "Allow" for s in policy["Statement"])
+    assert all(s["Resource"].startswith("arn:aws:s3:::") for s in policy["Statement"])

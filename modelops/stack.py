@@ -223,10 +223,11 @@ def local_s3_env(cfg: StackConfig) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (credentials)."""
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write a credentials file (by default one only its owner can read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)  # whatever the umask, and for a file that already existed
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
 

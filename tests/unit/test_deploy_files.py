@@ -72,10 +72,12 @@ def test_s3_credentials_reach_containers_only_as_secrets(resolved: dict, tmp_pat
         environment = resolved["services"][name]["environment"]
         assert "AWS_SECRET_ACCESS_KEY" not in environment
         assert environment["AWS_SHARED_CREDENTIALS_FILE"] == "/run/secrets/aws_credentials"
+    tmp_path.chmod(0o755)
     written = write_compose_secrets(tmp_path)
     assert {p.name for p in written} == {"s3-identities.json", "aws-credentials"}
-    for path in written:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700  # no other host user reaches them
+    for path in written:  # readable by the containers' uid 10001 through the bind mount
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
     before = (tmp_path / "aws-credentials").read_text()
     assert write_compose_secrets(tmp_path) == []  # kept: regenerating would lock out existing S3 data
     assert (tmp_path / "aws-credentials").read_text() == before

@@ -26,6 +26,7 @@ from modelops.logs import log_event
 logger = logging.getLogger(__name__)
 
 ALL_TASKS = "*"
+_NEVER_READ = -1.0  # an mtime no file has: the first check always reads
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ class KeyStore:
         self._env = _from_env(env_keys)
         self.path = path
         self._file: list[ApiKey] = []
-        self._mtime: float | None = None
-        self._loaded_once = False
+        self._mtime: float | None = _NEVER_READ
         self._reload_if_changed()
 
     @property
@@ -88,9 +88,8 @@ class KeyStore:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
             mtime = None  # a missing file means no file keys; the gateway stays closed, not open
-        if mtime == self._mtime and self._loaded_once:
+        if mtime == self._mtime:
             return
-        self._loaded_once = True
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:  # also when it went between the stat and the read

@@ -103,7 +103,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         if args.rotate_keys:
-            every_s = _token_expiration_min(REPO_ROOT / "config.properties") * 60 / 2
+            every_s = _key_rotation_period_s(REPO_ROOT / "config.properties")
             threading.Thread(target=_rotate_keys, args=(syncer.mgmt, every_s, stop), daemon=True).start()
         syncer.run_forever(args.interval, stop)
         return
@@ -154,11 +154,12 @@ def _rotate_keys(mgmt: ManagementClient, every_s: float, stop: threading.Event) 
             log_event(logger, "torchserve.key_rotation_failed", logging.ERROR, reason=repr(exc))
 
 
-def _token_expiration_min(config: Path) -> float:
+def _key_rotation_period_s(config: Path) -> float:
+    """Half of TorchServe's key lifetime (`token_expiration_min`): rotating then, no reader holds an expired key."""
     for line in config.read_text().splitlines():
         if line.strip().startswith("token_expiration_min="):
-            return float(line.split("=", 1)[1])
-    return 60.0
+            return float(line.split("=", 1)[1]) * 60 / 2
+    return 60.0 * 60 / 2
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -203,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         "Press Ctrl-C (or run `make stop`) to stop everything.\n",
         flush=True,
     )
-    rotate_every = _token_expiration_min(stack.torchserve_config(cfg)) * 60 / 2
+    rotate_every = _key_rotation_period_s(stack.torchserve_config(cfg))
     last_rotation = time.monotonic()
     next_sync = time.monotonic() + syncer.next_delay(args.sync_interval)
     while True:

@@ -2,27 +2,28 @@
 
 Container health checks with token auth: TorchServe's `/ping` needs a key too, so the check reads the
 current key from TorchServe's key file (`--key management`) and asks the management API, which also proves
-the key file the gateway and the sync read is in place. Standard library only: it runs every few seconds.
+the key file the gateway and the sync read is in place. Standard library only (the key file is parsed by
+`modelops.torchserve_keys`): it runs every few seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import urllib.request
 from pathlib import Path
+
+from modelops.torchserve_keys import parse_keys
 
 
 def healthy(url: str, key_file: Path | None = None, kind: str = "management", timeout_s: float = 3.0) -> bool:
     request = urllib.request.Request(url)
     try:
         if key_file is not None:
-            key = json.loads(key_file.read_text(encoding="utf-8"))[kind]["key"]
-            request.add_header("Authorization", f"Bearer {key}")
+            request.add_header("Authorization", f"Bearer {getattr(parse_keys(key_file), kind)}")
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status == 200
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return False
 
 

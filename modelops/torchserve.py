@@ -8,10 +8,8 @@ forever. Light imports only: the gateway uses this module too.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import httpx
 
 from modelops.catalog import TaskSpec
 from modelops.logs import log_event
+from modelops.torchserve_keys import Keys, parse_keys
 
 logger = logging.getLogger(__name__)
 
@@ -27,25 +26,13 @@ class TorchServeError(RuntimeError):
     """TorchServe is unreachable or answered with an error; the message carries its reason."""
 
 
-@dataclass(frozen=True)
-class Keys:
-    inference: str
-    management: str
-    api: str
-
-
 def read_keys(path: Path) -> Keys:
     """Parse TorchServe's key file; raises TorchServeError naming the file if it is missing or malformed."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return Keys(
-            inference=raw["inference"]["key"],
-            management=raw["management"]["key"],
-            api=raw["API"]["key"],
-        )
+        return parse_keys(path)
     except FileNotFoundError:
         raise TorchServeError(f"TorchServe key file {path} not found (is TorchServe running?)") from None
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise TorchServeError(f"TorchServe key file {path} is malformed: {exc!r}") from None
 
 
@@ -125,13 +112,16 @@ class ManagementClient:
         if response.status_code not in (200, 404):
             raise TorchServeError(f"unregister {model}/{version}: HTTP {response.status_code} {response.text}")
 
-    def wait_ready(self, model: str, version: str = "", timeout_s: float = 180.0) -> None:
+    def wait_ready(self, model: str, version: str = "", timeout_s: float = 180.0, workers: int = 1) -> list[int]:
+        """Wait until at least `workers` workers are READY; returns the pids of the version's workers."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if ready_workers(self.describe(model, version)) > 0:
-                return
+            description = self.describe(model, version)
+            if ready_workers(description) >= workers:
+                return [int(w["pid"]) for w in description[0]["workers"]]
             time.sleep(0.5)
-        raise TorchServeError(f"model {model} {version} has no READY worker after {timeout_s:.0f}s".replace("  ", " "))
+        needed = "no READY worker" if workers == 1 else f"fewer than {workers} READY workers"
+        raise TorchServeError(f"model {model} {version} has {needed} after {timeout_s:.0f}s".replace("  ", " "))
 
     def wait_drained(self, model: str, version: str, timeout_s: float = 30.0) -> None:
         """Wait until a version has no queued requests, so unregistering it fails none in flight."""

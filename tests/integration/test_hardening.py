@@ -20,7 +20,7 @@ import pytest
 from gateway.apikeys import digest
 from modelops import stack
 from modelops.healthcheck import healthy
-from modelops.torchserve import read_keys, ready_workers
+from modelops.torchserve import read_keys
 from tests.conftest import Stack, start_second_gateway
 
 pytestmark = pytest.mark.integration
@@ -32,16 +32,10 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def _wait_for_workers(live_stack: Stack, model: str, count: int, timeout_s: float = 180) -> list[int]:
+def _wait_for_workers(live_stack: Stack, model: str, count: int) -> list[int]:
     mgmt = stack.management_client(live_stack.cfg)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            described = mgmt.describe(model)
-            if ready_workers(described) >= count:
-                return [int(w["pid"]) for w in described[0]["workers"]]
-            assert time.monotonic() < deadline, f"{model}: {count} workers not READY within {timeout_s}s"
-            time.sleep(1)
+        return mgmt.wait_ready(model, workers=count)
     finally:
         mgmt.close()
 

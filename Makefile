@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 export DATA_DIR
 
-.PHONY: run stop test lint audit postman compose-secrets compose-check install sync build models rollback bench soak clean-state
+.PHONY: run stop test lint audit postman compose-secrets compose-check k8s-check install sync build models rollback bench soak clean-state
 
 $(STAMP): requirements/base.txt requirements/weights.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,12 @@ compose-secrets: $(STAMP)
 ## Validate docker-compose.yml and the Dockerfile without a Docker engine (Debian's docker-compose, hadolint).
 compose-check: $(STAMP)
 	docker-compose -f docker-compose.yml config -q
+	COMPOSE_PROFILES=replicas docker-compose -f docker-compose.yml -f docker-compose.replicas.yml config -q
 	$(VENV)/bin/hadolint docker/Dockerfile
+
+## Validate deploy/k8s offline: core kinds against Kubernetes' schemas, KServe kinds against the kserve wheel's.
+k8s-check: $(STAMP)
+	$(PY) -m modelops.manifests deploy/k8s/kustomization.yaml
 
 ## Check the pinned requirements against known vulnerabilities (pip-audit; says how many it could audit).
 audit: $(STAMP)

@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One pooled client for the app's lifetime: connections to TorchServe are reused across requests.
         app.state.torchserve = TorchServeClient(settings, metrics)
+        app.state.torchserve.start_health_checks()
         try:
             yield
         finally:

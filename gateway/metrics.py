@@ -49,6 +49,12 @@ class GatewayMetrics:
             ("model",),
             registry=self.registry,
         )
+        self.upstream_healthy = Gauge(
+            "gateway_upstream_healthy",
+            "1 while a TorchServe upstream answers its pings and requests, 0 while it is marked down",
+            ("upstream",),
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "gateway_auth_rejections",
             "Requests refused before any work: missing/invalid key, forbidden, rate limit",

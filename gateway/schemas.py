@@ -154,9 +154,15 @@ def image_request_model(max_images: int) -> type[ImageRequestBase]:
     return model
 
 
+class UpstreamReadiness(BaseModel):
+    ready: bool = Field(description="every catalog model has a READY worker on this TorchServe")
+    reason: str | None = Field(default=None, description="why this TorchServe could not be asked")
+
+
 class Readiness(BaseModel):
     status: str = Field(description="`ready` or `not_ready`")
-    models: dict[str, bool] = Field(description="per model: has at least one READY worker")
+    models: dict[str, bool] = Field(description="per model: has a READY worker on at least one upstream")
+    upstreams: dict[str, UpstreamReadiness] = Field(description="per configured TorchServe, by name")
     reason: str | None = Field(default=None, description="why not ready")
 
 

@@ -4,20 +4,77 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelops.catalog import REPO_ROOT
+
+
+def _base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"'{url}' is not an http(s) URL")
+    return url.rstrip("/")
+
+
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+
+
+class UpstreamSettings(BaseModel):
+    """One TorchServe the gateway sends predictions to.
+
+    `management_url` is optional: without it (a KServe predictor, whose management API stays inside its pod)
+    readiness comes from TorchServe's `/ping` (a KServe predictor opens its port only once the models of its
+    snapshot are registered; requests that arrive while their workers start wait in TorchServe's queue).
+    `key_file` is optional too: a TorchServe with token authorization off (KServe's predictor, fenced by a
+    NetworkPolicy instead) gets no Authorization header.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", description="label in logs, metrics and /readyz; default host:port")
+    inference_url: BaseUrl
+    management_url: BaseUrl | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _default_name(self) -> UpstreamSettings:
+        if not self.name:
+            self.name = urlsplit(self.inference_url).netloc
+        return self
+
+
+def _local_torchserve() -> list[UpstreamSettings]:
+    return [
+        UpstreamSettings(
+            name="local",
+            inference_url="http://127.0.0.1:8080",
+            management_url="http://127.0.0.1:8081",
+            key_file=REPO_ROOT / "var" / "torchserve" / "key_file.json",
+        )
+    ]
+
+
+def _unique_names(upstreams: list[UpstreamSettings]) -> list[UpstreamSettings]:
+    names = [u.name for u in upstreams]
+    if len(set(names)) != len(names):
+        raise ValueError(f"upstream names must be unique, got {names}")
+    return upstreams
 
 
 class Settings(BaseSettings):
     # An empty variable means "not set" (compose passes optional settings through as empty strings).
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_ignore_empty=True)
 
-    torchserve_inference_url: str = "http://127.0.0.1:8080"
-    torchserve_management_url: str = "http://127.0.0.1:8081"
-    torchserve_key_file: Path = REPO_ROOT / "var" / "torchserve" / "key_file.json"
+    upstreams: Annotated[list[UpstreamSettings], AfterValidator(_unique_names)] = Field(
+        default_factory=_local_torchserve,
+        min_length=1,
+        description="TorchServes to balance over (JSON list), round-robin among the healthy ones",
+    )
+    upstream_check_interval_s: float = Field(default=5.0, gt=0, description="how often each upstream is pinged")
     catalog_path: Path | None = Field(default=None, description="model catalog; default models.toml")
 
     upstream_timeout_s: float = Field(default=30.0, gt=0, description="wait for one TorchServe answer")

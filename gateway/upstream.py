@@ -1,18 +1,27 @@
-"""The gateway's one pooled HTTP client to TorchServe, and the mapping of its failures to API errors.
+"""The gateway's one pooled HTTP client to its TorchServes, and the mapping of their failures to API errors.
 
-Keys come from TorchServe's key file and are re-read when the file changes or when TorchServe rejects a key
-(keys expire and get rotated), so a key rotation needs no gateway restart.
+Several TorchServes (replicas on other hosts or compose services) can stand behind one gateway: predictions go
+round-robin over the healthy ones. An upstream is marked down when a request cannot reach it or its periodic
+`/ping` fails, and up again when a ping or a request gets through, so a restarted TorchServe rejoins without a
+gateway restart. When every upstream is marked down the gateway still tries them all, in turn: the request
+itself is the probe that finds the one that came back.
 
-A prediction TorchServe refuses with 503 or 507 (its worker died mid-batch, or none was free at that moment)
-is sent again, up to `upstream_retries` times: a classification has no side effects, and TorchServe restarts a
-dead worker or hands the job to the other one, so the caller sees an answer instead of the crash.
+Keys come from each TorchServe's own key file and are re-read when the file changes or when TorchServe rejects
+a key (keys expire and get rotated), so a key rotation needs no gateway restart.
+
+A prediction an upstream refuses with 404 (model not loaded there yet), 503 (no worker free) or 507 (its
+worker died mid-batch) is sent again, to the next upstream in turn, up to `upstream_retries` times: a
+classification has no side effects, so the caller sees an answer instead of the hiccup.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +32,26 @@ from gateway.errors import APIError
 from gateway.http1 import Http1Transport
 from gateway.metrics import GatewayMetrics
 from gateway.observe import REQUEST_ID_HEADER, request_id
-from gateway.settings import Settings
+from gateway.settings import Settings, UpstreamSettings
 from modelops.logs import log_event
-from modelops.torchserve import Keys, TorchServeError, bearer, read_keys
+from modelops.torchserve import Keys, TorchServeError, bearer, read_keys, ready_workers
 
 logger = logging.getLogger(__name__)
 
 _KEY_REJECTED = "InvalidKeyException"
-# TorchServe's answers when a worker died under the request or no worker could take it: worth one more try.
-_RETRYABLE = frozenset({503, 507})
+# Answers worth sending to the next upstream: the model is not loaded there, no worker could take the job, or
+# the worker died under it.
+_RETRYABLE = frozenset({404, 503, 507})
+# `/ping` says "Healthy" unless a model's workers have kept failing past their retry time.
+_HEALTHY = "Healthy"
+
+
+class Unreachable(Exception):
+    """This upstream could not be asked (connection failed, or it rejects our key): try another one."""
 
 
 class KeyFile:
-    """TorchServe's key file, cached until its modification time changes."""
+    """One TorchServe's key file, cached until its modification time changes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -53,51 +69,129 @@ class KeyFile:
         return self._keys
 
 
+class Upstream:
+    """One TorchServe: where it is, its keys, and whether it answered lately."""
+
+    def __init__(self, config: UpstreamSettings, http: httpx.AsyncClient, metrics: GatewayMetrics) -> None:
+        self.config = config
+        self.name = config.name
+        self.http = http
+        self.keys = KeyFile(config.key_file) if config.key_file else None
+        self.healthy = True
+        self.reason: str | None = None
+        self._gauge = metrics.upstream_healthy.labels(self.name)
+        self._gauge.set(1)
+
+    def mark(self, healthy: bool, reason: str | None = None) -> None:
+        """Record the latest evidence; log only changes, so a flapping upstream is visible and a steady one quiet."""
+        if healthy != self.healthy:
+            event = "upstream.up" if healthy else "upstream.down"
+            log_event(logger, event, logging.INFO if healthy else logging.WARNING, upstream=self.name, reason=reason)
+        self.healthy, self.reason = healthy, reason
+        self._gauge.set(1 if healthy else 0)
+
+    def _auth(self, kind: str, force: bool) -> dict[str, str]:
+        if self.keys is None:
+            return {}
+        try:
+            return bearer(getattr(self.keys.get(force=force), kind))
+        except TorchServeError as exc:
+            raise Unreachable(str(exc)) from None
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        kind: str,
+        wait: httpx.Timeout,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send with the current key; if TorchServe rejects the key, re-read the key file and try once more."""
+        for attempt in range(2):
+            auth = self._auth(kind, force=attempt > 0)
+            try:
+                response = await self.http.request(
+                    method, url, headers={**auth, **(headers or {})}, timeout=wait, **kwargs
+                )
+            except httpx.TimeoutException:
+                raise APIError(
+                    504, "upstream_timeout", f"TorchServe {self.name} did not answer within {wait.read:g}s"
+                ) from None
+            except httpx.TransportError as exc:
+                raise Unreachable(f"not reachable ({type(exc).__name__})") from None
+            if response.status_code != 400 or _KEY_REJECTED not in response.text:
+                return response
+            if self.keys is None:
+                raise Unreachable("asks for a key, and this upstream has no key_file configured")
+            logger.warning("torchserve %s rejected the %s key; re-reading %s", self.name, kind, self.keys.path)
+        raise Unreachable(f"rejects the {kind} key from {self.config.key_file}")
+
+    async def ping(self, wait: httpx.Timeout) -> bool:
+        """TorchServe's own health: reachable, our key accepted, no model's workers failing for good."""
+        try:
+            response = await self.send("GET", f"{self.config.inference_url}/ping", "inference", wait)
+        except (Unreachable, APIError) as exc:
+            reason = exc.message if isinstance(exc, APIError) else str(exc)
+            self.mark(False, reason)
+            return False
+        status = _upstream_message(response) if response.status_code != 200 else _ping_status(response)
+        self.mark(True)  # it answered: requests can go there; model readiness is /readyz's business
+        return status == _HEALTHY
+
+    async def describe(self, model: str, wait: httpx.Timeout) -> list[dict[str, Any]] | None:
+        """Management API status of `model` (None when not registered)."""
+        url = f"{self.config.management_url}/models/{model}"
+        response = await self.send("GET", url, "management", wait)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise Unreachable(f"management answered HTTP {response.status_code}")
+        return orjson.loads(response.content)
+
+
 class TorchServeClient:
+    """Every configured TorchServe behind one pooled HTTP client; hands out predictions round-robin."""
+
     def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.keys = KeyFile(settings.torchserve_key_file)
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s),
-            transport=Http1Transport(settings.max_connections),
+        self.timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
+        # a ping that takes longer than the interval between pings says enough
+        interval = settings.upstream_check_interval_s
+        self.check_timeout = httpx.Timeout(
+            min(interval, settings.upstream_timeout_s), connect=min(interval, settings.connect_timeout_s)
         )
+        self.http = httpx.AsyncClient(timeout=self.timeout, transport=Http1Transport(settings.max_connections))
+        self.upstreams = [Upstream(u, self.http, metrics) for u in settings.upstreams]
+        self._turn = itertools.count()
+        self._checker: asyncio.Task[None] | None = None
+
+    def start_health_checks(self) -> None:
+        self._checker = asyncio.create_task(self._check_forever(), name="upstream-health")
 
     async def aclose(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            await asyncio.gather(self._checker, return_exceptions=True)
         await self.http.aclose()
+
+    async def _check_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.gather(*(u.ping(self.check_timeout) for u in self.upstreams))
+            except Exception as exc:  # a bug here must not silently end the checks for the app's lifetime
+                log_event(logger, "upstream.check_failed", logging.ERROR, error=repr(exc))
+            await asyncio.sleep(self.settings.upstream_check_interval_s)
 
     def _unavailable(self, code: str, message: str) -> APIError:
         return APIError(503, code, message, retry_after=self.settings.retry_after_s)
 
-    def _key(self, kind: str, force: bool = False) -> str:
-        try:
-            return getattr(self.keys.get(force=force), kind)
-        except TorchServeError as exc:
-            raise self._unavailable("upstream_unavailable", str(exc)) from None
-
-    async def _send(
-        self, method: str, url: str, kind: str, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        """Send with the current key; if TorchServe rejects the key, re-read the key file and retry once."""
-        for attempt in range(2):
-            auth = bearer(self._key(kind, force=attempt > 0))
-            try:
-                response = await self.http.request(method, url, headers={**auth, **(headers or {})}, **kwargs)
-            except httpx.TimeoutException:
-                raise APIError(
-                    504,
-                    "upstream_timeout",
-                    f"TorchServe did not answer within {self.settings.upstream_timeout_s:g}s",
-                ) from None
-            except httpx.TransportError as exc:
-                raise self._unavailable(
-                    "upstream_unavailable", f"TorchServe is not reachable ({type(exc).__name__})"
-                ) from None
-            if response.status_code == 400 and _KEY_REJECTED in response.text:
-                logger.warning("torchserve rejected the %s key; re-reading %s", kind, self.keys.path)
-                continue
-            return response
-        raise self._unavailable("upstream_auth", f"TorchServe rejects the {kind} key from {self.keys.path}")
+    def _in_turn(self) -> deque[Upstream]:
+        """Every upstream once, starting at the next in the rotation; those marked down go last."""
+        start = next(self._turn) % len(self.upstreams)
+        rotated = self.upstreams[start:] + self.upstreams[:start]
+        return deque([u for u in rotated if u.healthy] + [u for u in rotated if not u.healthy])
 
     async def predict(
         self, model: str, content: bytes, content_type: str = "application/json"
@@ -111,41 +205,118 @@ class TorchServeClient:
 
     async def _predict(self, model: str, content: bytes, content_type: str) -> tuple[dict[str, Any], float]:
         headers = {"Content-Type": content_type, REQUEST_ID_HEADER: request_id.get()}
-        url = f"{self.settings.torchserve_inference_url}/predictions/{model}"
+        pending = self._in_turn()
         retries_left = self.settings.upstream_retries
-        while True:
+        unreachable: list[str] = []
+        last: tuple[Upstream, httpx.Response] | None = None
+        while pending:
+            upstream = pending.popleft()
+            url = f"{upstream.config.inference_url}/predictions/{model}"
             started = time.perf_counter()
-            response = await self._send("POST", url, "inference", content=content, headers=headers)
+            try:
+                response = await upstream.send("POST", url, "inference", self.timeout, content=content, headers=headers)
+            except Unreachable as exc:
+                upstream.mark(False, str(exc))
+                unreachable.append(f"{upstream.name}: {exc}")
+                continue
             elapsed_ms = (time.perf_counter() - started) * 1000
-            status = response.status_code
-            if status == 200:
+            upstream.mark(True)
+            if response.status_code == 200:
                 return orjson.loads(response.content), elapsed_ms
-            detail = _upstream_message(response)
-            if status not in _RETRYABLE or not retries_left:
+            last = (upstream, response)
+            if response.status_code not in _RETRYABLE or not retries_left:
                 break
             retries_left -= 1
+            pending.append(upstream)  # after the others: the next try goes elsewhere when there is elsewhere
             self.metrics.upstream_retries.labels(model).inc()
-            log_event(logger, "upstream.retry", logging.WARNING, model=model, status=status, detail=detail)
-        if status in (404, *_RETRYABLE):
-            raise self._unavailable("model_not_ready", f"model '{model}' is not ready in TorchServe: {detail}")
+            log_event(
+                logger,
+                "upstream.retry",
+                logging.WARNING,
+                model=model,
+                upstream=upstream.name,
+                status=response.status_code,
+                detail=_upstream_message(response),
+            )
+        if last is None:
+            raise self._unavailable("upstream_unavailable", "no TorchServe answered: " + "; ".join(unreachable))
+        return self._refusal(model, *last)
+
+    def _refusal(self, model: str, upstream: Upstream, response: httpx.Response) -> Any:
+        status, detail = response.status_code, _upstream_message(response)
+        if status in _RETRYABLE:
+            raise self._unavailable(
+                "model_not_ready", f"model '{model}' is not ready in TorchServe {upstream.name}: {detail}"
+            )
         if status == 400:
             raise APIError(422, "invalid_request", detail)
         if status == 413:
             raise APIError(413, "payload_too_large", detail)
-        raise APIError(502, "upstream_error", f"TorchServe answered HTTP {status}: {detail}")
+        raise APIError(502, "upstream_error", f"TorchServe {upstream.name} answered HTTP {status}: {detail}")
 
-    async def describe(self, model: str) -> list[dict[str, Any]] | None:
-        """Management API status of `model` (None when not registered)."""
-        response = await self._send("GET", f"{self.settings.torchserve_management_url}/models/{model}", "management")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise self._unavailable("upstream_error", f"TorchServe management answered HTTP {response.status_code}")
-        return orjson.loads(response.content)
+    async def status(self, models: list[str]) -> list[UpstreamStatus]:
+        """What each upstream has loaded, asked concurrently."""
+        return await asyncio.gather(*(self._status(u, models) for u in self.upstreams))
 
-    async def describe_all(self, models: list[str]) -> dict[str, list[dict[str, Any]] | None]:
-        answers = await asyncio.gather(*(self.describe(m) for m in models))
-        return dict(zip(models, answers, strict=True))
+    async def _status(self, upstream: Upstream, models: list[str]) -> UpstreamStatus:
+        try:
+            if upstream.config.management_url is None:
+                healthy = await upstream.ping(self.check_timeout)
+                if not upstream.healthy:
+                    return UpstreamStatus(upstream.name, None, upstream.reason)
+                return UpstreamStatus(upstream.name, {m: _pinged(healthy) for m in models}, None)
+            described = await asyncio.gather(*(upstream.describe(m, self.timeout) for m in models))
+        except (Unreachable, APIError) as exc:
+            return UpstreamStatus(upstream.name, None, exc.message if isinstance(exc, APIError) else str(exc))
+        return UpstreamStatus(upstream.name, dict(zip(models, map(_loaded, described), strict=True)), None)
+
+
+@dataclass(frozen=True)
+class UpstreamStatus:
+    """One upstream's answer for /readyz and /v1/models: per model what is loaded (None: not loaded), or why
+    it could not be asked."""
+
+    name: str
+    models: dict[str, dict[str, Any] | None] | None
+    problem: str | None
+
+    def ready(self, model: str) -> bool:
+        info = (self.models or {}).get(model)
+        return bool(info and info["ready"])
+
+
+def _loaded(description: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    if not description:
+        return None
+    default = description[0]
+    ready = ready_workers(description)
+    return {
+        "ready": ready > 0,
+        "version": default.get("modelVersion"),
+        "ready_workers": ready,
+        "workers": len(default.get("workers", [])),
+        "batch_size": default.get("batchSize"),
+        "max_batch_delay_ms": default.get("maxBatchDelay"),
+    }
+
+
+def _pinged(healthy: bool) -> dict[str, Any]:
+    """What a ping-only upstream (no management API) tells about a model: ready or not, nothing more."""
+    return {
+        "ready": healthy,
+        "version": None,
+        "ready_workers": None,
+        "workers": None,
+        "batch_size": None,
+        "max_batch_delay_ms": None,
+    }
+
+
+def _ping_status(response: httpx.Response) -> str:
+    try:
+        return str(orjson.loads(response.content).get("status"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return response.text.strip()[:100]
 
 
 def _upstream_message(response: httpx.Response) -> str:
@@ -159,4 +330,6 @@ def _upstream_message(response: httpx.Response) -> str:
             return str(body["error"].get("message", body["error"]))
         if "message" in body:
             return str(body["message"])
+        if "status" in body:
+            return str(body["status"])
     return str(body)[:300]

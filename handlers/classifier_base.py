@@ -12,12 +12,17 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+# Most inputs one KServe v1 request may carry, so one caller cannot make a model batch arbitrarily large.
+MAX_INSTANCES = 64
 
 
 class RequestError(ValueError):
@@ -41,6 +46,33 @@ def request_ids(context: Any, count: int) -> list[str]:
             headers = {}
         ids.append(next((str(v) for k, v in headers.items() if str(k).lower() == "x-request-id"), "-"))
     return ids
+
+
+def kserve_instances(row: dict[str, Any]) -> list[Any] | None:
+    """The inputs of a KServe v1 request (`{"instances": [...]}`), or None for a plain request.
+
+    KServe's TorchServe runtime forwards `/v1/models/<m>:predict` bodies as they are. The handler reads them
+    itself instead of through TorchServe's `service_envelope=kserve`, which parses only the first request of a
+    batch: with dynamic batching on, the envelope would drop every other caller's request in it.
+    """
+    body = request_body(row)
+    if not isinstance(body, dict) or "instances" not in body:
+        return None
+    instances = body["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise RequestError("field 'instances' must be a non-empty list")
+    if len(instances) > MAX_INSTANCES:
+        raise RequestError(f"field 'instances' has {len(instances)} items; the limit is {MAX_INSTANCES}")
+    return instances
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One TorchServe request of a batch: which valid inputs are its own, and how to answer it."""
+
+    inputs: range
+    kserve: bool = False
+    error: str | None = None
 
 
 def error_result(message: str) -> dict[str, Any]:
@@ -104,42 +136,58 @@ class BatchClassifier:
             time.perf_counter() - started,
         )
 
-    def preprocess(self, rows: Sequence[dict[str, Any]]) -> tuple[list[Any], list[str | None]]:
-        """Validate each request; return the valid inputs and, per slot, an error message or None."""
+    def preprocess(self, rows: Sequence[dict[str, Any]]) -> tuple[list[Any], list[Slot]]:
+        """Validate each request; return the valid inputs and, per request slot, where its inputs are."""
         inputs: list[Any] = []
-        errors: list[str | None] = []
+        slots: list[Slot] = []
         for row in rows:
             try:
-                inputs.append(self.parse(row))
-                errors.append(None)
+                instances = kserve_instances(row)
+                parsed = [self.parse(row)] if instances is None else self._parse_instances(instances)
             except RequestError as exc:
-                errors.append(str(exc))
-        return inputs, errors
+                slots.append(Slot(range(0), error=str(exc)))
+                continue
+            slots.append(Slot(range(len(inputs), len(inputs) + len(parsed)), kserve=instances is not None))
+            inputs.extend(parsed)
+        return inputs, slots
 
-    def postprocess(self, probabilities: list[list[float]], errors: list[str | None], context: Any) -> list[Any]:
+    def _parse_instances(self, instances: list[Any]) -> list[Any]:
+        """A KServe v1 request is valid only as a whole: one bad instance refuses it, naming the instance."""
+        parsed = []
+        for idx, instance in enumerate(instances):
+            try:
+                parsed.append(self.parse({"body": instance}))
+            except RequestError as exc:
+                raise RequestError(f"instances[{idx}]: {exc}") from None
+        return parsed
+
+    def postprocess(self, probabilities: list[list[float]], slots: list[Slot], context: Any) -> list[Any]:
         """Reassemble one response per request slot, in order, marking bad slots as 400s."""
-        results = iter(probabilities)
         responses: list[Any] = []
-        for idx, error in enumerate(errors):
-            if error is None:
-                described = self.describe(next(results))
-                responses.append({"task": self.config["task"], **described, "model": self.model_info})
-            else:
-                context.set_response_status(400, error, idx)
-                responses.append(error_result(error))
+        for idx, slot in enumerate(slots):
+            if slot.error is not None:
+                context.set_response_status(400, slot.error, idx)
+                responses.append(error_result(slot.error))
+                continue
+            answers = [
+                {"task": self.config["task"], **self.describe(probabilities[i]), "model": self.model_info}
+                for i in slot.inputs
+            ]
+            responses.append({"predictions": answers} if slot.kserve else answers[0])
         return responses
 
     def handle(self, rows: Sequence[dict[str, Any]], context: Any) -> list[Any]:
         started = time.perf_counter()
-        inputs, errors = self.preprocess(rows)
-        responses = self.postprocess(self.infer(inputs) if inputs else [], errors, context)
+        inputs, slots = self.preprocess(rows)
+        responses = self.postprocess(self.infer(inputs) if inputs else [], slots, context)
         # One line per model batch: how well dynamic batching fills batches, how many slots were rejected, and
         # which gateway requests rode in it.
         logger.info(
-            "batch model=%s size=%d invalid=%d ms=%.1f request_ids=%s",
+            "batch model=%s size=%d invalid=%d inputs=%d ms=%.1f request_ids=%s",
             self.model_info["name"],
             len(rows),
-            len(rows) - len(inputs),
+            sum(slot.error is not None for slot in slots),
+            len(inputs),
             (time.perf_counter() - started) * 1000,
             ",".join(request_ids(context, len(rows))),
         )

@@ -97,7 +97,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 def cmd_sync(args: argparse.Namespace) -> None:
     from modelops.s3store import ModelStore
 
-    syncer = stack.syncer(stack.StackConfig(), load_catalog(), ModelStore())
+    syncer = stack.syncer(stack.StackConfig(host=args.torchserve_host), load_catalog(), ModelStore())
     if args.loop:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -274,6 +274,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--loop", action="store_true", help="keep syncing (backs off while passes fail)")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between passes in --loop")
     p.add_argument("--rotate-keys", action="store_true", help="with --loop: rotate TorchServe's keys at half-life")
+    p.add_argument(
+        "--torchserve-host",
+        default=os.environ.get("TORCHSERVE_HOST", stack.LOOPBACK),
+        help="host of TorchServe's APIs, at the standard ports (env TORCHSERVE_HOST; compose: the service name)",
+    )
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("rollback", help="set a model's default to the previous (or given) version")

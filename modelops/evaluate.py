@@ -120,9 +120,9 @@ def predict_with(handler: Any, spec: TaskSpec, examples: list[Example], batch: i
     for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} in-process", unit="batch"):
         rows = handler_rows(spec, chunk)
         with timer:
-            inputs, errors = handler.preprocess(rows)
-            if any(errors):
-                raise ValueError(f"the handler rejected examples: {[e for e in errors if e]}")
+            inputs, slots = handler.preprocess(rows)
+            if rejected := [slot.error for slot in slots if slot.error]:
+                raise ValueError(f"the handler rejected examples: {rejected}")
             predictions.extend(_argmax(row) for row in handler.infer(inputs))
     return predictions
 

@@ -308,11 +308,13 @@ def torchserve_config(cfg: StackConfig, template: Path = REPO_ROOT / "config.pro
     return out
 
 
-def start_torchserve(cfg: StackConfig) -> None:
+def start_torchserve(cfg: StackConfig, template: Path = REPO_ROOT / "config.properties") -> None:
+    """Start TorchServe with `template` (this project's config.properties, or another such as the KServe
+    view's) at this stack's addresses; returns once its management API answers."""
     if running_pid(cfg, "torchserve"):
         log_event(logger, "stack.reused", service="torchserve", url=cfg.inference_url)
         return
-    config = torchserve_config(cfg)
+    config = torchserve_config(cfg, template)
     tmp = cfg.torchserve_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     cfg.model_store.mkdir(parents=True, exist_ok=True)
@@ -341,8 +343,9 @@ def start_torchserve(cfg: StackConfig) -> None:
     pid = spawn(cfg, "torchserve", cmd, env=env, cwd=cfg.torchserve_dir)
 
     def management_answers() -> bool:
-        key = read_keys(cfg.key_file).management
-        return httpx.get(f"{cfg.management_url}/models", headers=bearer(key), timeout=2).status_code == 200
+        # A TorchServe with token authorization off writes no key file and needs no key.
+        headers = bearer(read_keys(cfg.key_file).management) if cfg.key_file.exists() else {}
+        return httpx.get(f"{cfg.management_url}/models", headers=headers, timeout=2).status_code == 200
 
     wait_until(management_answers, "TorchServe", 120, lambda: running_pid(cfg, "torchserve") == pid)
 
@@ -388,12 +391,18 @@ def _start_web_service(
     )
 
 
-def gateway_env(cfg: StackConfig) -> dict[str, str]:
+def upstream_entry(cfg: StackConfig) -> dict[str, str]:
+    """This stack's TorchServe as one entry of the gateway's GATEWAY_UPSTREAMS list."""
     return {
-        "GATEWAY_TORCHSERVE_INFERENCE_URL": cfg.inference_url,
-        "GATEWAY_TORCHSERVE_MANAGEMENT_URL": cfg.management_url,
-        "GATEWAY_TORCHSERVE_KEY_FILE": str(cfg.key_file),
+        "name": "local",
+        "inference_url": cfg.inference_url,
+        "management_url": cfg.management_url,
+        "key_file": str(cfg.key_file),
     }
+
+
+def gateway_env(cfg: StackConfig) -> dict[str, str]:
+    return {"GATEWAY_UPSTREAMS": json.dumps([upstream_entry(cfg)])}
 
 
 def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None) -> None:

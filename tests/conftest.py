@@ -7,6 +7,7 @@ the shared data: a couple of optimiser steps, so their predictions are not meani
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -102,7 +103,8 @@ def start_second_gateway(live: Stack, state_dir: Path, env: dict[str, str]) -> s
         management_port=live.cfg.management_port,
     )
     cfg.torchserve_dir.mkdir(parents=True, exist_ok=True)
-    stack.start_gateway(cfg, extra_env={"GATEWAY_TORCHSERVE_KEY_FILE": str(live.cfg.key_file), **env})
+    upstreams = json.dumps([stack.upstream_entry(live.cfg)])
+    stack.start_gateway(cfg, extra_env={"GATEWAY_UPSTREAMS": upstreams, **env})
     return cfg
 
 

@@ -29,7 +29,7 @@ def task_info(task: str) -> dict[str, Any] | None:
     info = models.get(task)
     if info is None:
         st.error(f"The service has no '{task}' model.", icon=":material/error:")
-    elif not info["loaded"] or not info["loaded"]["ready_workers"]:
+    elif not info["loaded"] or not info["loaded"]["ready"]:
         st.warning(
             f"The {task} model is not ready yet; requests may fail until it is. Try again shortly.",
             icon=":material/hourglass_empty:",

@@ -8,13 +8,11 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from gateway.dependencies import AppSettings, Catalog, Client, Metrics
-from gateway.errors import APIError
 from gateway.metrics import CONTENT_TYPE
 from gateway.responses import OrjsonResponse
 from gateway.schemas import GUARD_ERRORS, Readiness
-from gateway.upstream import TorchServeClient
+from gateway.upstream import TorchServeClient, UpstreamStatus
 from modelops.catalog import TaskSpec
-from modelops.torchserve import ready_workers
 
 router = APIRouter(tags=["operations"], responses=GUARD_ERRORS)
 
@@ -30,52 +28,50 @@ async def metrics(registry: Metrics) -> Response:
     return Response(registry.render(), media_type=CONTENT_TYPE)
 
 
-def _loaded(description: list[dict[str, Any]] | None) -> dict[str, Any] | None:
-    if not description:
-        return None
-    default = description[0]
-    return {
-        "version": default.get("modelVersion"),
-        "ready_workers": ready_workers(description),
-        "workers": len(default.get("workers", [])),
-        "batch_size": default.get("batchSize"),
-        "max_batch_delay_ms": default.get("maxBatchDelay"),
-    }
+async def _statuses(client: TorchServeClient, catalog: dict[str, TaskSpec]) -> list[UpstreamStatus]:
+    return await client.status([spec.model_name for spec in catalog.values()])
 
 
-async def _status(client: TorchServeClient, catalog: dict[str, TaskSpec]) -> tuple[dict[str, Any], str | None]:
-    """Per model: what TorchServe has loaded (or None), plus why TorchServe could not be asked, if so."""
-    try:
-        described = await client.describe_all([spec.model_name for spec in catalog.values()])
-    except APIError as exc:
-        return {spec.model_name: None for spec in catalog.values()}, exc.message
-    return {name: _loaded(d) for name, d in described.items()}, None
+def _problems(statuses: list[UpstreamStatus]) -> str | None:
+    problems = [f"{s.name}: {s.problem}" for s in statuses if s.problem]
+    return "; ".join(problems) or None
 
 
 @router.get(
     "/readyz",
-    summary="Every catalog model has a READY worker in TorchServe",
+    summary="Every catalog model has a READY worker on at least one TorchServe upstream",
     responses={
         200: {"model": Readiness, "description": "ready"},
         503: {"model": Readiness, "description": "not ready; `reason` says why (Retry-After set)"},
     },
 )
 async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> OrjsonResponse:
-    loaded, problem = await _status(client, catalog)
-    models = {name: bool(info and info["ready_workers"] > 0) for name, info in loaded.items()}
-    ready = problem is None and all(models.values())
-    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "models": models}
-    if problem:
-        body["reason"] = problem
-    elif not ready:
-        body["reason"] = "not ready: " + ", ".join(name for name, ok in models.items() if not ok)
+    statuses = await _statuses(client, catalog)
+    names = [spec.model_name for spec in catalog.values()]
+    models = {name: any(s.ready(name) for s in statuses) for name in names}
+    ready = all(models.values())
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "not_ready",
+        "models": models,
+        "upstreams": {s.name: {"ready": all(s.ready(name) for name in names), "reason": s.problem} for s in statuses},
+    }
+    if not ready:
+        missing = ", ".join(name for name, ok in models.items() if not ok)
+        body["reason"] = f"not ready: {missing}" + (f" ({problem})" if (problem := _problems(statuses)) else "")
     headers = None if ready else {"Retry-After": str(settings.retry_after_s)}
     return OrjsonResponse(body, status_code=200 if ready else 503, headers=headers)
 
 
+def _best(statuses: list[UpstreamStatus], model: str) -> dict[str, Any] | None:
+    """What the first upstream that has `model` ready (else loaded at all) reports about it."""
+    loaded = [s.models[model] for s in statuses if s.models and s.models.get(model)]
+    return next((info for info in loaded if info["ready"]), loaded[0] if loaded else None)
+
+
 @router.get("/v1/models", summary="The catalog's tasks and the model version TorchServe serves for each")
 async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
-    loaded, problem = await _status(client, catalog)
+    statuses = await _statuses(client, catalog)
+    problem = _problems(statuses)
     models = [
         {
             "task": spec.task,
@@ -85,8 +81,9 @@ async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
             "description": spec.description,
             "labels": list(spec.labels),
             "max_chars": spec.max_chars,
-            "loaded": loaded[spec.model_name],
+            "loaded": _best(statuses, spec.model_name),
         }
         for spec in catalog.values()
     ]
-    return {"models": models, "torchserve": "reachable" if problem is None else problem}
+    upstreams = [{"name": s.name, "reachable": s.problem is None, "reason": s.problem} for s in statuses]
+    return {"models": models, "torchserve": "reachable" if problem is None else problem, "upstreams": upstreams}

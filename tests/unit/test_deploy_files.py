@@ -14,25 +14,32 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops.catalog import REPO_ROOT
+from gateway.settings import Settings
+from modelops.catalog import REPO_ROOT, load_catalog
 from modelops.compose import write_compose_secrets
+from modelops.kserve import kserve_properties
+from modelops.manifests import ManifestValidator, kserve_wheel
 from modelops.tools import bin_path
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 
 
-@pytest.fixture(scope="module")
-def resolved() -> dict:
-    """The compose file as docker-compose resolves it (anchors merged, defaults interpolated)."""
+def _compose_config(*files: str) -> dict:
+    """Compose files as docker-compose resolves them (anchors merged, defaults interpolated, schema checked)."""
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose not found: `apt-get install docker-compose` (.ci/run installs it)"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "UI_", "MODEL_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "UI_", "MODEL_", "COMPOSE_"))}
     finished = subprocess.run(
-        [tool, "-f", str(COMPOSE), "config"], capture_output=True, text=True, check=False, env=env, cwd=REPO_ROOT
+        [tool, *files, "config"], capture_output=True, text=True, check=False, env=env, cwd=REPO_ROOT
     )
     assert finished.returncode == 0, finished.stderr
     return yaml.safe_load(finished.stdout)
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict:
+    return _compose_config("-f", str(COMPOSE))
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -63,8 +70,23 @@ def test_long_running_services_have_health_checks_that_work_with_token_auth(reso
     assert "--key-file" in torchserve_check  # /ping needs a key: the check authenticates
     assert services["gateway"]["depends_on"]["torchserve"]["condition"] == "service_healthy"
     assert services["seed"]["restart"] == "no"
-    assert services["sync"]["network_mode"] == "service:torchserve"
+    assert services["sync"]["environment"]["TORCHSERVE_HOST"] == "torchserve"
     assert "--rotate-keys" in services["sync"]["command"]
+
+
+def test_replicas_profile_gives_each_torchserve_its_own_state_and_the_gateway_both() -> None:
+    resolved = _compose_config("-f", str(COMPOSE), "-f", str(REPO_ROOT / "docker-compose.replicas.yml"))
+    services = resolved["services"]
+    assert services["torchserve-2"]["profiles"] == ["replicas"]
+    assert services["sync-2"]["environment"]["TORCHSERVE_HOST"] == "torchserve-2"
+    state = {name: set(services[name]["volumes"]) for name in ("torchserve", "torchserve-2")}
+    assert not state["torchserve"] & state["torchserve-2"]  # own model store and key file
+    upstreams = Settings(upstreams=json.loads(services["gateway"]["environment"]["GATEWAY_UPSTREAMS"])).upstreams
+    assert [u.name for u in upstreams] == ["torchserve", "torchserve-2"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in services["gateway"]["volumes"]}
+    for upstream, volume in zip(upstreams, ("torchserve-state", "torchserve-state-2"), strict=True):
+        assert upstream.key_file is not None
+        assert mounts[str(upstream.key_file.parent)] == volume  # reads that TorchServe's own key file
 
 
 def test_s3_credentials_reach_containers_only_as_secrets(resolved: dict, tmp_path: Path) -> None:
@@ -122,3 +144,65 @@ def test_ec2_role_reads_only_the_model_prefix() -> None:
     assert actions == {"s3:ListBucket", "s3:GetObject"}  # read-only: publishing happens from the build side
     assert all(s["Effect"] == "Allow" for s in policy["Statement"])
     assert all(s["Resource"].startswith("arn:aws:s3:::") for s in policy["Statement"])
+
+
+K8S = REPO_ROOT / "deploy" / "k8s"
+
+
+@pytest.fixture(scope="module")
+def manifests() -> ManifestValidator:
+    return ManifestValidator(kserve_wheel())
+
+
+def _documents() -> dict[str, dict]:
+    """Every Kubernetes object in deploy/k8s, by kind/name."""
+    paths = [p for p in sorted(K8S.glob("*.yaml")) if p.name != "kustomization.yaml"]
+    docs = [d for path in paths for d in yaml.safe_load_all(path.read_text()) if d]
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+
+
+def test_k8s_manifests_validate_offline(manifests: ManifestValidator) -> None:
+    checked, findings = manifests.check_files([K8S / "kustomization.yaml"])
+    assert checked == len(_documents())  # the kustomization lists every file
+    assert [str(f) for f in findings] == []
+
+
+def test_k8s_validation_catches_what_a_cluster_would_refuse_or_drop(manifests: ManifestValidator) -> None:
+    docs = _documents()
+    isvc = json.loads(json.dumps(docs["InferenceService/multitask"]))
+    isvc["spec"]["predictor"]["model"]["storageURI"] = isvc["spec"]["predictor"]["model"].pop("storageUri")
+    isvc["spec"]["predictor"]["minReplicas"] = "two"
+    hpa = json.loads(json.dumps(docs["HorizontalPodAutoscaler/multitask-gateway"]))
+    hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilisation"] = 70
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    messages = [f.message for doc in (isvc, hpa, unknown) for f in manifests.check(doc, "mutated")]
+    assert any("'storageURI' was unexpected" in m for m in messages)
+    assert any("'two' is not of type 'integer'" in m for m in messages)
+    assert any("'averageUtilisation' was unexpected" in m for m in messages)
+    assert any("no schema for example.com/v1 Widget" in m for m in messages)
+
+
+def test_k8s_predictor_is_fenced_since_its_token_auth_is_off() -> None:
+    docs = _documents()
+    isvc = docs["InferenceService/multitask"]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "pytorch"
+    assert model["storageUri"].endswith("/kserve")  # the view modelops.kserve keeps current
+    assert "ServingRuntime/" + model["runtime"] in docs
+    properties = dict(
+        line.split("=", 1) for line in kserve_properties({"models": {}}, load_catalog()).splitlines() if "=" in line
+    )
+    assert properties["disable_token_authorization"] == "true"
+    assert properties["management_address"].startswith("http://127.0.0.1:")
+    assert properties["enable_model_api"] == "false"
+    assert properties["enable_envvars_config"] == "false"  # KServe's TS_SERVICE_ENVELOPE=kserve is ignored
+    policy = docs["NetworkPolicy/multitask-predictor-ingress"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": isvc["metadata"]["name"]}
+    gateway_rule = policy["ingress"][0]
+    assert gateway_rule["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "multitask-gateway"}
+    assert gateway_rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    upstreams = Settings(upstreams=json.loads(docs["ConfigMap/multitask-gateway"]["data"]["GATEWAY_UPSTREAMS"]))
+    (upstream,) = upstreams.upstreams
+    assert upstream.inference_url.startswith(f"http://{isvc['metadata']['name']}-predictor.")
+    assert upstream.key_file is None
+    assert upstream.management_url is None

@@ -12,13 +12,14 @@ from fastapi.testclient import TestClient
 from gateway.apikeys import KeyStore, digest, parse_key_file
 from gateway.main import create_app
 from gateway.ratelimit import RateLimiter
-from gateway.settings import Settings
+from gateway.settings import Settings, UpstreamSettings
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens
 
 
 def _client(**settings: object) -> TestClient:
-    return TestClient(create_app(Settings(torchserve_inference_url=UNREACHABLE, **settings)))
+    upstreams = [UpstreamSettings(inference_url=UNREACHABLE, management_url=UNREACHABLE)]
+    return TestClient(create_app(Settings(upstreams=upstreams, **settings)))
 
 
 def test_key_file_stores_digests_and_task_grants(tmp_path: Path) -> None:

@@ -55,13 +55,34 @@ def test_batch_with_one_bad_slot_marks_only_that_slot() -> None:
     handler.config = {"task": "t", "labels": ["neg", "pos"], "max_chars": 50, "max_length": 8}
     handler.model_info = {"name": "t", "version": "1"}
     rows = [{"body": {"text": "good"}}, {"body": {"text": ""}}, {"body": {"text": "also good"}}]
-    texts, errors = handler.preprocess(rows)
+    texts, slots = handler.preprocess(rows)
     assert texts == ["good", "also good"]
     context = RecordingContext()
-    responses = handler.postprocess([[0.1, 0.9], [0.7, 0.3]], errors, context)
+    responses = handler.postprocess([[0.1, 0.9], [0.7, 0.3]], slots, context)
     assert list(context.statuses) == [1]
     assert context.statuses[1][0] == 400
     assert responses[0]["label"] == "pos"
     assert responses[1]["error"]["code"] == "invalid_request"
     assert responses[2]["label"] == "neg"
     assert responses[2]["model"] == {"name": "t", "version": "1"}
+
+
+def test_kserve_v1_requests_batch_with_plain_ones_and_fail_as_a_whole() -> None:
+    handler = TextClassifier()
+    handler.config = {"task": "t", "labels": ["neg", "pos"], "max_chars": 50, "max_length": 8}
+    handler.model_info = {"name": "t", "version": "1"}
+    rows = [
+        {"body": {"instances": [{"text": "a"}, {"text": "b"}]}},
+        {"body": {"text": "plain"}},
+        {"body": {"instances": [{"text": "ok"}, {"text": ""}]}},
+        {"body": {"instances": []}},
+    ]
+    texts, slots = handler.preprocess(rows)
+    assert texts == ["a", "b", "plain"]
+    context = RecordingContext()
+    responses = handler.postprocess([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], slots, context)
+    assert [p["label"] for p in responses[0]["predictions"]] == ["pos", "neg"]
+    assert responses[1]["label"] == "pos"
+    assert sorted(context.statuses) == [2, 3]
+    assert "instances[1]: field 'text' must not be empty" in responses[2]["error"]["message"]
+    assert "non-empty list" in responses[3]["error"]["message"]

@@ -1,0 +1,104 @@
+"""The gateway's choice of TorchServe upstream, on a fake transport (the real thing, two TorchServes behind
+one gateway, is tests/integration/test_upstreams.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from gateway.errors import APIError
+from gateway.metrics import GatewayMetrics
+from gateway.settings import Settings, UpstreamSettings
+from gateway.upstream import TorchServeClient
+
+Route = Callable[[httpx.Request], httpx.Response]
+
+
+def _pool(route: Route, names: tuple[str, ...] = ("a", "b")) -> tuple[TorchServeClient, list[str]]:
+    """A client over upstreams at http://<name>:8080 (no key files) answering through `route`; the list
+    records which upstream each request went to."""
+    seen: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.host)
+        return route(request)
+
+    upstreams = [UpstreamSettings(name=n, inference_url=f"http://{n}:8080") for n in names]
+    client = TorchServeClient(Settings(upstreams=upstreams), GatewayMetrics())
+    client.http = httpx.AsyncClient(transport=httpx.MockTransport(record))
+    for upstream in client.upstreams:
+        upstream.http = client.http
+    return client, seen
+
+
+def _ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"label": "positive", "served_by": request.url.host})
+
+
+def _predict(client: TorchServeClient) -> dict:
+    return asyncio.run(client.predict("sentiment", b'{"text": "x"}'))[0]
+
+
+def test_requests_alternate_over_healthy_upstreams() -> None:
+    client, seen = _pool(_ok)
+    for _ in range(4):
+        _predict(client)
+    assert seen == ["a", "b", "a", "b"]
+
+
+def test_an_unreachable_upstream_is_skipped_at_once_and_tried_last_until_it_answers() -> None:
+    down = {"a"}
+
+    def route(request: httpx.Request) -> httpx.Response:
+        if request.url.host in down:
+            raise httpx.ConnectError("refused", request=request)
+        return _ok(request)
+
+    client, seen = _pool(route)
+    assert _predict(client)["served_by"] == "b"  # a refused: the same request went on to b
+    assert seen == ["a", "b"]
+    assert client.upstreams[0].healthy is False
+    assert "ConnectError" in (client.upstreams[0].reason or "")
+    seen.clear()
+    for _ in range(3):
+        _predict(client)
+    assert seen == ["b", "b", "b"]  # a is marked down: not asked while b answers
+    down.clear()
+    assert asyncio.run(client.upstreams[0].ping(1.0)) is False  # answered (not a TorchServe body), so up
+    assert client.upstreams[0].healthy is True
+    seen.clear()
+    for _ in range(2):
+        _predict(client)
+    assert sorted(seen) == ["a", "b"]  # back in the rotation
+
+
+def test_a_dying_worker_answer_is_retried_on_the_next_upstream() -> None:
+    def route(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            return httpx.Response(507, json={"code": 507, "message": "Worker died."})
+        return _ok(request)
+
+    client, seen = _pool(route)
+    assert _predict(client)["served_by"] == "b"
+    assert seen == ["a", "b"]
+
+
+def test_no_upstream_answering_is_a_503_naming_each_one() -> None:
+    def route(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client, _ = _pool(route)
+    with pytest.raises(APIError) as info:
+        _predict(client)
+    assert info.value.status == 503
+    assert info.value.code == "upstream_unavailable"
+    assert "a: not reachable (ConnectError)" in info.value.message
+    assert "b: not reachable (ConnectError)" in info.value.message
+
+
+def test_upstream_names_must_be_unique() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        Settings(upstreams=[UpstreamSettings(inference_url="http://x:1"), UpstreamSettings(inference_url="http://x:1")])

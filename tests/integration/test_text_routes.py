@@ -61,7 +61,11 @@ def test_health_readiness_and_docs(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "models": {"sentiment": True, "disaster": True, "pose": True}}
+    assert ready.json() == {
+        "status": "ready",
+        "models": {"sentiment": True, "disaster": True, "pose": True},
+        "upstreams": {"local": {"ready": True, "reason": None}},
+    }
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/sentiment", "/v1/disaster", "/v1/pose", "/v1/models", "/healthz", "/readyz"} <= set(paths)

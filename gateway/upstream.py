@@ -240,19 +240,20 @@ class TorchServeClient:
             )
         if last is None:
             raise self._unavailable("upstream_unavailable", "no TorchServe answered: " + "; ".join(unreachable))
-        return self._refusal(model, *last)
+        raise self._refusal(model, *last)
 
-    def _refusal(self, model: str, upstream: Upstream, response: httpx.Response) -> Any:
+    def _refusal(self, model: str, upstream: Upstream, response: httpx.Response) -> APIError:
+        """The API error for an upstream's final non-200 answer."""
         status, detail = response.status_code, _upstream_message(response)
         if status in _RETRYABLE:
-            raise self._unavailable(
+            return self._unavailable(
                 "model_not_ready", f"model '{model}' is not ready in TorchServe {upstream.name}: {detail}"
             )
         if status == 400:
-            raise APIError(422, "invalid_request", detail)
+            return APIError(422, "invalid_request", detail)
         if status == 413:
-            raise APIError(413, "payload_too_large", detail)
-        raise APIError(502, "upstream_error", f"TorchServe {upstream.name} answered HTTP {status}: {detail}")
+            return APIError(413, "payload_too_large", detail)
+        return APIError(502, "upstream_error", f"TorchServe {upstream.name} answered HTTP {status}: {detail}")
 
     async def status(self, models: list[str]) -> list[UpstreamStatus]:
         """What each upstream has loaded, asked concurrently."""

@@ -80,7 +80,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 def cmd_build(args: argparse.Namespace) -> None:
     from modelops.build import build_and_publish, build_missing
-    from modelops.kserve import refresh_kserve_view
+    from modelops.kserve import refresh_kserve_view, refresh_kserve_view_if_stale
     from modelops.s3store import ModelStore
 
     catalog = load_catalog()
@@ -90,8 +90,9 @@ def cmd_build(args: argparse.Namespace) -> None:
         for name in _tasks(None if args.all else args.task):
             build_and_publish(catalog[name], args.recipe, data_dir(args.data), store, WORK_DIR)
         refresh_kserve_view(store, catalog)
-    elif build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR):
-        refresh_kserve_view(store, catalog)
+    else:
+        build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
+        refresh_kserve_view_if_stale(store, catalog)
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
@@ -164,7 +165,7 @@ def _key_rotation_period_s(config: Path) -> float:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from modelops.build import build_missing
-    from modelops.kserve import refresh_kserve_view
+    from modelops.kserve import refresh_kserve_view_if_stale
     from modelops.s3store import ModelStore
 
     cfg = stack.StackConfig()
@@ -189,8 +190,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         os.environ.setdefault(key, value)
     store = ModelStore()
     store.ensure_bucket()
-    if build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR):
-        refresh_kserve_view(store, catalog)
+    build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
+    # also after an upgrade of this code: the view's config is derived from it, not only from the manifest
+    refresh_kserve_view_if_stale(store, catalog)
     stack.start_torchserve(cfg)
     syncer = stack.syncer(cfg, catalog, store)
     syncer.run_once()

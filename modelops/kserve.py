@@ -72,6 +72,16 @@ def kserve_properties(manifest: dict[str, Any], catalog: dict[str, TaskSpec]) ->
     return f"{KSERVE_PROPERTIES}model_snapshot={json.dumps(snapshot, sort_keys=True)}\n"
 
 
+def refresh_kserve_view_if_stale(store: ModelStore, catalog: dict[str, TaskSpec]) -> bool:
+    """Refresh the view unless its config is what this code would write for the current manifest (so the
+    same defaults, with this version's settings); True when it was refreshed."""
+    stored = store.get(f"{VIEW}/config/config.properties")
+    if stored is not None and stored[0].decode() == kserve_properties(store.read_manifest(), catalog):
+        return False
+    refresh_kserve_view(store, catalog)
+    return True
+
+
 def refresh_kserve_view(store: ModelStore, catalog: dict[str, TaskSpec]) -> None:
     """Copy each default archive (server-side, no download) and rewrite the config for the current manifest."""
     manifest = store.read_manifest()

@@ -127,18 +127,25 @@ class ModelStore:
 
     # --- the manifest ----------------------------------------------------------------------------------
 
-    def read_manifest_with_etag(self) -> tuple[dict[str, Any], str | None]:
-        """The manifest and its ETag; an empty manifest and None when nothing was published yet."""
+    def get(self, relative: str) -> tuple[bytes, str] | None:
+        """An object's body and ETag, or None when it does not exist."""
         try:
-            obj = self.s3.get_object(Bucket=self.location.bucket, Key=self.location.key(MANIFEST))
+            obj = self.s3.get_object(Bucket=self.location.bucket, Key=self.location.key(relative))
+            return obj["Body"].read(), obj["ETag"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return {"models": {}}, None
+                return None
             err = exc.response.get("Error", {})
-            raise StoreError(f"S3 refused reading the manifest: {err.get('Code')} {err.get('Message', '')}") from exc
+            raise StoreError(f"S3 refused reading {relative}: {err.get('Code')} {err.get('Message', '')}") from exc
         except BotoCoreError as exc:
-            raise StoreError(f"S3 unreachable while reading the manifest: {exc}") from exc
-        return json.loads(obj["Body"].read()), obj["ETag"]
+            raise StoreError(f"S3 unreachable while reading {relative}: {exc}") from exc
+
+    def read_manifest_with_etag(self) -> tuple[dict[str, Any], str | None]:
+        """The manifest and its ETag; an empty manifest and None when nothing was published yet."""
+        found = self.get(MANIFEST)
+        if found is None:
+            return {"models": {}}, None
+        return json.loads(found[0]), found[1]
 
     def read_manifest(self) -> dict[str, Any]:
         return self.read_manifest_with_etag()[0]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from modelops.build import build_missing
-from modelops.kserve import refresh_kserve_view
+from modelops.kserve import refresh_kserve_view, refresh_kserve_view_if_stale
 from modelops.s3store import IntegrityError, ModelStore, StoreLocation, archive_path
 from modelops.tools import file_sha256
 from tests.conftest import TEST_BUCKET, Stack
@@ -48,6 +48,17 @@ def test_kserve_view_holds_each_default_flat_with_a_config(live_stack: Stack) ->
     assert snapshot["models"]["pose"][first]["marName"] == "pose.mar"
     assert snapshot["models"]["pose"][first]["batchSize"] == live_stack.catalog["pose"].batch_size
     assert properties["model_store"] == "/mnt/models/model-store"
+
+
+def test_kserve_view_is_refreshed_when_its_config_is_not_what_this_code_writes(live_stack: Stack) -> None:
+    store = ModelStore(StoreLocation(TEST_BUCKET, "kserve-stale"))
+    store.publish(live_stack.archives["sentiment"])
+    assert refresh_kserve_view_if_stale(store, live_stack.catalog)  # no view yet
+    assert not refresh_kserve_view_if_stale(store, live_stack.catalog)  # current: nothing copied again
+    store.put("kserve/config/config.properties", b"inference_address=http://0.0.0.0:8085\n", "text/plain")
+    assert refresh_kserve_view_if_stale(store, live_stack.catalog)  # e.g. written by an older release
+    body, _ = store.get("kserve/config/config.properties") or (b"", "")
+    assert b"disable_token_authorization=true" in body
 
 
 def test_tampered_archive_is_refused_and_local_copy_kept(live_stack: Stack, tmp_path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,18 +35,14 @@ def _fetch_view(live: Stack, target: Path) -> Path:
     return target
 
 
-def _ping(url: str) -> str:
-    try:
-        return httpx.get(f"{url}/ping", timeout=5).json().get("status", "")
-    except httpx.HTTPError:
-        return ""
-
-
-def _wait_healthy(url: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while _ping(url) != "Healthy":
-        assert time.monotonic() < deadline, f"{url} did not report every model loaded"
-        time.sleep(1)
+def _wait_healthy(cfg: stack.StackConfig) -> None:
+    """Until TorchServe's `/ping` (no key: token auth is off) says Healthy, as KServe's readiness probe waits."""
+    stack.wait_until(
+        lambda: httpx.get(f"{cfg.inference_url}/ping", timeout=5).json().get("status") == "Healthy",
+        "the predictor's TorchServe",
+        300,
+        lambda: stack.running_pid(cfg, "torchserve") is not None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +57,7 @@ def predictor(
     monkeypatch_module.setenv("TS_SERVICE_ENVELOPE", "kserve")
     try:
         stack.start_torchserve(cfg, template=mnt / "config" / "config.properties")
-        _wait_healthy(cfg.inference_url)
+        _wait_healthy(cfg)
         yield cfg
     finally:
         stack.stop(cfg, "torchserve")
@@ -156,11 +151,13 @@ def test_gateway_balances_over_two_torchserves_and_rides_out_one(
             assert 'gateway_upstream_healthy{upstream="kserve"} 0.0' in client.get("/metrics").text
 
             stack.start_torchserve(predictor, template=predictor.torchserve_dir / "config.properties")
-            _wait_healthy(predictor.inference_url)
-            deadline = time.monotonic() + 10
-            while 'gateway_upstream_healthy{upstream="kserve"} 1.0' not in client.get("/metrics").text:
-                assert time.monotonic() < deadline, "the gateway did not notice the upstream came back"
-                time.sleep(0.5)
+            _wait_healthy(predictor)
+            stack.wait_until(
+                lambda: 'gateway_upstream_healthy{upstream="kserve"} 1.0' in client.get("/metrics").text,
+                "the gateway noticing the upstream came back",
+                10,
+                lambda: stack.running_pid(cfg, "gateway") is not None,
+            )
             before = _served(metrics["kserve"], "sentiment")
             for i in range(10):
                 assert client.post("/v1/sentiment", json={"text": f"back again {i}"}).status_code == 200

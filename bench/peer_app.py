@@ -3,7 +3,7 @@
 A minimal FastAPI app whose endpoint calls a Hugging Face `pipeline` once per request (text), or the
 EfficientNet-Lite model once per request (photos, which have no `pipeline` for this backbone): no dynamic
 batching, torch's default thread count, no model server. It loads the same fine-tuned weights from an
-unpacked archive (`PEER_MODEL_DIR`); for text that is the encoder alone (a `pipeline` has no TF-IDF member).
+unpacked archive (`PEER_MODEL_DIR`); for text that is the encoder alone (a `pipeline` has no linear member).
 Run by `python -m bench` under uvicorn: `uvicorn bench.peer_app:app`.
 """
 

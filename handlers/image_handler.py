@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from calibration import temper
 from classifier_base import BatchClassifier, RequestError, request_body
 from image_decode import decode
 from image_ops import to_model_input
@@ -84,7 +85,8 @@ class ImageClassifier(BatchClassifier):
             batch = torch.cat([batch, batch.flip(-1)])
         with torch.inference_mode():
             probabilities = self.logits(batch).softmax(dim=-1)
-        return probabilities.view(-1, len(inputs), probabilities.shape[-1]).mean(dim=0).tolist()
+        averaged = probabilities.view(-1, len(inputs), probabilities.shape[-1]).mean(dim=0)
+        return temper(averaged, float(self.config.get("temperature", 1.0))).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return ranked(probabilities, self.config["labels"])

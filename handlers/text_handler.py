@@ -1,9 +1,12 @@
 """TorchServe handler for the text classifiers (sentiment, disaster tweets).
 
 The archive is self-contained: this file, its support modules (`classifier_base.py`, `text_encoding.py`,
-`tfidf.py`, `ort_model.py`), the model/tokenizer files, `model.onnx` when it serves an ONNX Runtime variant,
-the TF-IDF member's files when the recipe blends one, `task.json` (the catalog entry and recipe settings the
-model was built with) and `model_card.json`. Nothing here imports the build package.
+`text_normalise.py`, `linear.py`, `calibration.py`, `ort_model.py`), the model/tokenizer files, `model.onnx`
+when it serves an ONNX Runtime variant, the linear member's weights when the recipe blends one, `task.json`
+(the catalog entry, recipe settings and what training chose on its dev slice: blend weight, temperature) and
+`model_card.json`. Nothing here imports the build package.
+
+Per batch: normalise the texts (tweets), run the encoder, blend in the linear member, apply the temperature.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from calibration import temper
 from classifier_base import BatchClassifier, RequestError, request_body
+from linear import LinearTextModel, blend
 from ort_model import ONNX_FILE, OrtModel
 from text_encoding import encode_batch
-from tfidf import TfidfClassifier, blend
+from text_normalise import NORMALISERS
 
 
 def extract_text(row: dict[str, Any], max_chars: int) -> str:
@@ -59,8 +64,10 @@ class TextClassifier(BatchClassifier):
             self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
         else:
             self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
-        self.tfidf_weight = float(self.config.get("tfidf_weight") or 0.0)
-        self.tfidf = TfidfClassifier.load(model_dir) if self.tfidf_weight > 0 else None
+        self.normalise = NORMALISERS[self.config.get("normalise", "none")]
+        self.linear_weight = float(self.config.get("linear_weight") or 0.0)
+        self.linear = LinearTextModel.load(model_dir) if self.linear_weight > 0 else None
+        self.temperature = float(self.config.get("temperature", 1.0))
 
     def logits(self, encoded: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.runtime == "torch":
@@ -79,12 +86,13 @@ class TextClassifier(BatchClassifier):
         return extract_text(row, int(self.config["max_chars"]))
 
     def infer(self, inputs: list[str]) -> list[list[float]]:
-        encoded = encode_batch(self.tokenizer, inputs, int(self.config["max_length"]), self.config.get("head_tokens"))
+        texts = [self.normalise(text) for text in inputs]
+        encoded = encode_batch(self.tokenizer, texts, int(self.config["max_length"]), self.config.get("head_tokens"))
         with torch.inference_mode():
             probabilities = self.logits(encoded).softmax(dim=-1)
-        if self.tfidf is not None:
-            probabilities = blend(probabilities, self.tfidf.predict_proba(inputs), self.tfidf_weight)
-        return probabilities.tolist()
+        if self.linear is not None:
+            probabilities = blend(probabilities, self.linear.predict_proba(texts), self.linear_weight)
+        return temper(probabilities, self.temperature).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return label_scores(probabilities, self.config["labels"])

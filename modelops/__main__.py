@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from modelops import stack
-from modelops.catalog import DEFAULT_RECIPE, RECIPE_NAMES, REPO_ROOT, CatalogError, load_catalog
+from modelops.catalog import DEFAULT_RECIPE, MAX_ACCURACY_DROP, RECIPE_NAMES, REPO_ROOT, CatalogError, load_catalog
 from modelops.data import data_dir
 from modelops.logs import configure_logging, log_event
 from modelops.s3store import StoreError
@@ -63,7 +63,15 @@ def cmd_package(args: argparse.Namespace) -> None:
     from modelops.package import package
 
     spec = load_catalog()[_tasks([args.task])[0]]
-    print(package(spec, Path(args.trained), Path(args.export), data_dir(args.data), version=args.version))
+    archive = package(
+        spec,
+        Path(args.trained),
+        Path(args.export),
+        data_dir(args.data),
+        version=args.version,
+        variant_max_drop=args.variant_max_drop,
+    )
+    print(archive)
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
@@ -257,6 +265,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export", default=str(WORK_DIR))
     p.add_argument("--version", help="archive version (default: UTC build time)")
     p.add_argument("--data", help=data_help + " (scores an optimised runtime on its validation split)")
+    p.add_argument(
+        "--variant-max-drop",
+        type=float,
+        default=MAX_ACCURACY_DROP,
+        help=f"accuracy the optimised runtime may lose and still be served (default {MAX_ACCURACY_DROP}; "
+        "1.0 keeps it whatever it scores, as the tests' two-step builds do)",
+    )
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("publish", help="upload a .mar as a new version under s3://$MODEL_BUCKET/$MODEL_PREFIX/")

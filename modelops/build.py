@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from modelops.catalog import TaskSpec
+from modelops.catalog import MAX_ACCURACY_DROP, TaskSpec
 from modelops.logs import log_event
 from modelops.package import package
 from modelops.s3store import ModelStore
@@ -28,10 +28,18 @@ def train_model(
     return trainer(spec, spec.recipe(recipe_name), data_root, out_dir, **overrides)
 
 
-def build_archive(spec: TaskSpec, recipe_name: str, data_root: Path, work_dir: Path, **overrides: int | None) -> Path:
+def build_archive(
+    spec: TaskSpec,
+    recipe_name: str,
+    data_root: Path,
+    work_dir: Path,
+    variant_max_drop: float = MAX_ACCURACY_DROP,
+    **overrides: int | None,
+) -> Path:
+    """Train then package; `variant_max_drop` as in `package` (the tests' tiny builds keep every variant)."""
     trained = work_dir / spec.task / "model"
     train_model(spec, recipe_name, data_root, trained, **overrides)
-    return package(spec, trained, work_dir / spec.task, data_root)
+    return package(spec, trained, work_dir / spec.task, data_root, variant_max_drop=variant_max_drop)
 
 
 def build_and_publish(

@@ -28,7 +28,8 @@ class Recipe:
     """How to fine-tune a task's model (see the recipe comments in `models.toml`).
 
     Text: `max_length` tokens, of which the first `head_tokens` and the rest from the end (head+tail);
-    `tfidf_weight` > 0 blends a TF-IDF logistic regression into the probabilities. Image:
+    `linear_member` blends a hashed n-gram logistic regression (`handlers/linear.py`) into the probabilities,
+    with its weight chosen on the dev slice. Image:
     `trainable_blocks` of the backbone are fine-tuned on `train_views` views per photo (1: the centre
     crop; 2: and its mirror; more: and random crops), `tta_flip` averages each photo with its mirror at serve time.
     `dev_examples` are held out of training to pick the best evaluation (early stopping with `patience`).
@@ -40,7 +41,7 @@ class Recipe:
     batch_size: int
     max_length: int | None = None
     head_tokens: int | None = None
-    tfidf_weight: float = 0.0
+    linear_member: bool = False
     trainable_blocks: int | None = None
     train_views: int = 2
     tta_flip: bool = False
@@ -76,6 +77,8 @@ class TaskSpec:
     image_size: int | None = None
     resize_to: int | None = None
     runtime: str = "torch"
+    normalise: str = "none"
+    extra_datasets: tuple[str, ...] = ()
     recipes: dict[str, Recipe] = field(default_factory=dict)
 
     def recipe(self, name: str) -> Recipe:
@@ -113,7 +116,7 @@ class TaskSpec:
                 **common,
                 "max_length": recipe.max_length,
                 "head_tokens": recipe.head_tokens,
-                "tfidf_weight": recipe.tfidf_weight,
+                "normalise": self.normalise,
                 "max_chars": self.max_chars,
             }
         return {
@@ -146,14 +149,17 @@ _REQUIRED = (
 _KIND_FIELDS = {"text": ("max_chars",), "image": ("architecture", "image_size", "resize_to")}
 _KIND_RECIPE_FIELDS = {"text": ("max_length",), "image": ("trainable_blocks",)}
 # `fast`: what `make run` builds when nothing is published (all tasks in about 15 minutes on 2 cores);
-# `full`: `make models`, the most accurate this machine reaches in about an hour.
-RECIPE_NAMES = ("fast", "full")
+# `full`: `make models`, the most accurate this machine reaches in about an hour; `gpu`: for a machine with a
+# CUDA device (training picks it up by itself), never needed by `make run` or the tests.
+RECIPE_NAMES = ("fast", "full", "gpu")
 DEFAULT_RECIPE = "fast"
 # Serving runtimes: `torch` (fp32, eager), `onnx` (ONNX Runtime, fp32, fused graph), `onnx-int8` (ONNX Runtime
 # with the Linear/MatMul weights quantised to int8). A variant other than `torch` is exported at package time
 # and served only if it loses at most MAX_ACCURACY_DROP on the validation split; the card records both.
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 MAX_ACCURACY_DROP = 0.005
+# Text clean-up before the model sees a text (handlers/text_normalise.py); the names are that module's too.
+NORMALISATIONS = ("none", "tweet")
 
 
 def _optional_int(raw: dict[str, Any], key: str) -> int | None:
@@ -172,7 +178,7 @@ def _parse_recipe(task: str, kind: str, name: str, raw: dict[str, Any]) -> Recip
             batch_size=int(raw["batch_size"]),
             max_length=_optional_int(raw, "max_length"),
             head_tokens=_optional_int(raw, "head_tokens"),
-            tfidf_weight=float(raw.get("tfidf_weight", 0.0)),
+            linear_member=bool(raw.get("linear_member", False)),
             trainable_blocks=_optional_int(raw, "trainable_blocks"),
             train_views=int(raw.get("train_views", 2)),
             tta_flip=bool(raw.get("tta_flip", False)),
@@ -185,10 +191,10 @@ def _parse_recipe(task: str, kind: str, name: str, raw: dict[str, Any]) -> Recip
         raise CatalogError(f"task {task!r} recipe {name!r} is missing {exc.args[0]!r}") from None
     if recipe.head_tokens is not None and recipe.max_length is not None and recipe.head_tokens >= recipe.max_length - 2:
         raise CatalogError(f"task {task!r} recipe {name!r}: head_tokens must leave room for a tail in max_length")
-    if not 0.0 <= recipe.tfidf_weight <= 1.0:
-        raise CatalogError(f"task {task!r} recipe {name!r}: tfidf_weight must be between 0 and 1")
-    if recipe.tfidf_weight > 0 and recipe.dev_examples <= 0:
-        raise CatalogError(f"task {task!r} recipe {name!r}: a TF-IDF blend needs dev_examples to choose its penalty")
+    if recipe.linear_member and recipe.dev_examples <= 0:
+        raise CatalogError(
+            f"task {task!r} recipe {name!r}: a linear member needs dev_examples to choose its penalty and weight"
+        )
     return recipe
 
 
@@ -210,6 +216,9 @@ def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
     runtime = str(raw.get("runtime", "torch"))
     if runtime not in RUNTIMES:
         raise CatalogError(f"task {task!r}: runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    normalise = str(raw.get("normalise", "none"))
+    if normalise not in NORMALISATIONS:
+        raise CatalogError(f"task {task!r}: normalise must be one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
     recipes = {name: _parse_recipe(task, kind, name, raw[name]) for name in RECIPE_NAMES if name in raw}
     if DEFAULT_RECIPE not in recipes:
         raise CatalogError(f"task {task!r} needs a [tasks.{task}.{DEFAULT_RECIPE}] recipe (what `make run` builds)")
@@ -236,6 +245,8 @@ def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
         threads_per_worker=int(raw["threads_per_worker"]),
         response_timeout_s=int(raw["response_timeout_s"]),
         runtime=runtime,
+        normalise=normalise,
+        extra_datasets=tuple(str(name) for name in raw.get("extra_datasets", ())),
         recipes=recipes,
     )
 

@@ -10,9 +10,11 @@ import hashlib
 import os
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from handlers.text_normalise import NORMALISERS
 from modelops.catalog import REPO_ROOT, TaskSpec
 from modelops.tools import file_sha256
 
@@ -69,22 +71,32 @@ def read_rows(spec: TaskSpec, path: Path) -> list[Example]:
     return examples
 
 
+def dedup_key(spec: TaskSpec) -> Callable[[str], str]:
+    """What makes two inputs the same: the text after the task's normalisation (tweets that differ only in
+    their t.co link are one tweet), the path for images."""
+    return NORMALISERS[spec.normalise] if spec.kind == "text" else str
+
+
 def read_examples(spec: TaskSpec, path: Path) -> tuple[list[Example], int]:
     """Deduplicated (text, label index) pairs for training, and the raw row count.
 
-    Repeated texts keep their majority label; texts whose copies disagree evenly are dropped, since either
-    label would teach the model noise.
+    Repeated inputs (by `dedup_key`) keep their majority label and their first text; inputs whose copies
+    disagree evenly are dropped, since either label would teach the model noise.
     """
     rows = read_rows(spec, path)
+    key = dedup_key(spec)
     votes: dict[str, Counter[int]] = defaultdict(Counter)
+    first: dict[str, str] = {}
     for example in rows:
-        votes[example.text][example.label] += 1  # dicts keep first-seen order
+        k = key(example.text)
+        votes[k][example.label] += 1  # dicts keep first-seen order
+        first.setdefault(k, example.text)
     examples = []
-    for text, counts in votes.items():
+    for k, counts in votes.items():
         (top, top_n), *rest = counts.most_common()
         if rest and rest[0][1] == top_n:
             continue
-        examples.append(Example(text, top))
+        examples.append(Example(first[k], top))
     return examples, len(rows)
 
 
@@ -147,12 +159,36 @@ def load_split(spec: TaskSpec, root: Path, seed: int = 13, validation_fraction: 
 @dataclass(frozen=True)
 class TrainingSets:
     """What one training run reads: `train` to fit, `dev` (held out of train) to pick the best evaluation
-    and hyper-parameters, `validation` only to report the final scores."""
+    and hyper-parameters, `validation` only to report the final scores. `extra` describes the rows of the
+    task's `extra_datasets` that joined `train`."""
 
     split: Split
     train: list[Example]
     dev: list[Example]
     validation: list[Example]
+    extra: dict[str, object]
+
+
+def extra_examples(spec: TaskSpec, root: Path, known: list[Example]) -> tuple[list[Example], dict[str, object]]:
+    """Rows of the task's `extra_datasets` for training only: deduplicated, minus anything that equals an input
+    of the main file (above all its dev and validation rows: the validation split stays the main file's, so
+    figures compare across models)."""
+    key = dedup_key(spec)
+    seen = {key(ex.text) for ex in known}
+    examples: list[Example] = []
+    described: dict[str, object] = {}
+    for name in spec.extra_datasets:
+        path = root / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"extra dataset for task {spec.task!r} not found at {path} (set DATA_DIR or --data)"
+            )
+        rows, read = read_examples(spec, path)
+        kept = [ex for ex in rows if key(ex.text) not in seen]
+        seen.update(key(ex.text) for ex in kept)
+        examples.extend(kept)
+        described[name] = {"sha256": file_sha256(path), "rows_read": read, "train_examples": len(kept)}
+    return examples, described
 
 
 def training_sets(
@@ -163,15 +199,19 @@ def training_sets(
     eval_examples: int | None,
     dev_examples: int = 0,
 ) -> TrainingSets:
-    """The split, with `dev_examples` carved out of its train part, then (optionally) sub-sampled, label
-    shares kept throughout."""
+    """The split, with `dev_examples` carved out of its train part and the extra datasets' rows added to
+    train, then (optionally) sub-sampled, label shares kept throughout."""
     split = load_split(spec, root, seed=seed)
     train, dev = split.train, []
     if dev_examples:
         train, dev = stratified_split(train, min(dev_examples, len(train) // 2) / len(train), seed)
+    extra, described = extra_examples(spec, root, [*train, *dev, *split.validation])
+    if extra:
+        train = train + extra
+        random.Random(seed).shuffle(train)
     if train_examples:
         train = stratified_sample(train, train_examples, seed)
-    return TrainingSets(split, train, dev, validation_sample(split, eval_examples, seed))
+    return TrainingSets(split, train, dev, validation_sample(split, eval_examples, seed), described)
 
 
 def validation_sample(split: Split, eval_examples: int | None, seed: int) -> list[Example]:

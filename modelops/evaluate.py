@@ -14,6 +14,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,18 @@ def _text(spec: TaskSpec, example: Example) -> str:
 
 def _argmax(row: list[float]) -> int:
     return max(range(len(row)), key=row.__getitem__)
+
+
+@dataclass
+class Predictions:
+    """Each example's predicted label index and that label's score (its confidence, for the calibration error)."""
+
+    labels: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    def add(self, label: int, score: float) -> None:
+        self.labels.append(label)
+        self.scores.append(score)
 
 
 class Timer:
@@ -114,22 +127,24 @@ def handler_rows(spec: TaskSpec, examples: list[Example]) -> list[dict[str, Any]
     return [{"body": {"text": _text(spec, ex)}} for ex in examples]
 
 
-def predict_with(handler: Any, spec: TaskSpec, examples: list[Example], batch: int, timer: Timer) -> list[int]:
+def predict_with(handler: Any, spec: TaskSpec, examples: list[Example], batch: int, timer: Timer) -> Predictions:
     """Run a loaded handler on the examples, batch by batch."""
-    predictions: list[int] = []
+    predictions = Predictions()
     for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} in-process", unit="batch"):
         rows = handler_rows(spec, chunk)
         with timer:
             inputs, slots = handler.preprocess(rows)
             if rejected := [slot.error for slot in slots if slot.error]:
                 raise ValueError(f"the handler rejected examples: {rejected}")
-            predictions.extend(_argmax(row) for row in handler.infer(inputs))
+            for row in handler.infer(inputs):
+                best = _argmax(row)
+                predictions.add(best, row[best])
     return predictions
 
 
-def predict_via(spec: TaskSpec, base_url: str, examples: list[Example], batch: int, timer: Timer) -> list[int]:
+def predict_via(spec: TaskSpec, base_url: str, examples: list[Example], batch: int, timer: Timer) -> Predictions:
     """Send the examples through the gateway in requests of `batch` examples, one at a time, as a client would."""
-    predictions: list[int] = []
+    predictions = Predictions()
     with httpx.Client(base_url=base_url, timeout=120) as http:
         for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} via {base_url}", unit="request"):
             if spec.kind == "image":
@@ -140,7 +155,8 @@ def predict_via(spec: TaskSpec, base_url: str, examples: list[Example], batch: i
             with timer:
                 response = http.send(request)
             response.raise_for_status()
-            predictions.extend(spec.labels.index(r["label"]) for r in response.json()["results"])
+            for result in response.json()["results"]:
+                predictions.add(spec.labels.index(result["label"]), float(result["score"]))
     return predictions
 
 
@@ -171,7 +187,7 @@ def evaluate(
             predictions = predict_with(handler, spec, examples, batch, timer)
     else:
         raise ValueError("give an archive to load in-process, or a gateway URL with via")
-    report = classification_report([ex.label for ex in examples], predictions, spec.labels)
+    report = classification_report([ex.label for ex in examples], predictions.labels, spec.labels, predictions.scores)
     return {
         "task": spec.task,
         "data": str(data),
@@ -185,10 +201,12 @@ def evaluate(
 def format_report(report: dict[str, Any]) -> str:
     """The report as a plain-text table: headline figures, per-class precision/recall, confusion matrix."""
     labels = report["labels"]
+    low, high = report["accuracy_ci95"]
     width = max(12, *(len(label) for label in labels))
     lines = [
         f"task {report['task']}  examples {report['examples']}  source {report['source']}",
-        f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}",
+        f"accuracy {report['accuracy']:.4f} (95% bootstrap interval {low:.4f}-{high:.4f})  "
+        f"macro-F1 {report['macro_f1']:.4f}  calibration error (ECE) {report['ece']:.4f}",
         f"{report.get('requests', 0)} requests of up to {report['batch']}: latency p50 "
         f"{report.get('latency_ms_p50', 0)} ms, p95 {report.get('latency_ms_p95', 0)} ms, "
         f"{report.get('examples_per_s', 0)} examples/s",

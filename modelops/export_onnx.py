@@ -111,12 +111,27 @@ def export(spec: TaskSpec, model_dir: Path, runtime: str) -> Path:
     return target
 
 
-def choose_runtime(spec: TaskSpec, model_dir: Path, training: dict[str, Any], data_root: Path) -> dict[str, Any]:
+def choose_runtime(
+    spec: TaskSpec,
+    model_dir: Path,
+    training: dict[str, Any],
+    data_root: Path,
+    max_drop: float = MAX_ACCURACY_DROP,
+) -> dict[str, Any]:
     """Export the catalog's runtime for this model, score it on the same validation examples as the fp32 card,
     and decide which runtime the archive serves. Returns the card's `runtime` section; the ONNX file is left
-    in model_dir only if the variant is served."""
+    in model_dir only if the variant is served.
+
+    `max_drop` is the accuracy the variant may lose. Builds of a few optimiser steps scored on a dozen examples
+    (the test suite's) pass 1.0: one flipped answer would otherwise decide which code path the tests run.
+    """
     fp32 = float(training["validation"]["accuracy"])
-    section: dict[str, Any] = {"requested": spec.runtime, "served": "torch", "variants": {"torch": {"accuracy": fp32}}}
+    section: dict[str, Any] = {
+        "requested": spec.runtime,
+        "served": "torch",
+        "max_accuracy_drop": max_drop,
+        "variants": {"torch": {"accuracy": fp32}},
+    }
     if spec.runtime == "torch":
         return section
     started = time.perf_counter()
@@ -130,9 +145,9 @@ def choose_runtime(spec: TaskSpec, model_dir: Path, training: dict[str, Any], da
     handler = load_handler(spec, model_dir, {"runtime": spec.runtime})
     timer = Timer()
     predictions = predict_with(handler, spec, examples, spec.batch_size, timer)
-    accuracy = classification_report([ex.label for ex in examples], predictions, spec.labels)["accuracy"]
+    accuracy = classification_report([ex.label for ex in examples], predictions.labels, spec.labels)["accuracy"]
     drop = round(fp32 - accuracy, 4)
-    kept = drop <= MAX_ACCURACY_DROP
+    kept = drop <= max_drop
     section["variants"][spec.runtime] = {
         "accuracy": accuracy,
         "accuracy_drop": drop,
@@ -145,7 +160,7 @@ def choose_runtime(spec: TaskSpec, model_dir: Path, training: dict[str, Any], da
         section["served"] = spec.runtime
     else:
         onnx_file.unlink()
-        section["reason"] = f"{spec.runtime} loses {drop:.4f} accuracy; the limit is {MAX_ACCURACY_DROP}"
+        section["reason"] = f"{spec.runtime} loses {drop:.4f} accuracy; the limit is {max_drop}"
     log_event(
         logger,
         "variant.done",

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from modelops.catalog import REPO_ROOT, TaskSpec
+from modelops.catalog import MAX_ACCURACY_DROP, REPO_ROOT, TaskSpec
 from modelops.export_onnx import choose_runtime
 from modelops.logs import log_event
 from modelops.tools import bin_path
@@ -62,11 +62,19 @@ def build_model_card(spec: TaskSpec, version: str, training: dict[str, Any]) -> 
     }
 
 
-def package(spec: TaskSpec, trained_dir: Path, export_dir: Path, data_root: Path, version: str | None = None) -> Path:
+def package(
+    spec: TaskSpec,
+    trained_dir: Path,
+    export_dir: Path,
+    data_root: Path,
+    version: str | None = None,
+    variant_max_drop: float = MAX_ACCURACY_DROP,
+) -> Path:
     """Build `<export_dir>/<model_name>.mar` from a folder written by `train`; returns its path.
 
     With an optimised runtime in the catalog, the variant is exported and scored on `data_root`'s validation
-    split first (`export_onnx.choose_runtime`); the archive serves it only if it keeps the fp32 accuracy.
+    split first (`export_onnx.choose_runtime`); the archive serves it only if it loses at most
+    `variant_max_drop` of the fp32 accuracy.
     """
     training = json.loads((trained_dir / "training.json").read_text(encoding="utf-8"))
     version = version or new_version()
@@ -80,9 +88,10 @@ def package(spec: TaskSpec, trained_dir: Path, export_dir: Path, data_root: Path
                 shutil.copy2(item, staging / item.name)
         for module in support_modules():
             shutil.copy2(module, staging / module.name)
-        serving = spec.serving_config(recipe)
+        # the catalog's settings, then those training chose on the dev slice (blend weight, temperature)
+        serving = {**spec.serving_config(recipe), **training.get("serving", {})}
         (staging / "task.json").write_text(json.dumps(serving), encoding="utf-8")
-        runtime = choose_runtime(spec, staging, training, data_root)
+        runtime = choose_runtime(spec, staging, training, data_root, variant_max_drop)
         serving["runtime"] = runtime["served"]
         (staging / "task.json").write_text(json.dumps(serving, indent=2), encoding="utf-8")
         card = {**build_model_card(spec, version, training), "runtime": runtime}

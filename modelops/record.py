@@ -57,14 +57,18 @@ def write_training_record(
     spec: TaskSpec,
     recipe: Recipe,
     sets: TrainingSets,
-    predictions: list[int],
+    probabilities: Any,
     *,
     max_steps: int | None,
     train_seconds: float,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Score the validation predictions, write `training.json`, log `train.done`; returns the record."""
-    metrics = classification_report([ex.label for ex in sets.validation], predictions, spec.labels)
+    """Score the validation probabilities (as served: blended, tempered), write `training.json`, log
+    `train.done`; returns the record."""
+    confidences, predictions = probabilities.max(dim=-1)
+    metrics = classification_report(
+        [ex.label for ex in sets.validation], predictions.tolist(), spec.labels, confidences.tolist()
+    )
     record = {
         "task": spec.task,
         "base_checkpoint": spec.base_checkpoint,
@@ -72,6 +76,7 @@ def write_training_record(
         "max_steps": max_steps,
         "data": {
             **sets.split.describe(),
+            "extra_datasets": sets.extra,
             "train_examples_used": len(sets.train),
             "dev_examples_used": len(sets.dev),
             "validation_examples_used": len(sets.validation),

@@ -1,9 +1,11 @@
 """Fine-tune a BERT-family encoder for one text task with the Hugging Face Trainer.
 
 Linear warmup and decay; with a dev slice and `patience`, evaluation twice per epoch keeps the best
-checkpoint (early stopping). A recipe with `tfidf_weight` also fits the TF-IDF member and serves the blend.
-The output folder holds exactly what the handler loads (model, tokenizer, TF-IDF files) plus
-`training.json` (recipe, data split, metrics per member and blended) that packaging turns into the model card.
+checkpoint (early stopping). A recipe with `linear_member` also fits the hashed n-gram logistic regression and
+serves the blend. On the dev slice (never the validation split) the blend weight and then the temperature
+are chosen. The output folder holds exactly what the handler loads (model, tokenizer, linear member) plus
+`training.json` (recipe, data split, metrics per member and blended, the chosen serving settings) that
+packaging turns into the model card.
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from handlers.calibration import temper
+from handlers.linear import blend
 from handlers.text_encoding import encode_batch, token_ids
-from handlers.tfidf import blend
+from handlers.text_normalise import NORMALISERS
+from modelops.calibrate import calibration_record, fit_temperature, negative_log_likelihood
 from modelops.catalog import PYPI_CHECKPOINT_PREFIX, Recipe, TaskSpec
 from modelops.data import Example
+from modelops.device import training_device
+from modelops.linear_fit import fit_linear
 from modelops.record import accuracy, start_training, write_training_record
-from modelops.tfidf_fit import fit_tfidf
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +60,7 @@ def _encode(tokenizer: Any, examples: list[Example], recipe: Recipe) -> list[dic
 
 
 def predict_proba(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe, batch_size: int = 32) -> torch.Tensor:
-    """Class probabilities, batched and encoded exactly as the handler serves."""
+    """Class probabilities (on the CPU), batched and encoded exactly as the handler serves."""
     model.eval()
     out: list[torch.Tensor] = []
     with torch.inference_mode():
@@ -61,15 +68,30 @@ def predict_proba(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe, 
             batch = encode_batch(
                 tokenizer, texts[start : start + batch_size], int(recipe.max_length or 0), recipe.head_tokens
             )
-            out.append(model(**batch).logits.softmax(dim=-1))
+            batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+            out.append(model(**batch).logits.softmax(dim=-1).cpu())
     return torch.cat(out) if out else torch.empty(0, model.config.num_labels)
 
 
+# Linear-member weights tried in the blend; the one with the lowest dev negative log-likelihood is served.
+BLEND_GRID = [i / 20 for i in range(21)]
+
+
+def choose_blend(encoder: torch.Tensor, linear: torch.Tensor, labels: list[int]) -> float:
+    """The linear member's weight that fits the dev slice best (NLL: smoother than accuracy on 400 examples)."""
+    return min(BLEND_GRID, key=lambda w: negative_log_likelihood(blend(encoder, linear, w), labels))
+
+
+# Dev evaluations per training run with early stopping: fractional-epoch recipes on 23k reviews would never
+# reach an evaluation "twice per epoch".
+EVALUATIONS_PER_RUN = 4
+
+
 def _early_stopping(recipe: Recipe, dev: list[Example], train_size: int) -> dict[str, Any]:
-    """Trainer arguments that evaluate on the dev slice twice per epoch and keep the best checkpoint."""
+    """Trainer arguments that evaluate on the dev slice EVALUATIONS_PER_RUN times and keep the best checkpoint."""
     if not dev or recipe.patience is None:
         return {"save_strategy": "no"}
-    every = max(1, math.ceil(train_size / recipe.batch_size / 2))
+    every = max(1, math.ceil(recipe.epochs * train_size / recipe.batch_size / EVALUATIONS_PER_RUN))
     return {
         "eval_strategy": "steps",
         "eval_steps": every,
@@ -99,7 +121,8 @@ def train_text(
     eval_examples: int | None = None,
     dev_examples: int | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune (and fit the TF-IDF member if the recipe blends one), score on the validation split, save."""
+    """Fine-tune (and fit the linear member if the recipe blends one), choose the blend weight and temperature on
+    the dev slice, score on the validation split, save."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -112,6 +135,7 @@ def train_text(
 
     set_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
+    device = training_device()
     sets = start_training(
         spec,
         recipe,
@@ -121,6 +145,12 @@ def train_text(
         train_examples=train_examples,
         eval_examples=eval_examples,
         dev_examples=dev_examples,
+    )
+    normalise = NORMALISERS[spec.normalise]
+    sets = replace(
+        sets,
+        train=[Example(normalise(ex.text), ex.label) for ex in sets.train],
+        dev=[Example(normalise(ex.text), ex.label) for ex in sets.dev],
     )
     checkpoint = resolve_checkpoint(spec.base_checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -146,7 +176,7 @@ def train_text(
             report_to=[],
             seed=seed,
             data_seed=seed,
-            use_cpu=True,
+            use_cpu=device == "cpu",
             dataloader_num_workers=0,
             **early,
         )
@@ -160,22 +190,30 @@ def train_text(
             callbacks=[EarlyStoppingCallback(recipe.patience)] if "eval_strategy" in early else [],
         )
         trainer.train()
-    validation_texts = [ex.text for ex in sets.validation]
+    encoder_seconds = time.perf_counter() - started
+    validation_texts = [normalise(ex.text) for ex in sets.validation]
+    dev_texts, dev_labels = [ex.text for ex in sets.dev], [ex.label for ex in sets.dev]
     probabilities = predict_proba(model, tokenizer, validation_texts, recipe)
-    members: dict[str, Any] = {"encoder_accuracy": accuracy(probabilities, sets.validation)}
+    dev_probabilities = predict_proba(model, tokenizer, dev_texts, recipe)
+    members: dict[str, Any] = {
+        "encoder": {"accuracy": accuracy(probabilities, sets.validation), "train_seconds": round(encoder_seconds, 1)}
+    }
+    serving: dict[str, float] = {"linear_weight": 0.0}
     out_dir.mkdir(parents=True, exist_ok=True)
-    if recipe.tfidf_weight > 0:
-        tfidf, fit = fit_tfidf(
-            [ex.text for ex in sets.train],
-            [ex.label for ex in sets.train],
-            [ex.text for ex in sets.dev],
-            [ex.label for ex in sets.dev],
-            len(spec.labels),
+    if recipe.linear_member:
+        linear, fit = fit_linear(
+            [ex.text for ex in sets.train], [ex.label for ex in sets.train], dev_texts, dev_labels, len(spec.labels)
         )
-        tfidf.save(out_dir)
-        tfidf_probabilities = tfidf.predict_proba(validation_texts)
-        members["tfidf"] = {**fit, "accuracy": accuracy(tfidf_probabilities, sets.validation)}
-        probabilities = blend(probabilities, tfidf_probabilities, recipe.tfidf_weight)
+        linear.save(out_dir)
+        linear_probabilities = linear.predict_proba(validation_texts)
+        members["linear"] = {**fit, "accuracy": accuracy(linear_probabilities, sets.validation)}
+        dev_linear = linear.predict_proba(dev_texts)
+        serving["linear_weight"] = choose_blend(dev_probabilities, dev_linear, dev_labels)
+        probabilities = blend(probabilities, linear_probabilities, serving["linear_weight"])
+        dev_probabilities = blend(dev_probabilities, dev_linear, serving["linear_weight"])
+    serving["temperature"] = fit_temperature(dev_probabilities, dev_labels)
+    calibration = calibration_record(probabilities, [ex.label for ex in sets.validation], serving["temperature"])
+    probabilities = temper(probabilities, serving["temperature"])
     train_seconds = time.perf_counter() - started
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -184,10 +222,13 @@ def train_text(
         spec,
         recipe,
         sets,
-        probabilities.argmax(-1).tolist(),
+        probabilities,
         max_steps=max_steps,
         train_seconds=train_seconds,
+        device=device,
         epochs_trained=round(float(trainer.state.epoch or 0), 2),
         best_dev_accuracy=trainer.state.best_metric,
         members=members,
+        serving=serving,
+        calibration=calibration,
     )

@@ -152,8 +152,11 @@ def archives(stack_root: Path, catalog: dict[str, TaskSpec]) -> dict[str, Path]:
     """One real archive per task, trained for two steps on 64 examples of the shared data.
 
     The recipes are mixed so that CI runs every training and serving path: sentiment `fast` (head+tail
-    tokens, TF-IDF blend), disaster `full` (early stopping on the dev slice), pose `full` (augmented views,
-    early stopping, flip test-time augmentation in the handler).
+    tokens, linear blend, extra dataset), disaster `full` (tweet normalisation, early stopping on the dev
+    slice), pose `full` (augmented views, early stopping, flip test-time augmentation in the handler). Each
+    archive serves the catalog's optimised runtime whatever it scores (`variant_max_drop=1.0`): on 16
+    validation examples one flipped answer is a 6-point drop, and which way it falls must not decide which
+    serving path the tests exercise.
     """
     work = stack_root / "build"
     recipes = {"sentiment": "fast", "disaster": "full", "pose": "full"}
@@ -167,6 +170,7 @@ def archives(stack_root: Path, catalog: dict[str, TaskSpec]) -> dict[str, Path]:
             train_examples=64,
             eval_examples=16,
             dev_examples=24,
+            variant_max_drop=1.0,
         )
         for name, spec in catalog.items()
     }

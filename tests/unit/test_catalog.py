@@ -97,8 +97,7 @@ def test_every_task_needs_the_recipe_make_run_builds() -> None:
     ("extra", "message"),
     [
         ("head_tokens = 31", "head_tokens must leave room for a tail"),
-        ("tfidf_weight = 1.5", "tfidf_weight must be between 0 and 1"),
-        ("tfidf_weight = 0.5", "needs dev_examples"),
+        ("linear_member = true", "needs dev_examples"),
     ],
 )
 def test_inconsistent_recipe_settings_are_rejected(extra: str, message: str) -> None:
@@ -111,9 +110,18 @@ def test_serving_config_carries_the_recipe_settings_the_handler_needs() -> None:
     sentiment = catalog["sentiment"]
     served = sentiment.serving_config(sentiment.recipe("full"))
     assert served["head_tokens"] == sentiment.recipe("full").head_tokens
-    assert served["tfidf_weight"] == sentiment.recipe("full").tfidf_weight > 0
+    assert served["normalise"] == "none"
+    assert catalog["disaster"].serving_config(catalog["disaster"].recipe("fast"))["normalise"] == "tweet"
     pose = catalog["pose"]
     assert pose.serving_config(pose.recipe("full"))["tta_flip"] is True
+
+
+def test_unknown_normalisations_are_rejected() -> None:
+    entry = ENTRY.format(name="one", route="/one").replace(
+        "response_timeout_s = 10", 'response_timeout_s = 10\nnormalise = "emoji"'
+    )
+    with pytest.raises(CatalogError, match="normalise must be one of none, tweet, got 'emoji'"):
+        parse_catalog(entry)
 
 
 def test_runtime_defaults_to_torch_and_unknown_runtimes_are_rejected() -> None:

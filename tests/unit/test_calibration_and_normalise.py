@@ -1,0 +1,73 @@
+"""Temperature scaling (scores move, the winning label never does), its fit, the calibration error, the
+accuracy interval, and the tweet normalisation shared by training and the handler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from calibration import temper
+from text_normalise import NORMALISERS, normalise_tweet
+
+from modelops.calibrate import expected_calibration_error, fit_temperature
+from modelops.catalog import NORMALISATIONS
+from modelops.metrics import bootstrap_interval, classification_report
+
+
+def test_temperature_changes_scores_but_never_the_argmax() -> None:
+    probabilities = torch.tensor([[0.9, 0.1], [0.3, 0.7], [0.55, 0.45]])
+    for t in (0.5, 2.0, 3.0):
+        tempered = temper(probabilities, t)
+        assert torch.equal(tempered.argmax(-1), probabilities.argmax(-1))
+        assert torch.allclose(tempered.sum(-1), torch.ones(len(probabilities)))
+        assert not torch.allclose(tempered, probabilities)
+    assert torch.equal(temper(probabilities, 1.0), probabilities)
+    # above 1 softens, below 1 sharpens
+    assert temper(probabilities, 2.0).max() < probabilities.max() < temper(probabilities, 0.5).max()
+
+
+def test_fit_temperature_softens_an_overconfident_model() -> None:
+    # always 0.99 sure, right 70% of the time: the NLL-optimal temperature is well above 1
+    labels = [0] * 280 + [1] * 120
+    probabilities = torch.tensor([[0.99, 0.01]] * 400)
+    t = fit_temperature(probabilities, labels)
+    assert t > 2.0
+    confidence = temper(probabilities, t).max(-1).values[0].item()
+    assert confidence == pytest.approx(0.7, abs=0.03)
+    assert fit_temperature(probabilities, []) == 1.0
+
+
+def test_expected_calibration_error() -> None:
+    assert expected_calibration_error([0.9] * 10, [True] * 9 + [False]) == pytest.approx(0.0)
+    assert expected_calibration_error([1.0] * 4, [True, True, False, False]) == pytest.approx(0.5)
+    report = classification_report([0, 1], [0, 0], ["a", "b"], confidences=[0.8, 0.6])
+    assert report["ece"] == pytest.approx(0.5 * abs(0.8 - 1) + 0.5 * abs(0.6 - 0))
+
+
+def test_bootstrap_interval_brackets_the_accuracy_and_narrows_with_more_examples() -> None:
+    hits = [True] * 90 + [False] * 10
+    low, high = bootstrap_interval(hits)
+    assert low < 0.9 < high
+    wide = high - low
+    low, high = bootstrap_interval(hits * 10)
+    assert low < 0.9 < high
+    assert high - low < wide / 2
+    assert bootstrap_interval(hits) == bootstrap_interval(hits)  # seeded
+    assert classification_report([0, 1, 1], [0, 1, 0], ["a", "b"])["accuracy_ci95"][0] <= 2 / 3
+
+
+def test_tweet_normalisation_repairs_and_replaces() -> None:
+    raw = "@bbc Forest fire \x89Û_ it\x89Ûªs bad åÊnow &amp;amp; #OtleyHour #fire http://t.co/GKYe6gjTk5"
+    assert normalise_tweet(raw) == "@user Forest fire … it's bad now & Otley Hour fire http"
+    # tweets that differ only in their link or account become one tweet
+    assert normalise_tweet("Fire at @abc http://t.co/x") == normalise_tweet("Fire at @xyz https://t.co/y")
+
+
+def test_tweet_normalisation_is_idempotent() -> None:
+    for text in ["#A &lt;b&gt; @user http", "x \x89ÛÓ y \x89Û\x9d", "plain text", "Ì© café"]:
+        once = normalise_tweet(text)
+        assert normalise_tweet(once) == once
+
+
+def test_every_catalog_normalisation_has_a_function() -> None:
+    assert set(NORMALISERS) == set(NORMALISATIONS)
+    assert NORMALISERS["none"]("  kept  as is ") == "  kept  as is "

@@ -1,0 +1,75 @@
+"""The linear blend member: terms, hashing, NB-weighted fitting, persistence, blending (no TorchServe)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from linear import LinearTextModel, blend, buckets, terms
+
+from modelops.linear_fit import C_GRID, feature_matrix, fit_linear, log_count_ratio
+
+POSITIVE = ["a wonderful film", "wonderful acting and a great story", "great fun, truly wonderful", "great cast"]
+NEGATIVE = ["a dull film", "dull acting and a boring story", "boring, truly dull", "boring plot"]
+
+
+def test_terms_are_distinct_lowercased_words_and_pairs_without_markup() -> None:
+    found = terms("Great film!<br /><br />Great FILM, don't", ngrams=2)
+    assert {"great", "film", "!", "don't", "great film", "film !", "! great"} <= found
+    assert "br" not in found
+    assert "don" not in found  # the apostrophe stays inside the word
+
+
+def test_buckets_are_stable_distinct_and_in_range() -> None:
+    first = buckets("a great great film", bits=10, ngrams=2)
+    assert first == buckets("A great GREAT film", bits=10, ngrams=2)  # the same on every machine and process
+    assert first == sorted(set(first))
+    assert all(0 <= b < 1024 for b in first)
+
+
+def test_log_count_ratio_favours_the_terms_of_the_positive_rows() -> None:
+    texts = POSITIVE + NEGATIVE
+    features = feature_matrix(texts, bits=12, ngrams=1)
+    positive = torch.tensor([1] * 4 + [0] * 4).bool().numpy()
+    ratio = log_count_ratio(features, positive)
+    (wonderful,) = buckets("wonderful", 12, 1)
+    (boring,) = buckets("boring", 12, 1)
+    assert ratio[wonderful] > 0 > ratio[boring]
+
+
+def test_fit_separates_the_classes_picks_c_on_dev_and_survives_a_save(tmp_path: Path) -> None:
+    labels = [1] * len(POSITIVE) + [0] * len(NEGATIVE)
+    model, record = fit_linear(POSITIVE + NEGATIVE, labels, ["wonderful story", "boring film"], [1, 0], 2)
+    assert record["dev_accuracy"] == 1.0
+    assert record["c"] in C_GRID
+    assert record["rows"] == 8
+    probabilities = model.predict_proba(["truly wonderful", "truly boring"])
+    assert probabilities.argmax(-1).tolist() == [1, 0]
+    # two classes: one model, class 0's logit is the reference
+    assert torch.count_nonzero(model.weight[:, 0]) == 0
+    assert model.bias[0] == 0
+    model.save(tmp_path)
+    reloaded = LinearTextModel.load(tmp_path)
+    assert (reloaded.bits, reloaded.ngrams) == (model.bits, model.ngrams)
+    assert torch.allclose(reloaded.predict_proba(["truly wonderful", "truly boring"]), probabilities)
+
+
+def test_a_text_s_logits_are_the_bias_plus_its_buckets_weights() -> None:
+    weight = torch.arange(16 * 2, dtype=torch.float32).view(16, 2)
+    model = LinearTextModel(4, 1, weight, torch.tensor([0.5, -0.5]))
+    idx = buckets("good good film", 4, 1)
+    assert torch.allclose(model.logits(["good good film"])[0], weight[idx].sum(0) + torch.tensor([0.5, -0.5]))
+    assert model.logits([]).shape == (0, 2)
+
+
+def test_more_than_two_classes_are_fitted_one_against_the_rest() -> None:
+    texts = ["red apple", "red cherry", "green leaf", "green grass", "blue sky", "blue sea"]
+    model, _ = fit_linear(texts, [0, 0, 1, 1, 2, 2], ["red", "green", "blue"], [0, 1, 2], 3)
+    assert model.predict_proba(["red red", "green", "blue sky"]).argmax(-1).tolist() == [0, 1, 2]
+
+
+def test_blend_is_the_weighted_mean_of_the_members() -> None:
+    encoder = torch.tensor([[0.9, 0.1]])
+    linear = torch.tensor([[0.3, 0.7]])
+    assert torch.allclose(blend(encoder, linear, 0.5), torch.tensor([[0.6, 0.4]]))
+    assert torch.equal(blend(encoder, linear, 0.0), encoder)

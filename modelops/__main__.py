@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         "--variant-max-drop",
         type=float,
         default=MAX_ACCURACY_DROP,
-        help=f"accuracy the optimised runtime may lose and still be served (default {MAX_ACCURACY_DROP}; "
+        help=f"dev-slice accuracy the optimised runtime may lose and still be served (default {MAX_ACCURACY_DROP}; "
         "1.0 keeps it whatever it scores, as the tests' two-step builds do)",
     )
     p.set_defaults(func=cmd_package)

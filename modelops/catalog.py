@@ -155,7 +155,7 @@ RECIPE_NAMES = ("fast", "full", "gpu")
 DEFAULT_RECIPE = "fast"
 # Serving runtimes: `torch` (fp32, eager), `onnx` (ONNX Runtime, fp32, fused graph), `onnx-int8` (ONNX Runtime
 # with the Linear/MatMul weights quantised to int8). A variant other than `torch` is exported at package time
-# and served only if it loses at most MAX_ACCURACY_DROP on the validation split; the card records both.
+# and served only if it loses at most MAX_ACCURACY_DROP on the dev slice; the card records both.
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 MAX_ACCURACY_DROP = 0.005
 # Text clean-up before the model sees a text (handlers/text_normalise.py); the names are that module's too.
@@ -220,6 +220,12 @@ def _parse_task(task: str, raw: dict[str, Any]) -> TaskSpec:
     if normalise not in NORMALISATIONS:
         raise CatalogError(f"task {task!r}: normalise must be one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
     recipes = {name: _parse_recipe(task, kind, name, raw[name]) for name in RECIPE_NAMES if name in raw}
+    undeveloped = [name for name, recipe in recipes.items() if runtime != "torch" and recipe.dev_examples <= 0]
+    if undeveloped:
+        raise CatalogError(
+            f"task {task!r}: runtime {runtime!r} is judged on the dev slice, so recipe(s) {', '.join(undeveloped)} "
+            "need dev_examples"
+        )
     if DEFAULT_RECIPE not in recipes:
         raise CatalogError(f"task {task!r} needs a [tasks.{task}.{DEFAULT_RECIPE}] recipe (what `make run` builds)")
     return TaskSpec(

@@ -202,9 +202,7 @@ def training_sets(
     """The split, with `dev_examples` carved out of its train part and the extra datasets' rows added to
     train, then (optionally) sub-sampled, label shares kept throughout."""
     split = load_split(spec, root, seed=seed)
-    train, dev = split.train, []
-    if dev_examples:
-        train, dev = stratified_split(train, min(dev_examples, len(train) // 2) / len(train), seed)
+    train, dev = carve_dev(split, dev_examples, seed)
     extra, described = extra_examples(spec, root, [*train, *dev, *split.validation])
     if extra:
         train = train + extra
@@ -212,6 +210,14 @@ def training_sets(
     if train_examples:
         train = stratified_sample(train, train_examples, seed)
     return TrainingSets(split, train, dev, validation_sample(split, eval_examples, seed), described)
+
+
+def carve_dev(split: Split, dev_examples: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, dev): `dev_examples` of the split's train part held out, label shares kept; the same seed and
+    size give the same dev slice again (packaging judges the serving variant on it)."""
+    if not dev_examples:
+        return split.train, []
+    return stratified_split(split.train, min(dev_examples, len(split.train) // 2) / len(split.train), seed)
 
 
 def validation_sample(split: Split, eval_examples: int | None, seed: int) -> list[Example]:

@@ -30,7 +30,11 @@ def test_card_records_both_runtimes_and_the_accuracy_rule_decides_what_is_served
     assert runtime["variants"]["torch"]["accuracy"] == card["validation"]["accuracy"]
     variant = runtime["variants"][spec.runtime]
     assert variant["examples"] == card["data"]["validation_examples_used"]
-    assert variant["accuracy_drop"] == pytest.approx(card["validation"]["accuracy"] - variant["accuracy"], abs=1e-4)
+    # decided on the dev slice (a setting), reported on validation
+    assert runtime["decided_on"] == "dev"
+    assert variant["dev_examples"] == card["data"]["dev_examples_used"] > 0
+    fp32_dev = runtime["variants"]["torch"]["dev_accuracy"]
+    assert variant["dev_accuracy_drop"] == pytest.approx(fp32_dev - variant["dev_accuracy"], abs=1e-4)
     # the test build keeps every variant (conftest: variant_max_drop=1.0); the rule itself is checked below
     assert runtime["max_accuracy_drop"] == 1.0
     assert runtime["served"] == spec.runtime
@@ -40,8 +44,8 @@ def test_card_records_both_runtimes_and_the_accuracy_rule_decides_what_is_served
 
 
 def test_a_variant_losing_more_than_the_limit_is_refused(live_stack: Stack, tmp_path: Path) -> None:
-    """The same tiny model packaged again with a limit below zero: no variant can meet it, so the archive
-    serves fp32 torch, drops model.onnx and says why."""
+    """The same tiny model packaged again with a limit below zero: no variant can meet it on the dev slice, so
+    the archive serves fp32 torch, drops model.onnx and says why."""
     spec = live_stack.catalog["disaster"]
     trained = live_stack.archives[spec.task].parent / "model"  # build_archive trains beside the archive
     archive = package(spec, trained, tmp_path, data_dir(), variant_max_drop=-1.0)

@@ -129,6 +129,9 @@ def test_runtime_defaults_to_torch_and_unknown_runtimes_are_rejected() -> None:
     with_runtime = ENTRY.format(name="one", route="/one").replace(
         "response_timeout_s = 10", 'response_timeout_s = 10\nruntime = "{}"'
     )
-    assert parse_catalog(with_runtime.format("onnx-int8"))["one"].runtime == "onnx-int8"
+    with pytest.raises(CatalogError, match=r"judged on the dev slice, so recipe\(s\) fast need dev_examples"):
+        parse_catalog(with_runtime.format("onnx-int8"))
+    with_dev = with_runtime.replace("[tasks.one.fast]", "[tasks.one.fast]\ndev_examples = 10")
+    assert parse_catalog(with_dev.format("onnx-int8"))["one"].runtime == "onnx-int8"
     with pytest.raises(CatalogError, match="runtime must be one of torch, onnx, onnx-int8, got 'tensorrt'"):
         parse_catalog(with_runtime.format("tensorrt"))

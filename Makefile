@@ -71,7 +71,7 @@ sync: $(STAMP)
 build: $(STAMP)
 	set -a; . var/local-s3.env; set +a; $(PY) -m modelops build $(if $(TASK),--task $(TASK))
 
-## Retrain every task with the `full` recipe (about an hour on 2 cores) and publish the results as defaults;
+## Retrain every task with the `full` recipe (about 35 minutes on 2 cores) and publish the results as defaults;
 ## a running `make run` switches to them on its next sync pass.
 models: $(STAMP)
 	set -a; . var/local-s3.env; set +a; $(PY) -m modelops build --recipe full $(if $(TASK),--task $(TASK),--all)

@@ -149,7 +149,7 @@ _REQUIRED = (
 _KIND_FIELDS = {"text": ("max_chars",), "image": ("architecture", "image_size", "resize_to")}
 _KIND_RECIPE_FIELDS = {"text": ("max_length",), "image": ("trainable_blocks",)}
 # `fast`: what `make run` builds when nothing is published (all tasks in about 15 minutes on 2 cores);
-# `full`: `make models`, the most accurate this machine reaches in about an hour; `gpu`: for a machine with a
+# `full`: `make models`, the most accurate this machine reaches in about 35 minutes; `gpu`: for a machine with a
 # CUDA device (training picks it up by itself), never needed by `make run` or the tests.
 RECIPE_NAMES = ("fast", "full", "gpu")
 DEFAULT_RECIPE = "fast"

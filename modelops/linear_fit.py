@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +28,8 @@ BITS = 20
 NGRAMS = 2
 
 
-def feature_matrix(texts: list[str], bits: int, ngrams: int) -> object:
-    """Binary (texts, 2**bits) CSR matrix of the texts' buckets."""
+def feature_matrix(texts: list[str], bits: int, ngrams: int) -> Any:
+    """Binary (texts, 2**bits) scipy CSR matrix of the texts' buckets (scipy is imported lazily, build time only)."""
     from scipy import sparse
 
     indices: list[int] = []
@@ -40,26 +41,26 @@ def feature_matrix(texts: list[str], bits: int, ngrams: int) -> object:
     return sparse.csr_matrix((data, np.array(indices, dtype=np.int64), np.array(indptr)), shape=(len(texts), 1 << bits))
 
 
-def log_count_ratio(features: object, positive: np.ndarray) -> np.ndarray:
+def log_count_ratio(features: Any, positive: np.ndarray) -> np.ndarray:
     """r per bucket for the rows in `positive` against the rest, smoothed by one count each."""
-    p = 1.0 + np.asarray(features[positive].sum(axis=0)).ravel()  # type: ignore[index]
-    q = 1.0 + np.asarray(features[~positive].sum(axis=0)).ravel()  # type: ignore[index]
+    p = 1.0 + np.asarray(features[positive].sum(axis=0)).ravel()
+    q = 1.0 + np.asarray(features[~positive].sum(axis=0)).ravel()
     return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
 
 
-def _fit(features: object, labels: np.ndarray, classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+def _fit(features: Any, labels: np.ndarray, classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
     """Weights (buckets, classes) and bias (classes,) for one C; with two classes class 0's logit is 0."""
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
-    buckets_n = features.shape[1]  # type: ignore[attr-defined]
+    buckets_n = features.shape[1]
     weight = np.zeros((buckets_n, classes), dtype=np.float32)
     bias = np.zeros(classes, dtype=np.float32)
     for cls in [1] if classes == 2 else range(classes):
         positive = labels == cls
         ratio = log_count_ratio(features, positive)
         model = LogisticRegression(C=c, solver="liblinear", max_iter=1000)
-        model.fit(features @ sparse.diags(ratio), positive.astype(int))  # type: ignore[operator]
+        model.fit(features @ sparse.diags(ratio), positive.astype(int))
         weight[:, cls] = model.coef_[0].astype(np.float32) * ratio
         bias[cls] = float(model.intercept_[0])
     return weight, bias

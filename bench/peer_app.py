@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,12 @@ def _text_classifier() -> Any:
 
 
 def _image_classifier() -> Any:
-    sys.path.insert(0, str(MODEL_DIR))  # the archive's own image decoding and preprocessing modules
     import torch
     from efficientnet_lite_pytorch import EfficientNet
-    from image_decode import decode
-    from image_ops import to_model_input
     from safetensors.torch import load_file
+
+    from handlers.image_decode import decode
+    from handlers.image_ops import to_model_input
 
     model = EfficientNet.from_name(CONFIG["architecture"], num_classes=len(CONFIG["labels"]))
     model.load_state_dict(load_file(MODEL_DIR / "model.safetensors"))
@@ -52,7 +51,7 @@ def _image_classifier() -> Any:
     return classify
 
 
-CLASSIFY = (_image_classifier() if CONFIG.get("kind") == "image" else _text_classifier()) if CONFIG else None
+CLASSIFY: Any = (_image_classifier() if CONFIG.get("kind") == "image" else _text_classifier()) if CONFIG else None
 
 
 @app.post("/predict")

@@ -20,19 +20,19 @@ from typing import Any
 
 import psutil
 
-from bench.__main__ import load, payloads, running_stack, sample, write_results
-from modelops import stack
-from modelops.catalog import REPO_ROOT, load_catalog
+from bench.throughput import load, payloads, running_stack, sample, write_results
+from contract.catalog import REPO_ROOT, load_catalog
+from modelops.local import stack
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "bench" / "soak.json"
 MIB = 1024 * 1024
 
 
 def stack_processes(cfg: stack.StackConfig, models: list[str]) -> dict[str, psutil.Process]:
-    """Every process serving requests, by a readable name: TorchServe's Java frontend (the `torchserve`
-    launcher's child) and each worker by model and pid, next to the gateway, S3 and the UI."""
+    """Every process of the stack, by a readable name: TorchServe's Java frontend (the `torchserve` launcher's
+    child) and each worker by model and pid, next to the `make run` supervisor, the gateway, S3 and the UI."""
     found: dict[str, psutil.Process] = {}
-    for name in ("gateway", "s3", "ui"):
+    for name in ("supervisor", "gateway", "s3", "ui"):
         pid = stack.running_pid(cfg, name)
         if pid is not None:
             found[name] = psutil.Process(pid)
@@ -86,6 +86,8 @@ def print_memory(snapshots: dict[str, dict[str, float | None]]) -> None:
         start, end = snapshots["start"][process], snapshots[names[-1]][process]
         change = f"{100 * (end - start) / start:+.1f}%" if start and end else "gone"
         print(f"{process:<26}" + "".join(f"{v!s:>11}" for v in row) + f"{change:>12}")
+    totals = [round(sum(v for v in snapshots[n].values() if v is not None), 1) for n in names]
+    print(f"{'total':<26}" + "".join(f"{v!s:>11}" for v in totals))
 
 
 def main(argv: list[str] | None = None) -> None:

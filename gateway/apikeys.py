@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelops.logs import log_event
+from contract.logs import log_event
 
 logger = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ async def read_json(request: Request, model: type[Model]) -> Model:
     return await parse_json(request, model)
 
 
-def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI `requestBody` for a route that reads its JSON body itself."""
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": model.model_json_schema()}}}}
+def json_body_schema(schema: dict[str, Any], examples: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI `requestBody` for a route that reads its JSON body itself, with named `examples` if given."""
+    media: dict[str, Any] = {"schema": schema, **({"examples": examples} if examples else {})}
+    return {"requestBody": {"required": True, "content": {JSON: media}}}

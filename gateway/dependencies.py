@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from contract.catalog import TaskSpec
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.upstream import TorchServeClient
-from modelops.catalog import TaskSpec
 
 
 async def get_client(request: Request) -> TorchServeClient:

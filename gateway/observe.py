@@ -15,8 +15,8 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contract.logs import log_event
 from gateway.metrics import UNMATCHED, GatewayMetrics
-from modelops.logs import log_event
 
 logger = logging.getLogger("gateway.access")
 

@@ -1,5 +1,10 @@
 """Request and response models. Text request models are built per task from the catalog, so each route's
-OpenAPI schema shows that task's real limits (characters per text, texts per request)."""
+OpenAPI schema shows that task's real limits (characters per text, texts per request).
+
+The OpenAPI document describes each one-or-many request as a `oneOf` of two complete object schemas, one per
+form (`OneOrManyRequest.openapi_forms`), published as components: client generators turn them into one class
+each. Validation still goes through the one model per route, so its rule and messages are the gateway's.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelops.catalog import TaskSpec
+from contract.catalog import ImageTask, TextTask
 
 
 class ModelRef(BaseModel):
@@ -44,14 +49,42 @@ class OneOrManyRequest(BaseModel):
     one_field: ClassVar[str]
     many_field: ClassVar[str]
     one_of_message: ClassVar[str]
+    # names of the two forms in the OpenAPI document's components (set per built model)
+    one_form: ClassVar[str]
+    many_form: ClassVar[str]
 
     @classmethod
-    def one_of_schema(cls) -> list[dict[str, Any]]:
-        """The exactly-one rule in JSON Schema terms: one alternative per field, non-null and required."""
-        return [
-            {"required": [cls.one_field], "properties": {cls.one_field: {"type": "string"}}},
-            {"required": [cls.many_field], "properties": {cls.many_field: {"type": "array"}}},
-        ]
+    def openapi_forms(cls) -> dict[str, dict[str, Any]]:
+        """The two accepted forms as complete JSON Schemas, by component name. In each, its own field is
+        required (with the model's limits and description) and the other may only be left out or null, so
+        exactly one form matches any body the model accepts, and none matches a body it refuses for the rule."""
+        properties = cls.model_json_schema()["properties"]
+
+        def form(name: str, field: str, other: str) -> dict[str, Any]:
+            return {
+                "title": name,
+                "type": "object",
+                "properties": {
+                    field: _without_null(properties[field]),
+                    other: {"type": "null", "description": f"leave out (or null) when sending `{field}`"},
+                },
+                "required": [field],
+                "additionalProperties": False,
+            }
+
+        return {
+            cls.one_form: form(cls.one_form, cls.one_field, cls.many_field),
+            cls.many_form: form(cls.many_form, cls.many_field, cls.one_field),
+        }
+
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        """The request body's schema: one of the two forms, by reference, with the rule in words."""
+        return {
+            "title": cls.__name__,
+            "description": f"{cls.one_of_message[0].upper()}{cls.one_of_message[1:]}; both or neither is a 422.",
+            "oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in (cls.one_form, cls.many_form)],
+        }
 
     @model_validator(mode="after")
     def _exactly_one(self) -> OneOrManyRequest:
@@ -61,14 +94,26 @@ class OneOrManyRequest(BaseModel):
         return self
 
 
+def _without_null(field_schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's JSON Schema (`anyOf: [X, null]`, default null) as the required, non-null X."""
+    options = [option for option in field_schema["anyOf"] if option != {"type": "null"}]
+    (present,) = options
+    extra = {key: field_schema[key] for key in ("title", "description") if key in field_schema}
+    return {**present, **extra}
+
+
 class TextRequestBase(OneOrManyRequest):
     one_field: ClassVar[str] = "text"
     many_field: ClassVar[str] = "texts"
     one_of_message: ClassVar[str] = "send exactly one of 'text' (a string) or 'texts' (a list of strings)"
+    # each task's model redeclares both with its limits (`text_request_model`)
+    text: str | None = None
+    texts: list[str] | None = None
 
     def items(self) -> list[str]:
-        texts: list[str] | None = self.texts
-        return texts if texts is not None else [self.text]
+        if self.texts is not None:
+            return self.texts
+        return [self.text] if self.text is not None else []
 
 
 # C0 control characters other than tab, newline and carriage return (NUL among them): never part of a real
@@ -92,27 +137,29 @@ def _plain_text(value: str) -> str:
     return value
 
 
-def text_request_model(spec: TaskSpec, max_batch: int) -> type[TextRequestBase]:
+def text_request_model(spec: TextTask, max_batch: int) -> type[TextRequestBase]:
     """A request model for one text task: `{"text": str}` or `{"texts": [str, ...]}` with its limits."""
     text_type = Annotated[
         str,
-        StringConstraints(min_length=1, max_length=spec.max_chars),
+        StringConstraints(min_length=1, max_length=spec.text.max_chars),
         AfterValidator(_plain_text),
         Field(json_schema_extra={"pattern": PLAIN_TEXT_PATTERN}),
     ]
     fields: dict[str, Any] = {
-        "text": (text_type | None, Field(default=None, description=f"one text, at most {spec.max_chars} chars")),
+        "text": (text_type | None, Field(default=None, description=f"one text, at most {spec.text.max_chars} chars")),
         "texts": (
             list[text_type] | None,
             Field(default=None, min_length=1, max_length=max_batch, description=f"up to {max_batch} texts"),
         ),
     }
-    model = create_model(f"{spec.task.title()}Request", __base__=TextRequestBase, **fields)
-    model.model_config["json_schema_extra"] = {
-        "examples": [{"text": "example input"}, {"texts": ["one", "two"]}],
-        "oneOf": TextRequestBase.one_of_schema(),
-    }
+    prefix = _pascal(spec.task)
+    model = create_model(f"{prefix}Request", __base__=TextRequestBase, **fields)
+    model.one_form, model.many_form = f"{prefix}Text", f"{prefix}Texts"
     return model
+
+
+def _pascal(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^0-9A-Za-z]+", name))
 
 
 class LabelScore(BaseModel):
@@ -150,8 +197,103 @@ def image_request_model(max_images: int) -> type[ImageRequestBase]:
         ),
     }
     model = create_model("ImageJsonRequest", __base__=ImageRequestBase, **fields)
-    model.model_config["json_schema_extra"] = {"oneOf": ImageRequestBase.one_of_schema()}
+    model.one_form, model.many_form = "ImageBase64", "ImagesBase64"
     return model
+
+
+# Real requests and answers for the OpenAPI document (Swagger UI's "Try it out" starts from them). Texts are
+# per task, each with the label a good model gives it; an example whose label the catalog does not have is left
+# out, and a task without texts here gets none. Answers are shaped by the response models above.
+EXAMPLE_TEXTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "sentiment": (
+        (
+            "A moving, beautifully acted film. The last twenty minutes had the whole cinema in tears, and I would "
+            "happily watch it again tomorrow.",
+            "positive",
+        ),
+        (
+            "Two hours of wooden dialogue and a plot that makes no sense. I kept checking my watch and left before "
+            "the end.",
+            "negative",
+        ),
+    ),
+    "disaster": (
+        ("Forest fire spreading fast towards the highway, evacuation ordered for three towns #wildfire", "disaster"),
+        ("Watched the whole new season in one night, my brain is on fire lol", "not_disaster"),
+    ),
+}
+# A tiny but real PNG (8x8 pixels): any photo of a person is sent the same way.
+EXAMPLE_IMAGE_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFUlEQVR42mM8URHAgA0wMeAAg1MCADzvAaAsB0NhAAAAAElFTkSuQmCC"
+)
+EXAMPLE_IMAGE_LABELS: dict[str, tuple[str, ...]] = {"pose": ("running", "cycling", "dancing")}
+EXAMPLE_MODEL_VERSION = "20260314.101502"  # a published version: UTC build time (modelops.package.archive)
+_EXAMPLE_SCORES = (0.962, 0.871)  # the probability of the example's label, first and second example
+
+
+def _scores(labels: tuple[str, ...], label: str, score: float) -> dict[str, float]:
+    rest = round((1 - score) / (len(labels) - 1), 4)
+    return {name: score if name == label else rest for name in labels}
+
+
+def text_examples(spec: TextTask) -> tuple[dict[str, Any], dict[str, Any]]:
+    """OpenAPI `examples` for one text route: (request bodies, 200 answers), one text and a batch."""
+    pairs = [(text, label) for text, label in EXAMPLE_TEXTS.get(spec.task, ()) if label in spec.labels]
+    pairs = pairs[: len(_EXAMPLE_SCORES)]
+    if not pairs:
+        return {}, {}
+    model = {"name": spec.model_name, "version": EXAMPLE_MODEL_VERSION}
+    answers = [
+        {
+            "task": spec.task,
+            "label": label,
+            "score": score,
+            "scores": _scores(spec.labels, label, score),
+            "model": model,
+            "latency_ms": latency,
+        }
+        for (_, label), score, latency in zip(pairs, _EXAMPLE_SCORES, (14.2, 16.8), strict=False)
+    ]
+    texts = [text for text, _ in pairs]
+    requests = {
+        "one": {"summary": f"one text ({pairs[0][1]})", "value": {"text": texts[0]}},
+        "many": {"summary": f"{len(texts)} texts, answered in order", "value": {"texts": texts}},
+    }
+    responses = {
+        "one": {"summary": "the answer to one text", "value": answers[0]},
+        "many": {"summary": "the answer to a batch: `results`, in input order", "value": {"results": answers}},
+    }
+    return requests, responses
+
+
+def image_examples(spec: ImageTask, top_k: int = 3) -> tuple[dict[str, Any], dict[str, Any]]:
+    """OpenAPI `examples` for one image route's JSON form: (request bodies, 200 answers)."""
+    preferred = [label for label in EXAMPLE_IMAGE_LABELS.get(spec.task, ()) if label in spec.labels]
+    ranked = [*preferred, *(label for label in spec.labels if label not in preferred)][:top_k]
+    scores = (0.734, 0.118, 0.052, 0.031, 0.019)
+    answer = {
+        "task": spec.task,
+        "label": ranked[0],
+        "score": scores[0],
+        "top_k": [{"label": label, "score": score} for label, score in zip(ranked, scores, strict=False)],
+        "model": {"name": spec.model_name, "version": EXAMPLE_MODEL_VERSION},
+        "latency_ms": 41.5,
+    }
+    requests = {
+        "one": {"summary": "one image, base64", "value": {"image_base64": EXAMPLE_IMAGE_BASE64}},
+        "many": {
+            "summary": "two images, answered in order",
+            "value": {"images_base64": [EXAMPLE_IMAGE_BASE64, EXAMPLE_IMAGE_BASE64]},
+        },
+    }
+    responses = {
+        "one": {"summary": "the answer to one image", "value": answer},
+        "many": {
+            "summary": "the answer to several images: `results`, in request order",
+            "value": {"results": [answer, answer]},
+        },
+    }
+    return requests, responses
 
 
 class UpstreamReadiness(BaseModel):

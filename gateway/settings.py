@@ -10,13 +10,20 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from modelops.catalog import REPO_ROOT
+from contract.catalog import REPO_ROOT
 
 
 def _base_url(url: str) -> str:
+    """An upstream base URL. Only plain `http://`: the gateway's transport (`gateway/http1.py`) speaks HTTP/1.1
+    without TLS, so an `https://` URL is refused here, at start, rather than sent in clear text."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"'{url}' is not an http(s) URL")
+    if parts.scheme == "https":
+        raise ValueError(
+            f"'{url}': TLS to TorchServe is not supported (the gateway's upstream transport is plain HTTP/1.1); "
+            "use http:// on a loopback or private network, or a TLS-terminating sidecar beside TorchServe"
+        )
+    if parts.scheme != "http" or not parts.netloc:
+        raise ValueError(f"'{url}' is not an http:// URL")
     return url.rstrip("/")
 
 
@@ -93,7 +100,13 @@ class Settings(BaseSettings):
     )
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 answers")
     upstream_retries: int = Field(
-        default=1, ge=0, le=3, description="re-sends of a prediction TorchServe refused with 503/507 (worker died)"
+        default=1,
+        ge=0,
+        le=3,
+        description=(
+            "re-sends of a prediction TorchServe refused with 404 (not loaded there yet), 503 (no free worker) "
+            "or 507 (worker died)"
+        ),
     )
     api_keys: str = Field(
         default="", repr=False, description="'name:key,name:key' accepted in X-API-Key; empty with no file = open"

@@ -28,13 +28,13 @@ from typing import Any
 import httpx
 import orjson
 
+from contract.logs import log_event
+from contract.torchserve import Keys, TorchServeError, bearer, read_keys, ready_workers
 from gateway.errors import APIError
 from gateway.http1 import Http1Transport
 from gateway.metrics import GatewayMetrics
 from gateway.observe import REQUEST_ID_HEADER, request_id
 from gateway.settings import Settings, UpstreamSettings
-from modelops.logs import log_event
-from modelops.torchserve import Keys, TorchServeError, bearer, read_keys, ready_workers
 
 logger = logging.getLogger(__name__)
 

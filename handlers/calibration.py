@@ -2,7 +2,7 @@
 
 A fine-tuned network (and a blend of two models) is usually over- or under-confident: its `score` is not the
 share of answers with that score that are right. One temperature T, fitted on the dev slice at build time
-(`modelops.calibrate`), fixes most of that: p_i ∝ p_i^(1/T), the softmax of the log-probabilities divided by
+(`modelops.train.calibrate`), fixes most of that: p_i ∝ p_i^(1/T), the softmax of the log-probabilities divided by
 T. It never changes which label wins, only how sure the answer says it is.
 """
 

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from calibration import temper
-from classifier_base import BatchClassifier, RequestError, request_body
-from image_decode import decode
-from image_ops import to_model_input
-from ort_model import ONNX_FILE, OrtModel
 from PIL import Image
+
+from handlers.calibration import temper
+from handlers.classifier_base import BatchClassifier, RequestError, request_body
+from handlers.image_decode import decode
+from handlers.image_ops import to_model_input
+from handlers.ort_model import ONNX_FILE, OrtModel
 
 # Serving-side guard for callers that reach TorchServe directly; the gateway enforces its limits first.
 MAX_PIXELS = 40_000_000

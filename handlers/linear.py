@@ -9,7 +9,7 @@ fitted on all 23,017 training reviews.
 Terms are hashed into `2**bits` buckets (CRC-32, stable across processes and machines), so the model is two
 tensors and no vocabulary: 8 MB for 2**20 buckets and two classes, where a 400k-term vocabulary held in a
 Python dict costs each worker several times that. The log-count ratio is folded into the weights at fit time
-(`modelops.linear_fit`), so a text's logits are the bias plus the sum of its distinct buckets' weights, and
+(`modelops.train.linear_fit`), so a text's logits are the bias plus the sum of its distinct buckets' weights, and
 each word's share of the verdict is exact. Serving needs neither scikit-learn nor pickle.
 """
 

@@ -1,6 +1,6 @@
 """The optimised serving variants: an ONNX Runtime session called like the torch module it was exported from.
 
-`modelops.export_onnx` writes `model.onnx` into the archive at package time (ONNX Runtime fp32 with fused
+`modelops.package.onnx` writes `model.onnx` into the archive at package time (ONNX Runtime fp32 with fused
 attention/normalisation kernels, or its int8 dynamic quantisation); the handler keeps its torch pre- and
 post-processing and swaps only the forward pass, so both runtimes answer in the same shape.
 """

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from calibration import temper
-from classifier_base import BatchClassifier, RequestError, request_body
-from linear import LinearTextModel, blend
-from ort_model import ONNX_FILE, OrtModel
-from text_encoding import encode_batch
-from text_normalise import NORMALISERS
+
+from handlers.calibration import temper
+from handlers.classifier_base import BatchClassifier, RequestError, request_body
+from handlers.linear import LinearTextModel, blend
+from handlers.ort_model import ONNX_FILE, OrtModel
+from handlers.text_encoding import encode_batch
+from handlers.text_normalise import NORMALISERS
 
 
 def extract_text(row: dict[str, Any], max_chars: int) -> str:

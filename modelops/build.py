@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from modelops.catalog import MAX_ACCURACY_DROP, TaskSpec
-from modelops.logs import log_event
-from modelops.package import package
-from modelops.s3store import ModelStore
+from contract.catalog import MAX_ACCURACY_DROP, TaskSpec
+from contract.logs import log_event
+from modelops.package.archive import package
+from modelops.store.s3 import ModelStore
 
 logger = logging.getLogger(__name__)
 
 
-def train_model(
-    spec: TaskSpec, recipe_name: str, data_root: Path, out_dir: Path, **overrides: int | None
-) -> dict[str, Any]:
-    """Fine-tune with the trainer for the task's kind.
+class TrainOverrides(TypedDict, total=False):
+    """What smoke and CI runs change in a recipe: fewer steps and examples, another seed."""
 
-    `overrides` (smoke and CI runs): max_steps, train_examples, eval_examples, dev_examples.
-    """
+    seed: int
+    max_steps: int | None
+    train_examples: int | None
+    eval_examples: int | None
+    dev_examples: int | None
+
+
+def train_model(
+    spec: TaskSpec, recipe_name: str, data_root: Path, out_dir: Path, **overrides: Unpack[TrainOverrides]
+) -> dict[str, Any]:
+    """Fine-tune with the trainer for the task's kind (imported only then: each pulls in its own libraries)."""
     if spec.kind == "image":
-        from modelops.train_image import train_image as trainer
-    else:
-        from modelops.train import train_text as trainer
-    return trainer(spec, spec.recipe(recipe_name), data_root, out_dir, **overrides)
+        from modelops.train.image import train_image
+
+        return train_image(spec, spec.recipe(recipe_name), data_root, out_dir, **overrides)
+    from modelops.train.text import train_text
+
+    return train_text(spec, spec.recipe(recipe_name), data_root, out_dir, **overrides)
 
 
 def build_archive(
@@ -34,7 +43,7 @@ def build_archive(
     data_root: Path,
     work_dir: Path,
     variant_max_drop: float = MAX_ACCURACY_DROP,
-    **overrides: int | None,
+    **overrides: Unpack[TrainOverrides],
 ) -> Path:
     """Train then package; `variant_max_drop` as in `package` (the tests' tiny builds keep every variant)."""
     trained = work_dir / spec.task / "model"

@@ -19,12 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelops import stack
+from contract.catalog import TaskSpec, load_catalog
+from contract.logs import configure_logging
 from modelops.build import build_archive
-from modelops.catalog import TaskSpec, load_catalog
-from modelops.data import data_dir
-from modelops.logs import configure_logging
-from modelops.s3store import ModelStore, StoreLocation
+from modelops.local import stack
+from modelops.store.s3 import ModelStore, StoreLocation
+from modelops.train.data import data_dir
 
 TEST_BUCKET = "test-models"
 

@@ -1,4 +1,4 @@
-"""Helpers every page shares: the session's gateway client, the status banner, per-session result cache."""
+"""Helpers every page shares: the session's gateway client, the readiness banner, per-session result cache."""
 
 from __future__ import annotations
 
@@ -18,23 +18,14 @@ def client() -> GatewayClient:
     return st.session_state.client
 
 
-def task_info(task: str) -> dict[str, Any] | None:
-    """The task's entry from the gateway's `/v1/models` (route, labels, loaded version), or None if the
-    gateway cannot be reached (a banner says so)."""
-    try:
-        models = {m["task"]: m for m in client().models()}
-    except GatewayError as exc:
-        st.error(f"The classification service is unavailable. {exc}", icon=":material/error:")
-        return None
-    info = models.get(task)
-    if info is None:
-        st.error(f"The service has no '{task}' model.", icon=":material/error:")
-    elif not info["loaded"] or not info["loaded"]["ready"]:
+def readiness_banner(info: dict[str, Any]) -> None:
+    """Warn when the task's model (an entry of the gateway's `/v1/models`) has no ready worker yet."""
+    loaded = info["loaded"]
+    if not loaded or not loaded["ready"]:
         st.warning(
-            f"The {task} model is not ready yet; requests may fail until it is. Try again shortly.",
+            f"The {info['task']} model is not ready yet; requests may fail until it is. Try again shortly.",
             icon=":material/hourglass_empty:",
         )
-    return info
 
 
 def cached(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:

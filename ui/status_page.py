@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -9,14 +11,14 @@ from ui.client import GatewayError
 from ui.common import client
 
 
-def render() -> None:
+def render(models: list[dict[str, Any]]) -> None:
+    """`models`: the gateway's `/v1/models` entries, as fetched for this run's navigation."""
     st.title("Service status")
     gateway = client()
     st.caption(f"Gateway: {gateway.base_url}")
     try:
         health = gateway.health()
         ready = gateway.readiness()
-        models = gateway.models()
     except GatewayError as exc:
         st.error(f"The gateway is down or unreachable. {exc}", icon=":material/error:")
         return

@@ -1,15 +1,20 @@
-"""A text classifier page: one text with examples, or a CSV classified in batches and downloadable."""
+"""The page of any text task: one text, or a CSV classified in batches and downloadable.
+
+Everything task-specific (title, labels, length limit, route) comes from the task's `/v1/models` entry.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from ui.client import GatewayError
-from ui.common import cached, client, record_latency, show_error, task_info
+from ui.common import cached, client, readiness_banner, record_latency, show_error
 
 BATCH = 32  # texts per request: the gateway's default limit
 
@@ -18,13 +23,9 @@ def _score_chart(scores: dict[str, float]) -> None:
     st.bar_chart(pd.DataFrame({"probability": scores}), horizontal=True, sort=False, height=60 + 40 * len(scores))
 
 
-def _single(task: str, route: str, examples: dict[str, str]) -> None:
+def _single(task: str, route: str, max_chars: int) -> None:
     key = f"{task}-text"
-    columns = st.columns(len(examples))
-    for column, (name, text) in zip(columns, examples.items(), strict=True):
-        if column.button(name, key=f"{task}-example-{name}", width="stretch"):
-            st.session_state[key] = text
-    text = st.text_area("Text", key=key, height=150, placeholder="Type or paste a text, or pick an example above")
+    text = st.text_area("Text", key=key, height=150, max_chars=max_chars, placeholder="Type or paste a text")
     if st.button("Classify", type="primary", key=f"{task}-classify") or st.session_state.get(f"{task}-shown") == text:
         if not text.strip():
             st.info("Enter some text first.")
@@ -43,28 +44,29 @@ def _single(task: str, route: str, examples: dict[str, str]) -> None:
 
 
 def classify_frame(
-    route: str, frame: pd.DataFrame, column: str, on_progress: Callable[[int, int], None]
+    route: str, frame: pd.DataFrame, column: str, max_chars: int, on_progress: Callable[[int, int], object]
 ) -> pd.DataFrame:
     """The frame plus `predicted_label` / `predicted_score`, classified in requests of BATCH texts.
 
-    Empty cells stay unlabelled instead of failing the whole file.
+    Empty cells and texts longer than the task's `max_chars` stay unlabelled instead of failing the whole file.
     """
     texts = frame[column].fillna("").astype(str).tolist()
     labels: list[str | None] = []
     scores: list[float | None] = []
     for start in range(0, len(texts), BATCH):
         chunk = texts[start : start + BATCH]
-        valid = [t for t in chunk if t.strip()]
-        results = iter(cached((route, *valid), lambda v=valid: client().classify_texts(route, v)) if valid else [])
-        for text in chunk:
-            result = next(results) if text.strip() else None
+        usable = [bool(t.strip()) and len(t) <= max_chars for t in chunk]
+        valid = [t for t, ok in zip(chunk, usable, strict=True) if ok]
+        results = iter(cached((route, *valid), partial(client().classify_texts, route, valid)) if valid else [])
+        for ok in usable:
+            result = next(results) if ok else None
             labels.append(result["label"] if result else None)
             scores.append(result["score"] if result else None)
         on_progress(start + len(chunk), len(texts))
     return frame.assign(predicted_label=labels, predicted_score=scores)
 
 
-def _csv(task: str, route: str) -> None:
+def _csv(task: str, route: str, max_chars: int) -> None:
     upload = st.file_uploader("CSV file", type=["csv"], key=f"{task}-csv")
     if upload is None:
         return
@@ -84,26 +86,29 @@ def _csv(task: str, route: str) -> None:
             route,
             frame,
             column,
+            max_chars,
             lambda done, total: progress.progress(done / total, text=f"{done} / {total}"),
         )
     except GatewayError as exc:
         show_error(exc)
         return
     progress.empty()
+    if skipped := int(out["predicted_label"].isna().sum()):
+        st.caption(f"{skipped} rows left unlabelled: empty, or longer than {max_chars} characters")
     st.dataframe(out, width="stretch")
     buffer = io.StringIO()
     out.to_csv(buffer, index=False)
     st.download_button("Download CSV with predictions", buffer.getvalue(), f"{task}-predictions.csv", "text/csv")
 
 
-def render(task: str, title: str, examples: dict[str, str]) -> None:
-    st.title(title)
-    info = task_info(task)
-    if info is None:
-        return
-    st.caption(f"{info['description']} — labels: {', '.join(info['labels'])}")
+def render(info: dict[str, Any]) -> None:
+    """The page for one `kind: text` entry of `/v1/models`."""
+    task, route, max_chars = info["task"], info["route"], info["max_chars"]
+    st.title(info["description"])
+    st.caption(f"Labels: {', '.join(info['labels'])} · at most {max_chars} characters per text")
+    readiness_banner(info)
     one, many = st.tabs(["One text", "CSV file"])
     with one:
-        _single(task, info["route"], examples)
+        _single(task, route, max_chars)
     with many:
-        _csv(task, info["route"])
+        _csv(task, route, max_chars)

@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from contract.catalog import TaskSpec
 from gateway.dependencies import AppSettings, Catalog, Client, Metrics
 from gateway.metrics import CONTENT_TYPE
 from gateway.responses import OrjsonResponse
 from gateway.schemas import GUARD_ERRORS, Readiness
 from gateway.upstream import TorchServeClient, UpstreamStatus
-from modelops.catalog import TaskSpec
 
 router = APIRouter(tags=["operations"], responses=GUARD_ERRORS)
 
@@ -64,7 +64,7 @@ async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> Orj
 
 def _best(statuses: list[UpstreamStatus], model: str) -> dict[str, Any] | None:
     """What the first upstream that has `model` ready (else loaded at all) reports about it."""
-    loaded = [s.models[model] for s in statuses if s.models and s.models.get(model)]
+    loaded = [info for s in statuses if s.models and (info := s.models.get(model))]
     return next((info for info in loaded if info["ready"]), loaded[0] if loaded else None)
 
 
@@ -80,7 +80,7 @@ async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
             "model_name": spec.model_name,
             "description": spec.description,
             "labels": list(spec.labels),
-            "max_chars": spec.max_chars,
+            "max_chars": spec.text.max_chars if spec.kind == "text" else None,
             "loaded": _best(statuses, spec.model_name),
         }
         for spec in catalog.values()

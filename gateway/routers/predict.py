@@ -11,7 +11,8 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from gateway.bodies import json_body_schema, read_json
+from contract.catalog import ImageTask, TaskSpec
+from gateway.bodies import JSON, json_body_schema, read_json
 from gateway.dependencies import Client
 from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
 from gateway.responses import OrjsonResponse
@@ -22,12 +23,13 @@ from gateway.schemas import (
     ImagePrediction,
     Prediction,
     TextRequestBase,
+    image_examples,
     image_request_model,
+    text_examples,
     text_request_model,
 )
 from gateway.settings import Settings
 from gateway.uploads import read_uploads
-from modelops.catalog import TaskSpec
 
 # No `from __future__ import annotations` here: FastAPI must see the image routes' `top_k` annotation, built
 # per route from local values, as a real object.
@@ -81,23 +83,54 @@ def _image_endpoint(spec: TaskSpec, settings: Settings) -> Any:
     return classify
 
 
-def _image_request_body(settings: Settings) -> dict[str, Any]:
-    """OpenAPI description of the two accepted body forms (the endpoint reads the body itself)."""
+IMAGE_UPLOAD = "ImageUpload"
+
+
+def _image_upload_schema(max_images: int) -> dict[str, Any]:
     binary = {"type": "string", "format": "binary"}
+    return {
+        "title": IMAGE_UPLOAD,
+        "type": "object",
+        "description": f"one `image` file field, or up to {max_images} `images` file fields",
+        "properties": {
+            "image": {**binary, "description": "one photo"},
+            "images": {"type": "array", "items": binary, "description": f"up to {max_images} photos"},
+        },
+    }
+
+
+def _image_request_body(spec: ImageTask, settings: Settings) -> dict[str, Any]:
+    """OpenAPI description of the two accepted body forms (the endpoint reads the body itself)."""
+    json_model = image_request_model(settings.max_images)
+    examples, _ = image_examples(spec)
+    json_media: dict[str, Any] = {"schema": json_model.openapi_schema(), **({"examples": examples} if examples else {})}
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"image": binary, "images": {"type": "array", "items": binary}},
-                    }
-                },
-                "application/json": {"schema": image_request_model(settings.max_images).model_json_schema()},
+                "multipart/form-data": {"schema": {"$ref": f"#/components/schemas/{IMAGE_UPLOAD}"}},
+                JSON: json_media,
             },
         }
     }
+
+
+def _ok_examples(examples: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's examples, merged by FastAPI into the schema it makes from `response_model`."""
+    return {200: {"content": {JSON: {"examples": examples}}}} if examples else {}
+
+
+def openapi_components(catalog: dict[str, TaskSpec], settings: Settings) -> dict[str, Any]:
+    """The schemas the routes' request bodies refer to: each one-or-many request's two forms (a class each
+    in generated clients) and the multipart image upload. `gateway.main` adds them to the document."""
+    components: dict[str, Any] = {}
+    for spec in catalog.values():
+        if spec.kind == "image":
+            components[IMAGE_UPLOAD] = _image_upload_schema(settings.max_images)
+            components.update(image_request_model(settings.max_images).openapi_forms())
+        else:
+            components.update(text_request_model(spec, settings.max_batch_texts).openapi_forms())
+    return components
 
 
 def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
@@ -106,20 +139,22 @@ def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
         if spec.kind == "image":
             endpoint = _image_endpoint(spec, settings)
             response_model: Any = ImagePrediction | ImageBatchPrediction
-            extra = _image_request_body(settings)
+            extra = _image_request_body(spec, settings)
+            _, answers = image_examples(spec)
         else:
             request_model = text_request_model(spec, settings.max_batch_texts)
             endpoint = _text_endpoint(spec, request_model)
             response_model = Prediction | BatchPrediction
-            extra = json_body_schema(request_model)
+            requests, answers = text_examples(spec)
+            extra = json_body_schema(request_model.openapi_schema(), requests)
         router.add_api_route(
             spec.route,
             endpoint,
             methods=["POST"],
             response_model=response_model,
             summary=spec.description,
-            name=spec.task,
-            responses=PREDICT_ERRORS,
+            name=f"classify_{spec.task}",
+            responses={**PREDICT_ERRORS, **_ok_examples(answers)},
             openapi_extra=extra,
         )
     return router

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.__main__ import ceiling, load, payloads, peer_server, sample
-from modelops.torchserve import read_keys
+from bench.throughput import ceiling, load, payloads, peer_server, sample
+from contract.torchserve import read_keys
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from modelops.catalog import REPO_ROOT
-from modelops.data import data_dir, load_split
-from modelops.evaluate import evaluate, format_report
+from contract.catalog import REPO_ROOT
+from modelops.train.data import data_dir, load_split
+from modelops.train.evaluate import evaluate, format_report
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelops import stack
+from modelops.local import stack
 from tests.conftest import Stack, start_second_gateway
 
 pytestmark = pytest.mark.integration

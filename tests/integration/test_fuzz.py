@@ -29,7 +29,7 @@ from schemathesis.checks import (
 )
 from schemathesis.generation import GenerationMode
 
-from modelops.catalog import REPO_ROOT, load_catalog
+from contract.catalog import REPO_ROOT, load_catalog
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

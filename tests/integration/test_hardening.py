@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contract.torchserve import read_keys
 from gateway.apikeys import digest
-from modelops import stack
-from modelops.healthcheck import healthy
-from modelops.torchserve import read_keys
+from modelops.local import stack
+from modelops.serve.healthcheck import healthy
 from tests.conftest import Stack, start_second_gateway
 
 pytestmark = pytest.mark.integration

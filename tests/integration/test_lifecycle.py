@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelops import stack
-from modelops.data import data_dir
-from modelops.package import package
-from modelops.s3store import ModelStore, StoreLocation
+from modelops.local import stack
+from modelops.package.archive import package
+from modelops.store.s3 import ModelStore, StoreLocation
+from modelops.train.data import data_dir
 from tests.conftest import TEST_BUCKET, Stack
 
 pytestmark = pytest.mark.integration

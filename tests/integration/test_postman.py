@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from modelops.catalog import REPO_ROOT
-from modelops.data import data_dir
+from contract.catalog import REPO_ROOT
+from modelops.train.data import data_dir
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from modelops.build import build_missing
-from modelops.kserve import refresh_kserve_view, refresh_kserve_view_if_stale
-from modelops.s3store import IntegrityError, ModelStore, StoreLocation, archive_path
+from modelops.store.kserve import refresh_kserve_view, refresh_kserve_view_if_stale
+from modelops.store.s3 import IntegrityError, ModelStore, StoreLocation, archive_path
 from modelops.tools import file_sha256
 from tests.conftest import TEST_BUCKET, Stack
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import sample
-from modelops.data import data_dir
-from modelops.evaluate import handler_rows, load_handler
-from modelops.package import package, read_model_card
+from bench.throughput import sample
+from contract.model_card import read_model_card
+from modelops.package.archive import package
+from modelops.train.data import data_dir
+from modelops.train.evaluate import handler_rows, load_handler
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from modelops.torchserve import bearer, read_keys
+from contract.torchserve import bearer, read_keys
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -9,14 +9,14 @@ import zipfile
 
 import pytest
 import torch
-from text_normalise import NORMALISERS
 
-from bench.__main__ import sample
-from modelops.data import data_dir
-from modelops.device import training_device
-from modelops.evaluate import handler_rows, open_handler
-from modelops.package import read_model_card
+from bench.throughput import sample
+from contract.model_card import read_model_card
+from handlers.text_normalise import NORMALISERS
 from modelops.tools import file_sha256
+from modelops.train.data import data_dir
+from modelops.train.device import training_device
+from modelops.train.evaluate import handler_rows, open_handler
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def test_the_handler_normalises_tweets_exactly_as_training_did(live_stack: Stack
     spec = live_stack.catalog["disaster"]
     raw = "@bbc Forest fire \x89Û_ near La Ronge &amp; #WildFire http://t.co/abc123"
     with open_handler(spec, live_stack.archives["disaster"]) as handler:
-        assert handler.normalise is NORMALISERS[spec.normalise] is NORMALISERS["tweet"]
+        assert handler.normalise is NORMALISERS[spec.text.normalise] is NORMALISERS["tweet"]
         as_raw, as_trained = handler.infer([raw, NORMALISERS["tweet"](raw)])
     assert as_raw == as_trained
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelops import stack
-from modelops.kserve import VIEW, refresh_kserve_view
+from modelops.local import stack
+from modelops.store.kserve import VIEW, refresh_kserve_view
 from tests.conftest import Stack, make_stack_config, start_second_gateway
 from tests.imagegen import encode, photo
 

@@ -1,19 +1,26 @@
 """End to end in a real browser: Debian's headless Chromium driven by Playwright against the Streamlit UI,
-which talks to the live gateway. Screenshots land in test-artifacts/ui/."""
+which talks to the live gateway (or, to show the UI recovering from an outage, to a stub gateway that comes up
+late). Screenshots land in test-artifacts/ui/."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from modelops import stack
-from modelops.catalog import REPO_ROOT
-from modelops.data import data_dir
+from contract.catalog import REPO_ROOT
+from modelops.local import stack
+from modelops.train.data import data_dir
 from tests.conftest import Stack, free_port
+from tests.ui.stub_gateway import StubGateway, model_entry
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +48,27 @@ def ui_url(live_stack: Stack) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser_page(ui_url: str) -> Iterator[object]:
+def browser() -> Iterator[Any]:
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium package")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(60_000)
-        yield page
-        browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser: Any) -> Any:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(60_000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser: Any, ui_url: str) -> Any:
+    """One browser tab for the live UI, shared by the tests below as one user's session."""
+    return new_page(browser)
 
 
 def test_review_gets_a_label(browser_page, ui_url: str) -> None:
@@ -125,3 +142,47 @@ def test_status_page_after_a_request_in_the_same_session(browser_page, ui_url: s
     page.get_by_test_id("stDataFrame").nth(1).wait_for()  # models table, then this session's latency table
     assert page.get_by_text("No requests yet").count() == 0
     page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)
+
+
+@pytest.fixture
+def ui_before_its_gateway(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A UI of its own whose gateway is not up yet: (the UI's address, the port it expects the gateway on)."""
+    taken: set[int] = set()
+    gateway_port, ui_port = free_port(taken), free_port(taken)
+    url = f"http://{stack.LOOPBACK}:{ui_port}"
+    cmd = [
+        sys.executable,
+        *("-m", "streamlit", "run", str(REPO_ROOT / "ui" / "app.py")),
+        *("--server.address", stack.LOOPBACK, "--server.port", str(ui_port)),
+        *("--server.headless", "true", "--browser.gatherUsageStats", "false"),
+    ]
+    env = {**os.environ, "UI_GATEWAY_URL": f"http://{stack.LOOPBACK}:{gateway_port}", "PYTHONPATH": str(REPO_ROOT)}
+    with (tmp_path / "ui.log").open("w") as log:
+        ui = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT / "ui", stdout=log, stderr=subprocess.STDOUT)
+    try:
+        health = f"{url}/_stcore/health"
+        stack.wait_until(lambda: httpx.get(health, timeout=2).status_code == 200, "ui", 60, lambda: ui.poll() is None)
+        yield url, gateway_port
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+
+
+def test_gateway_down_then_back_retry_opens_the_page_asked_for(
+    browser: Any, ui_before_its_gateway: tuple[str, int]
+) -> None:
+    ui_url, gateway_port = ui_before_its_gateway
+    page = new_page(browser)
+    page.goto(f"{ui_url}/birds")
+    page.get_by_text("The classification service is unavailable").wait_for()
+    assert page.get_by_text("not reachable").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "gateway-down.png"), full_page=True)
+    birds = model_entry("birds", "image", ["crow", "robin"], "Which bird is in the photo", max_chars=None)
+    spam = model_entry("spam", "text", ["ham", "spam"], "Is this text message spam?", max_chars=40)
+    with StubGateway([spam, birds], gateway_port):  # comes up while the page is open: no UI restart
+        page.get_by_role("button", name="Retry").click()
+        page.get_by_role("heading", name="Which bird is in the photo").wait_for()
+        assert page.url == f"{ui_url}/birds"
+        page.get_by_role("link", name="Spam").click()  # the catalog's pages, in the navigation
+        page.get_by_role("heading", name="Is this text message spam?").wait_for()
+    page.close()

@@ -3,14 +3,16 @@ accuracy interval, and the tweet normalisation shared by training and the handle
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
-from calibration import temper
-from text_normalise import NORMALISERS, normalise_tweet
 
-from modelops.calibrate import expected_calibration_error, fit_temperature
-from modelops.catalog import NORMALISATIONS
-from modelops.metrics import bootstrap_interval, classification_report
+from contract.catalog import Normalisation
+from handlers.calibration import temper
+from handlers.text_normalise import NORMALISERS, normalise_tweet
+from modelops.train.calibrate import expected_calibration_error, fit_temperature
+from modelops.train.metrics import bootstrap_interval, classification_report
 
 
 def test_temperature_changes_scores_but_never_the_argmax() -> None:
@@ -69,5 +71,5 @@ def test_tweet_normalisation_is_idempotent() -> None:
 
 
 def test_every_catalog_normalisation_has_a_function() -> None:
-    assert set(NORMALISERS) == set(NORMALISATIONS)
+    assert set(NORMALISERS) == set(get_args(Normalisation))
     assert NORMALISERS["none"]("  kept  as is ") == "  kept  as is "

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelops.catalog import CatalogError, load_catalog, parse_catalog
+from contract.catalog import CatalogError, load_catalog, parse_catalog
 
 ENTRY = """
 [tasks.{name}]
@@ -16,14 +16,16 @@ dataset = "x.csv"
 kind = "text"
 input_column = "text"
 label_column = "label"
-max_chars = 10
 batch_size = 4
 max_batch_delay_ms = 5
 workers = 1
 threads_per_worker = 1
 response_timeout_s = 10
 
-[tasks.{name}.fast]
+[tasks.{name}.text]
+max_chars = 10
+
+[tasks.{name}.recipes.fast]
 epochs = 1
 learning_rate = 1e-4
 batch_size = 16
@@ -41,13 +43,13 @@ def test_repo_catalog_names_every_task_with_routes_labels_and_recipes() -> None:
     for name in ("sentiment", "disaster"):
         quick = catalog[name].recipe("fast")
         assert quick.max_length > 0
-        assert catalog[name].serving_config(quick)["max_length"] == quick.max_length
-    pose = catalog["pose"].serving_config(catalog["pose"].recipe("fast"))
+        assert catalog[name].serving_config("fast")["max_length"] == quick.max_length
+    pose = catalog["pose"].serving_config("fast")
     assert (pose["architecture"], pose["image_size"], pose["resize_to"]) == ("efficientnet-lite0", 224, 256)
 
 
 def test_kind_specific_fields_are_required() -> None:
-    with pytest.raises(CatalogError, match="missing max_chars"):
+    with pytest.raises(CatalogError, match=r"text\.max_chars: Field required"):
         parse_catalog(ENTRY.format(name="one", route="/v1/x").replace("max_chars = 10\n", ""))
     with pytest.raises(CatalogError, match="kind must be one of"):
         parse_catalog(ENTRY.format(name="one", route="/v1/x").replace('kind = "text"', 'kind = "audio"'))
@@ -69,7 +71,7 @@ def test_duplicate_routes_are_rejected() -> None:
 
 
 def test_missing_fields_are_named() -> None:
-    with pytest.raises(CatalogError, match=r"missing .*batch_size"):
+    with pytest.raises(CatalogError, match=r"'one': batch_size: Field required"):
         parse_catalog(ENTRY.format(name="one", route="/v1/x").replace("batch_size = 4\n", ""))
 
 
@@ -89,8 +91,10 @@ def test_label_values_must_pair_with_labels() -> None:
 
 def test_every_task_needs_the_recipe_make_run_builds() -> None:
     entry = ENTRY.format(name="one", route="/v1/x")
-    with pytest.raises(CatalogError, match=r"needs a \[tasks.one.fast\] recipe"):
-        parse_catalog(entry.replace("[tasks.one.fast]", "[tasks.one.other]"))
+    with pytest.raises(CatalogError, match=r"needs a \[tasks.one.recipes.fast\] recipe"):
+        parse_catalog(entry.replace("[tasks.one.recipes.fast]", "[tasks.one.recipes.full]"))
+    with pytest.raises(CatalogError, match=r"recipes\.other\.\[key\]: Input should be 'fast', 'full' or 'gpu'"):
+        parse_catalog(entry.replace("[tasks.one.recipes.fast]", "[tasks.one.recipes.other]"))
 
 
 @pytest.mark.parametrize(
@@ -108,20 +112,21 @@ def test_inconsistent_recipe_settings_are_rejected(extra: str, message: str) -> 
 def test_serving_config_carries_the_recipe_settings_the_handler_needs() -> None:
     catalog = load_catalog()
     sentiment = catalog["sentiment"]
-    served = sentiment.serving_config(sentiment.recipe("full"))
+    served = sentiment.serving_config("full")
     assert served["head_tokens"] == sentiment.recipe("full").head_tokens
     assert served["normalise"] == "none"
-    assert catalog["disaster"].serving_config(catalog["disaster"].recipe("fast"))["normalise"] == "tweet"
+    assert catalog["disaster"].serving_config("fast")["normalise"] == "tweet"
     pose = catalog["pose"]
-    assert pose.serving_config(pose.recipe("full"))["tta_flip"] is True
+    assert pose.serving_config("full")["tta_flip"] is True
 
 
-def test_unknown_normalisations_are_rejected() -> None:
-    entry = ENTRY.format(name="one", route="/one").replace(
-        "response_timeout_s = 10", 'response_timeout_s = 10\nnormalise = "emoji"'
-    )
-    with pytest.raises(CatalogError, match="normalise must be one of none, tweet, got 'emoji'"):
-        parse_catalog(entry)
+def test_unknown_normalisations_and_misplaced_keys_are_rejected() -> None:
+    entry = ENTRY.format(name="one", route="/one")
+    with pytest.raises(CatalogError, match=r"text\.normalise: Input should be 'none' or 'tweet'"):
+        parse_catalog(entry.replace("max_chars = 10", 'max_chars = 10\nnormalise = "emoji"'))
+    # a text setting at the task's level (a typo's usual shape) is named, not ignored
+    with pytest.raises(CatalogError, match="'one': normalise: Extra inputs are not permitted"):
+        parse_catalog(entry.replace("response_timeout_s = 10", 'response_timeout_s = 10\nnormalise = "tweet"'))
 
 
 def test_runtime_defaults_to_torch_and_unknown_runtimes_are_rejected() -> None:
@@ -131,7 +136,7 @@ def test_runtime_defaults_to_torch_and_unknown_runtimes_are_rejected() -> None:
     )
     with pytest.raises(CatalogError, match=r"judged on the dev slice, so recipe\(s\) fast need dev_examples"):
         parse_catalog(with_runtime.format("onnx-int8"))
-    with_dev = with_runtime.replace("[tasks.one.fast]", "[tasks.one.fast]\ndev_examples = 10")
+    with_dev = with_runtime.replace("[tasks.one.recipes.fast]", "[tasks.one.recipes.fast]\ndev_examples = 10")
     assert parse_catalog(with_dev.format("onnx-int8"))["one"].runtime == "onnx-int8"
-    with pytest.raises(CatalogError, match="runtime must be one of torch, onnx, onnx-int8, got 'tensorrt'"):
+    with pytest.raises(CatalogError, match="runtime: Input should be 'torch', 'onnx' or 'onnx-int8'"):
         parse_catalog(with_runtime.format("tensorrt"))

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from modelops.catalog import load_catalog
-from modelops.data import Example, read_examples, stratified_sample, stratified_split, training_sets
-from modelops.metrics import classification_report
+from contract.catalog import load_catalog
+from modelops.train.data import Example, read_examples, stratified_sample, stratified_split, training_sets
+from modelops.train.metrics import classification_report
 
 # a text task reading `text,label` CSVs with labels a/b
-SPEC = replace(load_catalog()["sentiment"], labels=("a", "b"), extra_datasets=())
+SPEC = load_catalog()["sentiment"].model_copy(update={"labels": ("a", "b"), "extra_datasets": ()})
 
 
 def test_duplicates_keep_the_majority_label_and_ties_are_dropped(tmp_path: Path) -> None:
@@ -49,7 +48,7 @@ def test_classification_report() -> None:
 def test_extra_rows_join_training_only_and_never_repeat_a_held_out_text(tmp_path: Path) -> None:
     (tmp_path / "main.csv").write_text("text,label\n" + "".join(f"m{i},{'ab'[i % 2]}\n" for i in range(20)))
     (tmp_path / "extra.csv").write_text("text,label\nm0,a\nm1,b\nx1,a\nx2,b\nx2,b\n")
-    spec = replace(SPEC, dataset="main.csv", extra_datasets=("extra.csv",))
+    spec = SPEC.model_copy(update={"dataset": "main.csv", "extra_datasets": ("extra.csv",)})
     sets = training_sets(spec, tmp_path, seed=1, train_examples=None, eval_examples=None, dev_examples=4)
     held_out = {ex.text for ex in sets.dev + sets.validation}
     train = [ex.text for ex in sets.train]
@@ -57,13 +56,16 @@ def test_extra_rows_join_training_only_and_never_repeat_a_held_out_text(tmp_path
     assert len(train) == len(set(train))  # x2 once, and m0/m1 only where they were training rows anyway
     assert not held_out & set(train)
     assert sets.extra["extra.csv"]["rows_read"] == 5
-    assert sets.validation == training_sets(replace(spec, extra_datasets=()), tmp_path, 1, None, None, 4).validation
+    assert (
+        sets.validation
+        == training_sets(spec.model_copy(update={"extra_datasets": ()}), tmp_path, 1, None, None, 4).validation
+    )
 
 
 def test_tweets_that_normalise_alike_are_one_example_with_the_majority_label(tmp_path: Path) -> None:
     rows = ["Fire! http://t.co/a,1", "Fire! http://t.co/b,1", "Fire! https://t.co/c,0", "calm day,0"]
     (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
-    spec = replace(SPEC, normalise="tweet", labels=("0", "1"))
+    spec = SPEC.model_copy(update={"text": SPEC.text.model_copy(update={"normalise": "tweet"}), "labels": ("0", "1")})
     examples, read = read_examples(spec, tmp_path / "t.csv")
     assert read == 4
     assert [(ex.text, ex.label) for ex in examples] == [("Fire! http://t.co/a", 1), ("calm day", 0)]

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contract.catalog import REPO_ROOT, load_catalog
 from gateway.settings import Settings
-from modelops.catalog import REPO_ROOT, load_catalog
-from modelops.compose import write_compose_secrets
-from modelops.kserve import kserve_properties
-from modelops.manifests import ManifestValidator, kserve_wheel
+from modelops.dev.k8s import ManifestValidator, kserve_wheel
+from modelops.local.compose import write_compose_secrets
+from modelops.store.kserve import kserve_properties
 from modelops.tools import bin_path
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -187,7 +187,7 @@ def test_k8s_predictor_is_fenced_since_its_token_auth_is_off() -> None:
     isvc = docs["InferenceService/multitask"]
     model = isvc["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] == "pytorch"
-    assert model["storageUri"].endswith("/kserve")  # the view modelops.kserve keeps current
+    assert model["storageUri"].endswith("/kserve")  # the view modelops.store.kserve keeps current
     assert "ServingRuntime/" + model["runtime"] in docs
     properties = dict(
         line.split("=", 1) for line in kserve_properties({"models": {}}, load_catalog()).splitlines() if "=" in line

@@ -6,12 +6,12 @@ import random
 
 import pytest
 import torch
-from image_handler import ImageClassifier
-from image_ops import random_crop_box, random_view
 from PIL import Image
 from torch import nn
 
-from modelops.train_image import BestOnDev
+from handlers.image_handler import ImageClassifier
+from handlers.image_ops import random_crop_box, random_view
+from modelops.train.image import BestOnDev
 
 
 @pytest.mark.parametrize(("width", "height"), [(640, 480), (100, 900), (1, 1)])

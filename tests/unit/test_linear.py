@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from linear import LinearTextModel, blend, buckets, terms
 
-from modelops.linear_fit import C_GRID, feature_matrix, fit_linear, log_count_ratio
+from handlers.linear import LinearTextModel, blend, buckets, terms
+from modelops.train.linear_fit import C_GRID, feature_matrix, fit_linear, log_count_ratio
 
 POSITIVE = ["a wonderful film", "wonderful acting and a great story", "great fun, truly wonderful", "great cast"]
 NEGATIVE = ["a dull film", "dull acting and a boring story", "boring, truly dull", "boring plot"]

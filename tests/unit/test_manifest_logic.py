@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import json
 
-from modelops.catalog import load_catalog
-from modelops.kserve import kserve_properties
-from modelops.s3store import archive_path, local_archive, previous_version
+from contract.catalog import load_catalog
+from modelops.store.kserve import kserve_properties
+from modelops.store.s3 import archive_path, local_archive, previous_version
 
 
 def test_previous_version_is_the_one_published_before_the_default() -> None:

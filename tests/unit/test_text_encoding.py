@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from text_encoding import encode_batch, token_ids
 
-from modelops.train import resolve_checkpoint
+from handlers.text_encoding import encode_batch, token_ids
+from modelops.train.text import resolve_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from classifier_base import RequestError
-from text_handler import TextClassifier, extract_text, label_scores
+
+from handlers.classifier_base import RequestError
+from handlers.text_handler import TextClassifier, extract_text, label_scores
 
 
 @pytest.mark.parametrize(

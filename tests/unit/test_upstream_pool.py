@@ -102,3 +102,10 @@ def test_no_upstream_answering_is_a_503_naming_each_one() -> None:
 def test_upstream_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
         Settings(upstreams=[UpstreamSettings(inference_url="http://x:1"), UpstreamSettings(inference_url="http://x:1")])
+
+
+def test_an_https_upstream_is_refused_at_start_not_sent_in_clear() -> None:
+    with pytest.raises(ValueError, match="TLS to TorchServe is not supported"):
+        UpstreamSettings(inference_url="https://torchserve.internal:8443")
+    with pytest.raises(ValueError, match="is not an http:// URL"):
+        UpstreamSettings(inference_url="ftp://torchserve.internal")

@@ -1,0 +1,284 @@
+"""The model catalog (`models.toml`): the single source of truth for every task.
+
+Build, model server registration, gateway and UI all read it through `load_catalog`, so adding a task is one
+entry (plus a handler if the input kind is new). Each task is a typed pydantic model: the fields every task
+has, the sub-spec of its kind (`text` or `image`) and its recipes. Unknown keys are errors, so a typo in the
+catalog stops the build instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Generic, Literal, Self, TypeAlias, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# In a checkout the repository's catalog; installed (`pip install .`), the one in the working directory
+# unless $MODEL_CATALOG names another.
+DEFAULT_CATALOG = REPO_ROOT / "models.toml" if (REPO_ROOT / "models.toml").exists() else Path("models.toml")
+PYPI_CHECKPOINT_PREFIX = "pypi:"
+
+# `fast`: what `make run` builds when nothing is published (all tasks in about 15 minutes on 2 cores);
+# `full`: `make models`, the most accurate this machine reaches in about 35 minutes; `gpu`: for a machine with a
+# CUDA device (training picks it up by itself), never needed by `make run` or the tests.
+RecipeName: TypeAlias = Literal["fast", "full", "gpu"]
+RECIPE_NAMES: tuple[RecipeName, ...] = ("fast", "full", "gpu")
+DEFAULT_RECIPE: RecipeName = "fast"
+# Serving runtimes: `torch` (fp32, eager), `onnx` (ONNX Runtime, fp32, fused graph), `onnx-int8` (ONNX Runtime
+# with the Linear/MatMul weights quantised to int8). A variant other than `torch` is exported at package time
+# and served only if it loses at most MAX_ACCURACY_DROP on the dev slice; the card records both.
+Runtime: TypeAlias = Literal["torch", "onnx", "onnx-int8"]
+MAX_ACCURACY_DROP = 0.005
+# Text clean-up before the model sees a text (handlers/text_normalise.py); the names are that module's too.
+Normalisation: TypeAlias = Literal["none", "tweet"]
+
+
+class CatalogError(ValueError):
+    """The catalog file is missing a field or holds an inconsistent value."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RecipeBase(_Spec):
+    """How to fine-tune a task's model (see the recipe comments in `models.toml`).
+
+    Fractional `epochs` see a random part of the training rows once. `dev_examples` are held out of training
+    to choose every setting (penalty, blend weight, temperature, runtime) and, with `patience`, the best
+    evaluation (early stopping).
+    """
+
+    name: RecipeName
+    epochs: PositiveFloat
+    learning_rate: PositiveFloat
+    batch_size: PositiveInt
+    train_examples: PositiveInt | None = None
+    eval_examples: PositiveInt | None = None
+    dev_examples: int = Field(default=0, ge=0)
+    patience: PositiveInt | None = None
+
+
+class TextRecipe(RecipeBase):
+    """`max_length` tokens per text, of which the first `head_tokens` and the rest from the end (head+tail);
+    `linear_member` blends a hashed n-gram logistic regression (`handlers/linear.py`) into the probabilities,
+    with its weight chosen on the dev slice."""
+
+    max_length: PositiveInt
+    head_tokens: PositiveInt | None = None
+    linear_member: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.head_tokens is not None and self.head_tokens >= self.max_length - 2:
+            raise ValueError("head_tokens must leave room for a tail in max_length")
+        if self.linear_member and self.dev_examples <= 0:
+            raise ValueError("a linear member needs dev_examples to choose its penalty and weight")
+        return self
+
+
+class ImageRecipe(RecipeBase):
+    """`trainable_blocks` of the backbone are fine-tuned on `train_views` views per photo (1: the centre crop;
+    2: and its mirror; more: and random crops); `tta_flip` averages each photo with its mirror at serve time."""
+
+    trainable_blocks: PositiveInt
+    train_views: PositiveInt = 2
+    tta_flip: bool = False
+
+
+class TextInput(_Spec):
+    """What a text task accepts: at most `max_chars` characters, cleaned by `normalise` before the model."""
+
+    max_chars: PositiveInt
+    normalise: Normalisation = "none"
+
+
+class ImageInput(_Spec):
+    """The image backbone and its input geometry: resize the short side to `resize_to`, centre-crop `image_size`."""
+
+    architecture: str
+    image_size: PositiveInt
+    resize_to: PositiveInt
+
+
+R = TypeVar("R", TextRecipe, ImageRecipe)
+
+
+class TaskBase(_Spec, Generic[R]):
+    """One classifier: where its data is, how it is trained, batched and routed; `R` is its kind's recipe."""
+
+    task: str
+    kind: Literal["text", "image"]
+    route: Annotated[str, Field(pattern=r"^/")]
+    model_name: str
+    description: str
+    handler: str
+    labels: Annotated[tuple[str, ...], Field(min_length=2)]
+    label_values: tuple[str, ...] | None = None
+    base_checkpoint: str
+    dataset: str
+    extra_datasets: tuple[str, ...] = ()
+    input_column: str
+    label_column: str
+    batch_size: PositiveInt
+    max_batch_delay_ms: int = Field(ge=0)
+    workers: PositiveInt
+    threads_per_worker: PositiveInt
+    response_timeout_s: PositiveInt
+    runtime: Runtime = "torch"
+    recipes: dict[RecipeName, R]
+
+    @model_validator(mode="after")
+    def _labels_pair(self) -> Self:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be distinct, got {self.labels}")
+        if self.label_values is not None and len(self.label_values) != len(self.labels):
+            raise ValueError("label_values must pair one to one with labels")
+        return self
+
+    def label_for_value(self, raw: str) -> str:
+        """Map a raw dataset label (e.g. the disaster CSV's `0`/`1`) to its label name."""
+        if self.label_values is None:
+            if raw not in self.labels:
+                raise CatalogError(f"task {self.task!r}: unknown label {raw!r} (expected one of {self.labels})")
+            return raw
+        try:
+            return self.labels[self.label_values.index(raw)]
+        except ValueError:
+            raise CatalogError(
+                f"task {self.task!r}: unknown label value {raw!r} (expected one of {self.label_values})"
+            ) from None
+
+    def _serving_common(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "kind": self.kind,
+            "model_name": self.model_name,
+            "labels": list(self.labels),
+            "threads_per_worker": self.threads_per_worker,
+            "runtime": "torch",
+        }
+
+    @model_validator(mode="after")
+    def _check_recipes(self) -> Self:
+        recipes = self.recipes
+        if DEFAULT_RECIPE not in recipes:
+            raise ValueError(f"needs a [tasks.{self.task}.recipes.{DEFAULT_RECIPE}] recipe (what `make run` builds)")
+        undeveloped = [name for name, recipe in recipes.items() if self.runtime != "torch" and recipe.dev_examples <= 0]
+        if undeveloped:
+            raise ValueError(
+                f"runtime {self.runtime!r} is judged on the dev slice, so recipe(s) {', '.join(undeveloped)} "
+                "need dev_examples"
+            )
+        misnamed = [name for name, recipe in recipes.items() if recipe.name != name]
+        if misnamed:
+            raise ValueError(f"recipe name must match its table: {', '.join(misnamed)}")
+        return self
+
+    def recipe(self, name: str) -> R:
+        try:
+            return self.recipes[name]  # type: ignore[index]  # any string may be asked for; unknown ones fail here
+        except KeyError:
+            known = ", ".join(sorted(self.recipes)) or "none"
+            raise CatalogError(f"task {self.task!r} has no recipe {name!r} (known: {known})") from None
+
+
+class TextTask(TaskBase[TextRecipe]):
+    kind: Literal["text"]
+    text: TextInput
+
+    def serving_config(self, recipe_name: str) -> dict[str, Any]:
+        """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""
+        recipe = self.recipe(recipe_name)
+        return {
+            **self._serving_common(),
+            "max_length": recipe.max_length,
+            "head_tokens": recipe.head_tokens,
+            "normalise": self.text.normalise,
+            "max_chars": self.text.max_chars,
+        }
+
+
+class ImageTask(TaskBase[ImageRecipe]):
+    kind: Literal["image"]
+    image: ImageInput
+
+    def serving_config(self, recipe_name: str) -> dict[str, Any]:
+        """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""
+        recipe = self.recipe(recipe_name)
+        return {
+            **self._serving_common(),
+            "architecture": self.image.architecture,
+            "image_size": self.image.image_size,
+            "resize_to": self.image.resize_to,
+            "tta_flip": recipe.tta_flip,
+        }
+
+
+TaskSpec: TypeAlias = Annotated[TextTask | ImageTask, Field(discriminator="kind")]
+Recipe: TypeAlias = TextRecipe | ImageRecipe
+_KINDS: dict[str, type[TextTask] | type[ImageTask]] = {"text": TextTask, "image": ImageTask}
+
+
+def _describe(error: ValidationError) -> str:
+    """pydantic's errors as one line naming each field path: `text.max_chars: Field required`."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def _parse_task(task: str, raw: dict[str, Any]) -> TextTask | ImageTask:
+    kind = raw.get("kind")
+    model = _KINDS.get(str(kind))
+    if model is None:
+        raise CatalogError(f"task {task!r}: kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+    recipes = {name: {"name": name, **values} for name, values in raw.get("recipes", {}).items()}
+    try:
+        return model.model_validate({**raw, "task": task, "recipes": recipes})
+    except ValidationError as exc:
+        raise CatalogError(f"task {task!r}: {_describe(exc)}") from None
+
+
+def parse_catalog(text: str) -> dict[str, TextTask | ImageTask]:
+    """Parse catalog TOML text into task specs, checking cross-task consistency."""
+    data = tomllib.loads(text)
+    tasks = data.get("tasks")
+    if not tasks:
+        raise CatalogError("the catalog defines no [tasks.*] entries")
+    specs = {name: _parse_task(name, raw) for name, raw in tasks.items()}
+    for attr in ("route", "model_name"):
+        values = [getattr(spec, attr) for spec in specs.values()]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise CatalogError(f"{attr} must be unique across tasks, repeated: {', '.join(dupes)}")
+    return specs
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> dict[str, TextTask | ImageTask]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError(f"no model catalog at {path}: set MODEL_CATALOG to the models.toml to use") from None
+    return parse_catalog(text)
+
+
+def load_catalog(path: str | os.PathLike[str] | None = None) -> dict[str, TextTask | ImageTask]:
+    """Load the catalog named by `path`, else `$MODEL_CATALOG`, else the repo's `models.toml`."""
+    chosen = path or os.environ.get("MODEL_CATALOG") or DEFAULT_CATALOG
+    return _load(str(Path(chosen).resolve()))

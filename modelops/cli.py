@@ -1,0 +1,348 @@
+"""`modelops <command>` (or `python -m modelops <command>`): build, publish, sync and run the classifiers.
+
+train     fine-tune one task's model into a folder
+package   turn a trained folder into a TorchServe archive (.mar)
+publish   upload an archive to S3 and record it in the manifest
+build     train + package + publish (one task, or every task with nothing published)
+sync      download published archives into the model store and register them with TorchServe
+run       start S3, build what is missing, start TorchServe + gateway, supervise until Ctrl-C
+stop      stop what `run` started
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contract.catalog import DEFAULT_RECIPE, MAX_ACCURACY_DROP, RECIPE_NAMES, REPO_ROOT, CatalogError, load_catalog
+from contract.logs import configure_logging, log_event
+from contract.torchserve import TorchServeError
+from modelops.store import StoreError
+from modelops.train.data import data_dir
+
+if TYPE_CHECKING:
+    from modelops.serve.torchserve import ManagementClient
+
+logger = logging.getLogger("modelops")
+
+WORK_DIR = REPO_ROOT / "var" / "build"
+
+
+def _tasks(names: list[str] | None) -> list[str]:
+    catalog = load_catalog()
+    chosen = names or list(catalog)
+    unknown = [n for n in chosen if n not in catalog]
+    if unknown:
+        raise SystemExit(f"unknown task(s) {', '.join(unknown)}; the catalog has {', '.join(catalog)}")
+    return chosen
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from modelops.build import train_model
+
+    spec = load_catalog()[_tasks([args.task])[0]]
+    record = train_model(
+        spec,
+        args.recipe,
+        data_dir(args.data),
+        Path(args.out),
+        max_steps=args.max_steps,
+        train_examples=args.train_examples,
+        eval_examples=args.eval_examples,
+        dev_examples=args.dev_examples,
+    )
+    print(json.dumps(record["validation"], indent=2))
+
+
+def cmd_package(args: argparse.Namespace) -> None:
+    from modelops.package.archive import package
+
+    spec = load_catalog()[_tasks([args.task])[0]]
+    archive = package(
+        spec,
+        Path(args.trained),
+        Path(args.export),
+        data_dir(args.data),
+        version=args.version,
+        variant_max_drop=args.variant_max_drop,
+    )
+    print(archive)
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from modelops.store.kserve import refresh_kserve_view
+    from modelops.store.s3 import ModelStore
+
+    store = ModelStore()
+    if args.create_bucket:
+        store.ensure_bucket()
+    published = store.publish(Path(args.archive), make_default=not args.no_default)
+    refresh_kserve_view(store, load_catalog())
+    print(json.dumps({k: v for k, v in published.items() if k != "card"}, indent=2))
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from modelops.build import build_and_publish, build_missing
+    from modelops.store.kserve import refresh_kserve_view, refresh_kserve_view_if_stale
+    from modelops.store.s3 import ModelStore
+
+    catalog = load_catalog()
+    store = ModelStore()
+    store.ensure_bucket()
+    if args.task or args.all:
+        for name in _tasks(None if args.all else args.task):
+            build_and_publish(catalog[name], args.recipe, data_dir(args.data), store, WORK_DIR)
+        refresh_kserve_view(store, catalog)
+    else:
+        build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
+        refresh_kserve_view_if_stale(store, catalog)
+
+
+def cmd_sync(args: argparse.Namespace) -> None:
+    from modelops.local import stack
+    from modelops.store.s3 import ModelStore
+
+    host = args.torchserve_host or stack.LOOPBACK
+    syncer = stack.syncer(stack.StackConfig(host=host), load_catalog(), ModelStore())
+    if args.loop:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        if args.rotate_keys:
+            every_s = _key_rotation_period_s(REPO_ROOT / "config.properties")
+            threading.Thread(target=_rotate_keys, args=(syncer.mgmt, every_s, stop), daemon=True).start()
+        syncer.run_forever(args.interval, stop)
+        return
+    outcomes = syncer.run_once()
+    print(json.dumps(outcomes, indent=2))
+    if any(o == "missing" or o.startswith("failed") for o in outcomes.values()):
+        raise SystemExit(1)
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    from modelops.store.kserve import refresh_kserve_view
+    from modelops.store.s3 import ModelStore
+
+    catalog = load_catalog()
+    if args.model not in {spec.model_name for spec in catalog.values()}:
+        raise SystemExit(f"unknown model {args.model!r}")
+    store = ModelStore()
+    version = store.set_default(args.model, args.version)
+    refresh_kserve_view(store, catalog)
+    print(f"{args.model}: default is now {version}; each host's sync switches to it on its next pass")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from modelops.local import stack
+    from modelops.serve.sync import applied_default
+    from modelops.train.evaluate import evaluate, format_report
+
+    spec = load_catalog()[_tasks([args.task])[0]]
+    archive = Path(args.archive) if args.archive else None
+    if archive is None and not args.via:
+        synced = applied_default(stack.StackConfig().model_store, spec.model_name)
+        if synced is None:
+            raise SystemExit("no synced archive for this task in model_store/: pass --archive or --via")
+        archive = synced[0]
+    report = evaluate(spec, Path(args.data), archive=archive, via=args.via, limit=args.limit, batch=args.batch)
+    print(format_report(report))
+    print(json.dumps(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def _rotate_keys(mgmt: ManagementClient, every_s: float, stop: threading.Event) -> None:
+    """Mint fresh TorchServe keys at half their lifetime, so readers never hold an expired one (they re-read
+    the key file); for deployments without the `make run` supervisor, which does the same."""
+    while not stop.wait(every_s):
+        try:
+            mgmt.rotate_keys()
+        except Exception as exc:  # a failed rotation is retried next period; the old keys are still valid
+            log_event(logger, "torchserve.key_rotation_failed", logging.ERROR, reason=repr(exc))
+
+
+def _key_rotation_period_s(config: Path) -> float:
+    """Half of TorchServe's key lifetime (`token_expiration_min`): rotating then, no reader holds an expired key."""
+    for line in config.read_text().splitlines():
+        if line.strip().startswith("token_expiration_min="):
+            return float(line.split("=", 1)[1]) * 60 / 2
+    return 60.0 * 60 / 2
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from modelops.local import stack
+    from modelops.store.s3 import ModelStore
+
+    cfg = stack.StackConfig()
+    if stack.running_pid(cfg, "supervisor"):
+        raise SystemExit("the stack is already supervised by another `make run`; use `make stop` first")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.run_dir / "supervisor.pid").write_text(str(os.getpid()))
+
+    def shutdown(signum: int, _frame: object) -> None:
+        log_event(logger, "stack.shutdown", signal=signal.Signals(signum).name)
+        for name in stack.SERVICES:
+            stack.stop(cfg, name)
+        (cfg.run_dir / "supervisor.pid").unlink(missing_ok=True)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+
+    catalog = load_catalog()
+    stack.start_s3(cfg)
+    for key, value in stack.local_s3_env(cfg).items():
+        os.environ.setdefault(key, value)
+    store = ModelStore()
+    # Training runs in a child process (`build` with no task: what has nothing published, then the KServe view
+    # if stale), so this supervisor, which stays up for the stack's lifetime, never holds torch's memory.
+    build = [sys.executable, "-m", "modelops", "build", "--recipe", args.recipe, "--data", str(data_dir(args.data))]
+    if subprocess.run(build, check=False).returncode != 0:
+        raise SystemExit("building the missing models failed (its log is above); nothing was started but S3")
+    stack.start_torchserve(cfg)
+    syncer = stack.syncer(cfg, catalog, store)
+    syncer.run_once()
+    stack.start_gateway(cfg)
+    stack.start_ui(cfg)
+    routes = "\n".join(f"  {cfg.gateway_url}{spec.route}" for spec in catalog.values())
+    print(
+        f"\nServing. Web UI: {cfg.ui_url}\nGateway: {cfg.gateway_url} (API docs: {cfg.gateway_url}/docs)\n{routes}\n"
+        f"TorchServe inference {cfg.inference_url}, management {cfg.management_url} (loopback, token auth)\n"
+        f"S3: {cfg.s3_url} (credentials in {cfg.s3_env_file}). Logs: {cfg.log_dir}\n"
+        "Press Ctrl-C (or run `make stop`) to stop everything.\n",
+        flush=True,
+    )
+    rotate_every = _key_rotation_period_s(stack.torchserve_config(cfg))
+    last_rotation = time.monotonic()
+    next_sync = time.monotonic() + syncer.next_delay(args.sync_interval)
+    while True:
+        time.sleep(5)
+        for name, start in (("s3", stack.start_s3), ("torchserve", stack.start_torchserve)):
+            if not stack.running_pid(cfg, name):
+                log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
+                start(cfg)
+                if name == "torchserve":
+                    next_sync = last_rotation = time.monotonic()
+        if time.monotonic() >= next_sync:
+            syncer.run_once()
+            next_sync = time.monotonic() + syncer.next_delay(args.sync_interval)
+        for name, start_web in (("gateway", stack.start_gateway), ("ui", stack.start_ui)):
+            if not stack.running_pid(cfg, name):
+                log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
+                start_web(cfg)
+        if time.monotonic() - last_rotation > rotate_every:
+            syncer.mgmt.rotate_keys()
+            last_rotation = time.monotonic()
+
+
+def cmd_stop(_args: argparse.Namespace) -> None:
+    from modelops.local import stack
+
+    stopped = stack.stop_all(stack.StackConfig())
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m modelops", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "data folder (default $DATA_DIR or ../shared/data)"
+
+    p = sub.add_parser("train", help="fine-tune one task")
+    p.add_argument("--task", required=True)
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default=DEFAULT_RECIPE)
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--out", required=True, help="folder for the trained model")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke runs)")
+    p.add_argument("--train-examples", type=int, help="train on a stratified sample of this many examples")
+    p.add_argument("--eval-examples", type=int, help="validate on at most this many held-out examples")
+    p.add_argument("--dev-examples", type=int, help="hold out this many training examples for early stopping")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("package", help="build a .mar from a trained folder")
+    p.add_argument("--task", required=True)
+    p.add_argument("--trained", required=True)
+    p.add_argument("--export", default=str(WORK_DIR))
+    p.add_argument("--version", help="archive version (default: UTC build time)")
+    p.add_argument("--data", help=data_help + " (scores an optimised runtime on its validation split)")
+    p.add_argument(
+        "--variant-max-drop",
+        type=float,
+        default=MAX_ACCURACY_DROP,
+        help=f"dev-slice accuracy the optimised runtime may lose and still be served (default {MAX_ACCURACY_DROP}; "
+        "1.0 keeps it whatever it scores, as the tests' two-step builds do)",
+    )
+    p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("publish", help="upload a .mar as a new version under s3://$MODEL_BUCKET/$MODEL_PREFIX/")
+    p.add_argument("archive")
+    p.add_argument("--create-bucket", action="store_true", help="create the bucket if missing (local S3)")
+    p.add_argument("--no-default", action="store_true", help="publish without making it the default version")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("build", help="train + package + publish")
+    p.add_argument("--task", action="append", help="task to (re)build; default: every unpublished task")
+    p.add_argument("--all", action="store_true", help="(re)build every task in the catalog")
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default=DEFAULT_RECIPE)
+    p.add_argument("--data", help=data_help)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("sync", help="S3 -> model_store -> TorchServe, without downtime")
+    p.add_argument("--loop", action="store_true", help="keep syncing (backs off while passes fail)")
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between passes in --loop")
+    p.add_argument("--rotate-keys", action="store_true", help="with --loop: rotate TorchServe's keys at half-life")
+    p.add_argument(
+        "--torchserve-host",
+        default=os.environ.get("TORCHSERVE_HOST"),
+        help="host of TorchServe's APIs, at the standard ports (env TORCHSERVE_HOST; compose: the service name)",
+    )
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("rollback", help="set a model's default to the previous (or given) version")
+    p.add_argument("model")
+    p.add_argument("version", nargs="?", help="version to serve (default: the one before the current default)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("run", help="run the whole local stack in the foreground")
+    p.add_argument(
+        "--recipe", choices=RECIPE_NAMES, default=DEFAULT_RECIPE, help="recipe for models that are not published yet"
+    )
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--sync-interval", type=float, default=float(os.environ.get("SYNC_INTERVAL_S", "30")))
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="score a model on a labelled file (in-process, or --via the gateway)")
+    p.add_argument("--task", required=True)
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a file in the shared data's format (CSV, or pose labels.csv), or the data folder itself to score "
+        "the validation split that training held out",
+    )
+    p.add_argument("--via", help="gateway base URL, e.g. http://127.0.0.1:8000: evaluate the whole serving path")
+    p.add_argument("--archive", help="a .mar to load in-process (default: the synced default in model_store/)")
+    p.add_argument("--limit", type=int, help="only the first N rows")
+    p.add_argument("--batch", type=int, help="examples per request (default 32 texts, 8 images; 1 for latency)")
+    p.add_argument("--json", help="also write the report to this file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("stop", help="stop the local stack")
+    p.set_defaults(func=cmd_stop)
+
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        args.func(args)
+    except (StoreError, TorchServeError, CatalogError, FileNotFoundError) as exc:
+        # Expected operational failures: one clear line, no traceback.
+        log_event(logger, "command.failed", logging.ERROR, command=args.command, reason=str(exc))
+        raise SystemExit(1) from None

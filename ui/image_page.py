@@ -1,0 +1,53 @@
+"""The page of any image task: upload or camera, preview, ranked labels with a chart.
+
+Everything task-specific (title, labels, route) comes from the task's `/v1/models` entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ui.client import GatewayError
+from ui.common import cached, client, readiness_banner, record_latency, show_error
+
+DEFAULT_TOP_K = 5
+
+
+def _readable(label: str) -> str:
+    return label.replace("_", " ")
+
+
+def render(info: dict[str, Any]) -> None:
+    """The page for one `kind: image` entry of `/v1/models`."""
+    task, route, labels = info["task"], info["route"], info["labels"]
+    st.title(info["description"])
+    st.caption(f"{len(labels)} labels: {', '.join(_readable(label) for label in labels)}")
+    readiness_banner(info)
+    source = st.radio("Photo from", ["Upload", "Camera"], horizontal=True, key=f"{task}-source")
+    if source == "Upload":
+        photo = st.file_uploader("Photo", type=["jpg", "jpeg", "png", "webp", "bmp", "gif"], key=f"{task}-upload")
+    else:
+        photo = st.camera_input("Take a photo", key=f"{task}-camera")
+    top_k = st.slider("How many labels to show", 1, len(labels), min(DEFAULT_TOP_K, len(labels)), key=f"{task}-top-k")
+    if photo is None:
+        return
+    data = photo.getvalue()
+    left, right = st.columns([2, 3])
+    left.image(data, caption=photo.name, width="stretch")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        result = cached((route, digest, top_k), lambda: client().classify_image(route, data, photo.name, top_k))
+    except GatewayError as exc:
+        show_error(exc)
+        return
+    record_latency(task, [result])
+    with right:
+        st.metric("Label", _readable(result["label"]))
+        st.progress(result["score"], text=f"score {result['score']:.2f}")
+        ranked = pd.DataFrame({"probability": {_readable(r["label"]): r["score"] for r in result["top_k"]}})
+        st.bar_chart(ranked, horizontal=True, sort=False, height=60 + 30 * len(ranked))
+        st.caption(f"model {result['model']['name']} version {result['model']['version']}")

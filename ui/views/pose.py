@@ -1,3 +1,0 @@
-from ui.pose_page import render
-
-render()

@@ -1,3 +1,0 @@
-from ui.status_page import render
-
-render()

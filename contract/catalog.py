@@ -98,11 +98,19 @@ class ImageRecipe(RecipeBase):
     tta_flip: bool = False
 
 
+class TextExample(_Spec):
+    """A real input and the label a good model gives it; the API document's examples come from these."""
+
+    text: Annotated[str, Field(min_length=1)]
+    label: str
+
+
 class TextInput(_Spec):
     """What a text task accepts: at most `max_chars` characters, cleaned by `normalise` before the model."""
 
     max_chars: PositiveInt
     normalise: Normalisation = "none"
+    examples: tuple[TextExample, ...] = ()
 
 
 class ImageInput(_Spec):
@@ -198,6 +206,15 @@ class TaskBase(_Spec, Generic[R]):
 class TextTask(TaskBase[TextRecipe]):
     kind: Literal["text"]
     text: TextInput
+
+    @model_validator(mode="after")
+    def _examples_fit(self) -> Self:
+        for example in self.text.examples:
+            if example.label not in self.labels:
+                raise ValueError(f"text.examples: label {example.label!r} is not one of {self.labels}")
+            if len(example.text) > self.text.max_chars:
+                raise ValueError(f"text.examples: a text is longer than max_chars ({self.text.max_chars})")
+        return self
 
     def serving_config(self, recipe_name: str) -> dict[str, Any]:
         """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""

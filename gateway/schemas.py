@@ -201,32 +201,12 @@ def image_request_model(max_images: int) -> type[ImageRequestBase]:
     return model
 
 
-# Real requests and answers for the OpenAPI document (Swagger UI's "Try it out" starts from them). Texts are
-# per task, each with the label a good model gives it; an example whose label the catalog does not have is left
-# out, and a task without texts here gets none. Answers are shaped by the response models above.
-EXAMPLE_TEXTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "sentiment": (
-        (
-            "A moving, beautifully acted film. The last twenty minutes had the whole cinema in tears, and I would "
-            "happily watch it again tomorrow.",
-            "positive",
-        ),
-        (
-            "Two hours of wooden dialogue and a plot that makes no sense. I kept checking my watch and left before "
-            "the end.",
-            "negative",
-        ),
-    ),
-    "disaster": (
-        ("Forest fire spreading fast towards the highway, evacuation ordered for three towns #wildfire", "disaster"),
-        ("Watched the whole new season in one night, my brain is on fire lol", "not_disaster"),
-    ),
-}
+# Real requests and answers for the OpenAPI document (Swagger UI's "Try it out" starts from them): a text task's
+# come from its catalog `examples`; answers are shaped by the response models above.
 # A tiny but real PNG (8x8 pixels): any photo of a person is sent the same way.
 EXAMPLE_IMAGE_BASE64 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFUlEQVR42mM8URHAgA0wMeAAg1MCADzvAaAsB0NhAAAAAElFTkSuQmCC"
 )
-EXAMPLE_IMAGE_LABELS: dict[str, tuple[str, ...]] = {"pose": ("running", "cycling", "dancing")}
 EXAMPLE_MODEL_VERSION = "20260314.101502"  # a published version: UTC build time (modelops.package.archive)
 _EXAMPLE_SCORES = (0.962, 0.871)  # the probability of the example's label, first and second example
 
@@ -238,8 +218,7 @@ def _scores(labels: tuple[str, ...], label: str, score: float) -> dict[str, floa
 
 def text_examples(spec: TextTask) -> tuple[dict[str, Any], dict[str, Any]]:
     """OpenAPI `examples` for one text route: (request bodies, 200 answers), one text and a batch."""
-    pairs = [(text, label) for text, label in EXAMPLE_TEXTS.get(spec.task, ()) if label in spec.labels]
-    pairs = pairs[: len(_EXAMPLE_SCORES)]
+    pairs = [(example.text, example.label) for example in spec.text.examples][: len(_EXAMPLE_SCORES)]
     if not pairs:
         return {}, {}
     model = {"name": spec.model_name, "version": EXAMPLE_MODEL_VERSION}
@@ -268,8 +247,7 @@ def text_examples(spec: TextTask) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def image_examples(spec: ImageTask, top_k: int = 3) -> tuple[dict[str, Any], dict[str, Any]]:
     """OpenAPI `examples` for one image route's JSON form: (request bodies, 200 answers)."""
-    preferred = [label for label in EXAMPLE_IMAGE_LABELS.get(spec.task, ()) if label in spec.labels]
-    ranked = [*preferred, *(label for label in spec.labels if label not in preferred)][:top_k]
+    ranked = spec.labels[:top_k]
     scores = (0.734, 0.118, 0.052, 0.031, 0.019)
     answer = {
         "task": spec.task,

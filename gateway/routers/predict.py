@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from contract.catalog import ImageTask, TaskSpec
+from contract.catalog import TaskSpec
 from gateway.bodies import JSON, json_body_schema, read_json
 from gateway.dependencies import Client
 from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
@@ -99,10 +99,9 @@ def _image_upload_schema(max_images: int) -> dict[str, Any]:
     }
 
 
-def _image_request_body(spec: ImageTask, settings: Settings) -> dict[str, Any]:
+def _image_request_body(settings: Settings, examples: dict[str, Any]) -> dict[str, Any]:
     """OpenAPI description of the two accepted body forms (the endpoint reads the body itself)."""
     json_model = image_request_model(settings.max_images)
-    examples, _ = image_examples(spec)
     json_media: dict[str, Any] = {"schema": json_model.openapi_schema(), **({"examples": examples} if examples else {})}
     return {
         "requestBody": {
@@ -139,8 +138,8 @@ def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
         if spec.kind == "image":
             endpoint = _image_endpoint(spec, settings)
             response_model: Any = ImagePrediction | ImageBatchPrediction
-            extra = _image_request_body(spec, settings)
-            _, answers = image_examples(spec)
+            requests, answers = image_examples(spec)
+            extra = _image_request_body(settings, requests)
         else:
             request_model = text_request_model(spec, settings.max_batch_texts)
             endpoint = _text_endpoint(spec, request_model)

@@ -140,3 +140,13 @@ def test_runtime_defaults_to_torch_and_unknown_runtimes_are_rejected() -> None:
     assert parse_catalog(with_dev.format("onnx-int8"))["one"].runtime == "onnx-int8"
     with pytest.raises(CatalogError, match="runtime: Input should be 'torch', 'onnx' or 'onnx-int8'"):
         parse_catalog(with_runtime.format("tensorrt"))
+
+
+def test_text_examples_must_carry_a_catalog_label_and_fit_the_limit() -> None:
+    entry = ENTRY.format(name="one", route="/one")
+    good = entry.replace("max_chars = 10\n", 'max_chars = 10\nexamples = [{text = "fine", label = "a"}]\n')
+    assert parse_catalog(good)["one"].text.examples[0].label == "a"
+    with pytest.raises(CatalogError, match="label 'c' is not one of"):
+        parse_catalog(good.replace('label = "a"', 'label = "c"'))
+    with pytest.raises(CatalogError, match=r"longer than max_chars \(10\)"):
+        parse_catalog(good.replace('"fine"', '"far too long here"'))

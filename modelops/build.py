@@ -61,12 +61,12 @@ def build_missing(
     catalog: dict[str, TaskSpec], recipe_name: str, data_root: Path, store: ModelStore, work_dir: Path
 ) -> list[str]:
     """Build and publish each task with no published archive; published models are reused, never rebuilt."""
-    published = store.read_manifest()["models"]
+    published = store.read_manifest().models
     built = []
     for spec in catalog.values():
         if spec.model_name in published:
             entry = published[spec.model_name]
-            log_event(logger, "build.reuse_published", model=spec.model_name, version=entry["default"])
+            log_event(logger, "build.reuse_published", model=spec.model_name, version=entry.default)
             continue
         build_and_publish(spec, recipe_name, data_root, store, work_dir)
         built.append(spec.model_name)

@@ -22,12 +22,12 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from contract.catalog import TaskSpec
 from contract.logs import log_event
+from contract.manifest import Manifest, PublishedVersion
 from contract.torchserve import TorchServeError, bearer, read_keys, ready_workers
 from modelops.serve.torchserve import ManagementClient
 from modelops.store.s3 import ModelStore, StoreError, local_archive
@@ -42,10 +42,10 @@ SYNC_LOCK = ".sync.lock"
 def applied_default(model_store: Path, model_name: str) -> tuple[Path, str] | None:
     """The local archive and version of a model's default in the manifest sync last applied, if any."""
     local = model_store / LOCAL_MANIFEST
-    entry = json.loads(local.read_text()).get("models", {}).get(model_name) if local.exists() else None
+    entry = Manifest.parse(local.read_text()).models.get(model_name) if local.exists() else None
     if entry is None:
         return None
-    return model_store / local_archive(model_name, entry["default"]), entry["default"]
+    return model_store / local_archive(model_name, entry.default), entry.default
 
 
 DRAIN_GRACE_S = 3.0
@@ -84,31 +84,31 @@ class Syncer:
 
     # --- the manifest: from S3, else the last one applied ----------------------------------------------
 
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> Manifest:
         local = self.model_store / LOCAL_MANIFEST
         try:
             manifest = self.store.read_manifest()
         except StoreError as exc:
             self.status.s3_reachable = False
             log_event(logger, "sync.s3_unavailable", logging.WARNING, reason=str(exc), fallback=str(local))
-            return json.loads(local.read_text()) if local.exists() else {"models": {}}
+            return Manifest.parse(local.read_text()) if local.exists() else Manifest()
         self.status.s3_reachable = True
         self.model_store.mkdir(parents=True, exist_ok=True)
         tmp = local.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.write_text(manifest.dump())
         os.replace(tmp, local)
         return manifest
 
     # --- one model ---------------------------------------------------------------------------------------
 
-    def _archive(self, name: str, version: str, entry: dict[str, Any]) -> str:
+    def _archive(self, name: str, version: str, entry: PublishedVersion) -> str:
         """The version's archive in the local store, downloaded and verified if needed; returns its URL."""
         relative = local_archive(name, version)
         path = self.model_store / relative
         stat = path.stat() if path.is_file() else None
         if stat and self._verified.get(path) == (stat.st_mtime, stat.st_size):
             return relative
-        if stat and file_sha256(path) == entry["sha256"]:
+        if stat and file_sha256(path) == entry.sha256:
             self._verified[path] = (stat.st_mtime, stat.st_size)
             return relative
         if not self.status.s3_reachable:
@@ -184,7 +184,7 @@ class Syncer:
             return self._pass()
 
     def _pass(self) -> dict[str, str]:
-        manifest = self._manifest()["models"]
+        manifest = self._manifest().models
         outcomes: dict[str, str] = {}
         for spec in self.catalog.values():
             name = spec.model_name
@@ -193,12 +193,12 @@ class Syncer:
                 log_event(logger, "sync.model_missing", logging.WARNING, model=name, reason="not in the manifest")
                 outcomes[name] = "missing"
                 continue
-            version = entry["default"]
+            version = entry.default
             try:
-                url = self._archive(name, version, entry["versions"][version])
+                url = self._archive(name, version, entry.versions[version])
                 outcomes[name] = self._serve(spec, version, url)
                 if self.status.s3_reachable:
-                    self._prune(name, keep=set(entry["versions"]))
+                    self._prune(name, keep=set(entry.versions))
                 log_event(logger, "sync.model", model=name, version=version, outcome=outcomes[name])
             except (StoreError, TorchServeError, httpx.HTTPError, OSError) as exc:
                 log_event(logger, "sync.model_failed", logging.ERROR, model=name, version=version, reason=str(exc))

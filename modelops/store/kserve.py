@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 from contract.catalog import TaskSpec
 from contract.logs import log_event
+from contract.manifest import Manifest
 from modelops.package.archive import torchserve_model_config
 from modelops.store.s3 import ModelStore, archive_path
 
@@ -54,18 +54,18 @@ model_store=/mnt/models/model-store
 """
 
 
-def kserve_properties(manifest: dict[str, Any], catalog: dict[str, TaskSpec]) -> str:
+def kserve_properties(manifest: Manifest, catalog: dict[str, TaskSpec]) -> str:
     """config.properties for KServe's runtime: its standard ports, and a snapshot naming each default."""
     specs = {spec.model_name: spec for spec in catalog.values()}
     models = {
         name: {
-            entry["default"]: {
+            entry.default: {
                 "defaultVersion": True,
                 "marName": f"{name}.mar",
                 **torchserve_model_config(specs[name]),
             }
         }
-        for name, entry in sorted(manifest["models"].items())
+        for name, entry in sorted(manifest.models.items())
         if name in specs
     }
     snapshot = {"name": "startup.cfg", "modelCount": len(models), "models": models}
@@ -86,18 +86,18 @@ def refresh_kserve_view(store: ModelStore, catalog: dict[str, TaskSpec]) -> None
     """Copy each default archive (server-side, no download) and rewrite the config for the current manifest."""
     manifest = store.read_manifest()
     bucket = store.location.bucket
-    for name, entry in manifest["models"].items():
+    for name, entry in manifest.models.items():
         store.call(
-            f"copying {name} {entry['default']} into the KServe view",
+            f"copying {name} {entry.default} into the KServe view",
             store.s3.copy_object,
             Bucket=bucket,
             Key=store.location.key(f"{VIEW}/model-store/{name}.mar"),
-            CopySource={"Bucket": bucket, "Key": store.location.key(archive_path(name, entry["default"]))},
+            CopySource={"Bucket": bucket, "Key": store.location.key(archive_path(name, entry.default))},
         )
     store.put(f"{VIEW}/config/config.properties", kserve_properties(manifest, catalog).encode(), "text/plain")
     log_event(
         logger,
         "kserve.view_refreshed",
         uri=store.location.uri(VIEW),
-        defaults={name: entry["default"] for name, entry in manifest["models"].items()},
+        defaults={name: entry.default for name, entry in manifest.models.items()},
     )

@@ -8,8 +8,7 @@ Layout under `s3://$MODEL_BUCKET/$MODEL_PREFIX/`:
     models.json                                         the manifest (below)
     kserve/config/config.properties + kserve/model-store/<model>.mar   the defaults, for KServe (kserve.py)
 
-    models.json = {"models": {<model>: {"default": <version>,
-                                         "versions": {<version>: {key, sha256, size, created}}}}}
+    models.json                                         `contract.manifest.Manifest`
 
 Archives are uploaded first and the manifest is written last, with a conditional write (`If-Match` on the
 ETag read, or `If-None-Match: *` for the first one), so a reader never sees a version whose archive is
@@ -38,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from contract.logs import log_event
+from contract.manifest import Manifest, PublishedModel, PublishedVersion
 from contract.model_card import MODEL_CARD, read_model_card
 from modelops.store import StoreError
 from modelops.tools import file_sha256
@@ -90,12 +90,6 @@ def _progress(total: int, desc: str) -> tqdm:
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
 
 
-def previous_version(entry: dict[str, Any]) -> str | None:
-    """The version published just before the current default, if any (versions sort by build time)."""
-    older = sorted(v for v in entry["versions"] if v < entry["default"])
-    return older[-1] if older else None
-
-
 class ModelStore:
     """Publish archives to, and fetch verified archives from, one S3 location."""
 
@@ -137,17 +131,17 @@ class ModelStore:
         except BotoCoreError as exc:
             raise StoreError(f"S3 unreachable while reading {relative}: {exc}") from exc
 
-    def read_manifest_with_etag(self) -> tuple[dict[str, Any], str | None]:
+    def read_manifest_with_etag(self) -> tuple[Manifest, str | None]:
         """The manifest and its ETag; an empty manifest and None when nothing was published yet."""
         found = self.get(MANIFEST)
         if found is None:
-            return {"models": {}}, None
-        return json.loads(found[0]), found[1]
+            return Manifest(), None
+        return Manifest.parse(found[0]), found[1]
 
-    def read_manifest(self) -> dict[str, Any]:
+    def read_manifest(self) -> Manifest:
         return self.read_manifest_with_etag()[0]
 
-    def update_manifest(self, change: Callable[[dict[str, Any]], None], what: str) -> dict[str, Any]:
+    def update_manifest(self, change: Callable[[Manifest], None], what: str) -> Manifest:
         """Read-modify-write the manifest with a conditional put; on a lost race, re-read and re-apply."""
         for attempt in range(1, MANIFEST_WRITE_ATTEMPTS + 1):
             manifest, etag = self.read_manifest_with_etag()
@@ -157,7 +151,7 @@ class ModelStore:
                 self.s3.put_object(
                     Bucket=self.location.bucket,
                     Key=self.location.key(MANIFEST),
-                    Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
+                    Body=manifest.dump().encode(),
                     ContentType="application/json",
                     **condition,
                 )
@@ -203,43 +197,43 @@ class ModelStore:
         key = archive_path(name, version)
         folder = key.rsplit("/", 1)[0]
         digest = file_sha256(archive)
-        entry = {
-            "key": key,
-            "sha256": digest,
-            "size": archive.stat().st_size,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        entry = PublishedVersion(
+            key=key,
+            sha256=digest,
+            size=archive.stat().st_size,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
         log_event(logger, "publish.start", model=name, version=version, uri=self.location.uri(key))
         self._upload(archive, key)
         self.put(f"{key}.sha256", f"{digest}  {archive.name}\n".encode(), "text/plain")
         self.put(f"{folder}/{MODEL_CARD}", json.dumps(card, indent=2).encode(), "application/json")
 
-        def add(manifest: dict[str, Any]) -> None:
-            model = manifest["models"].setdefault(name, {"default": version, "versions": {}})
-            model["versions"][version] = entry
+        def add(manifest: Manifest) -> None:
+            model = manifest.models.setdefault(name, PublishedModel(default=version))
+            model.versions[version] = entry
             if make_default:
-                model["default"] = version
+                model.default = version
 
         self.update_manifest(add, f"publish {name} {version}")
         log_event(logger, "publish.done", model=name, version=version, sha256=digest, default=make_default)
-        return {"model": name, "version": version, **entry, "card": card}
+        return {"model": name, "version": version, **entry.model_dump(), "card": card}
 
     def set_default(self, model: str, version: str | None = None) -> str:
         """Point the model's default at `version`, or at the version before the current default (rollback)."""
         chosen: dict[str, str] = {}
 
-        def switch(manifest: dict[str, Any]) -> None:
-            entry = manifest["models"].get(model)
+        def switch(manifest: Manifest) -> None:
+            entry = manifest.models.get(model)
             if entry is None:
                 raise StoreError(f"model {model!r} is not published")
-            target = version or previous_version(entry)
+            target = version or entry.previous_version()
             if target is None:
-                raise StoreError(f"{model} has no version older than {entry['default']} to roll back to")
-            if target not in entry["versions"]:
-                known = ", ".join(sorted(entry["versions"]))
+                raise StoreError(f"{model} has no version older than {entry.default} to roll back to")
+            if target not in entry.versions:
+                known = ", ".join(sorted(entry.versions))
                 raise StoreError(f"{model} has no version {target!r} (published: {known})")
-            chosen["from"], chosen["to"] = entry["default"], target
-            entry["default"] = target
+            chosen["from"], chosen["to"] = entry.default, target
+            entry.default = target
 
         self.update_manifest(switch, f"set default of {model}")
         log_event(logger, "manifest.default_changed", model=model, previous=chosen["from"], default=chosen["to"])
@@ -247,29 +241,29 @@ class ModelStore:
 
     # --- download --------------------------------------------------------------------------------------
 
-    def download(self, entry: dict[str, Any], target: Path) -> Path:
+    def download(self, entry: PublishedVersion, target: Path) -> Path:
         """Fetch one archive through a temp file beside `target`, verify its sha256, then rename atomically."""
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            with _progress(int(entry["size"]), f"download {entry['key']}") as bar:
+            with _progress(entry.size, f"download {entry.key}") as bar:
                 self.call(
-                    f"downloading {entry['key']}",
+                    f"downloading {entry.key}",
                     self.s3.download_file,
                     Bucket=self.location.bucket,
-                    Key=self.location.key(entry["key"]),
+                    Key=self.location.key(entry.key),
                     Filename=str(tmp),
                     Callback=bar.update,
                 )
             actual = file_sha256(tmp)
-            if actual != entry["sha256"]:
+            if actual != entry.sha256:
                 raise IntegrityError(
-                    f"{entry['key']}: sha256 {actual} does not match the manifest's {entry['sha256']}; refused"
+                    f"{entry.key}: sha256 {actual} does not match the manifest's {entry.sha256}; refused"
                 )
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        log_event(logger, "download.done", key=entry["key"], sha256=entry["sha256"])
+        log_event(logger, "download.done", key=entry.key, sha256=entry.sha256)
         return target

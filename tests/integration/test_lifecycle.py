@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contract.manifest import Manifest, PublishedModel
 from modelops.local import stack
 from modelops.package.archive import package
 from modelops.store.s3 import ModelStore, StoreLocation
@@ -158,24 +159,24 @@ def test_concurrent_publishes_keep_both_versions(live_stack: Stack) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    versions = store.read_manifest()["models"]["pose"]["versions"]
+    versions = store.read_manifest().models["pose"].versions
     assert {f"{live_stack.published['pose']['version']}.p{i}" for i in range(2)} <= set(versions)
 
 
 def test_a_lost_manifest_race_is_retried_not_overwritten(live_stack: Stack) -> None:
     store = ModelStore(StoreLocation(TEST_BUCKET, "race"))
-    store.update_manifest(lambda m: m["models"].setdefault("a", {"default": "1", "versions": {}}), "seed")
+    store.update_manifest(lambda m: m.models.setdefault("a", PublishedModel(default="1")), "seed")
     rival = ModelStore(store.location)
     interfered: list[bool] = []
 
-    def change(manifest: dict) -> None:
+    def change(manifest: Manifest) -> None:
         if not interfered:  # between our read and our write, another publisher writes
             interfered.append(True)
-            rival.update_manifest(lambda m: m["models"].setdefault("b", {"default": "1", "versions": {}}), "rival")
-        manifest["models"].setdefault("c", {"default": "1", "versions": {}})
+            rival.update_manifest(lambda m: m.models.setdefault("b", PublishedModel(default="1")), "rival")
+        manifest.models.setdefault("c", PublishedModel(default="1"))
 
     store.update_manifest(change, "ours")
-    assert set(store.read_manifest()["models"]) == {"a", "b", "c"}
+    assert set(store.read_manifest().models) == {"a", "b", "c"}
 
 
 def test_concurrent_sync_passes_on_one_host_take_turns(live_stack: Stack) -> None:

@@ -28,10 +28,10 @@ def test_publish_writes_archive_sha_card_then_manifest(live_stack: Stack, tmp_pa
         f"roundtrip/model-store/disaster/{version}/model_card.json",
         "roundtrip/models.json",
     }
-    model = store.read_manifest()["models"]["disaster"]
-    assert model["default"] == version
-    assert model["versions"][version]["sha256"] == file_sha256(archive)
-    downloaded = store.download(model["versions"][version], tmp_path / "disaster.mar")
+    model = store.read_manifest().models["disaster"]
+    assert model.default == version
+    assert model.versions[version].sha256 == file_sha256(archive)
+    downloaded = store.download(model.versions[version], tmp_path / "disaster.mar")
     assert downloaded.read_bytes() == archive.read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == ["disaster.mar"]  # no temp file left behind
 
@@ -67,7 +67,7 @@ def test_tampered_archive_is_refused_and_local_copy_kept(live_stack: Stack, tmp_
     target = tmp_path / "sentiment.mar"
     target.write_bytes(b"the copy already being served")
     store.s3.put_object(Bucket=TEST_BUCKET, Key=f"tampered/{published['key']}", Body=b"not what the manifest says")
-    entry = store.read_manifest()["models"]["sentiment"]["versions"][published["version"]]
+    entry = store.read_manifest().models["sentiment"].versions[published["version"]]
     with pytest.raises(IntegrityError, match="does not match"):
         store.download(entry, target)
     assert target.read_bytes() == b"the copy already being served"

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from contract.catalog import REPO_ROOT, load_catalog
+from contract.manifest import Manifest
 from gateway.settings import Settings
 from modelops.dev.k8s import ManifestValidator, kserve_wheel
 from modelops.local.compose import write_compose_secrets
@@ -190,7 +191,7 @@ def test_k8s_predictor_is_fenced_since_its_token_auth_is_off() -> None:
     assert model["storageUri"].endswith("/kserve")  # the view modelops.store.kserve keeps current
     assert "ServingRuntime/" + model["runtime"] in docs
     properties = dict(
-        line.split("=", 1) for line in kserve_properties({"models": {}}, load_catalog()).splitlines() if "=" in line
+        line.split("=", 1) for line in kserve_properties(Manifest(), load_catalog()).splitlines() if "=" in line
     )
     assert properties["disable_token_authorization"] == "true"
     assert properties["management_address"].startswith("http://127.0.0.1:")

@@ -5,27 +5,33 @@ Operators grep and parse these; a sentence without the numbers that matter is no
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+from pythonjsonlogger.json import JsonFormatter as LibraryJsonFormatter
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+class JsonFormatter(LibraryJsonFormatter):
+    """python-json-logger with this project's line shape: `ts` (UTC, milliseconds), `level` (lower case),
+    `logger`, `event`, then the fields passed with `log_event`; `exception` holds a traceback.
+
+    The library replaced a hand-written formatter with the same output: 8.6 against 6.9 microseconds of CPU per
+    line (median of 5 x 20,000 lines), and a gateway request logs one line: not a cost worth our own code."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "{name}{message}",
+            style="{",
+            rename_fields={"name": "logger", "message": "event", "exc_info": "exception"},
+            json_default=str,
+        )
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        log_data["ts"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        log_data["level"] = record.levelname.lower()
+        super().add_fields(log_data, record, message_dict)
 
 
 def configure_logging(level: str = "INFO") -> None:

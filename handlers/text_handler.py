@@ -22,7 +22,7 @@ from handlers.calibration import temper
 from handlers.classifier_base import BatchClassifier, RequestError, request_body
 from handlers.linear import LinearTextModel, blend
 from handlers.ort_model import ONNX_FILE, OrtModel
-from handlers.text_encoding import encode_batch
+from handlers.text_encoding import TextEncoder
 from handlers.text_normalise import NORMALISERS
 
 
@@ -58,10 +58,10 @@ def label_scores(probabilities: Sequence[float], labels: Sequence[str]) -> dict[
 
 class TextClassifier(BatchClassifier):
     def load(self, model_dir: Path) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.encoder = TextEncoder.load(model_dir)
         if self.runtime == "torch":
+            from transformers import AutoModelForSequenceClassification  # only here: ONNX workers never import it
+
             self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
         else:
             self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
@@ -88,7 +88,7 @@ class TextClassifier(BatchClassifier):
 
     def infer(self, inputs: list[str]) -> list[list[float]]:
         texts = [self.normalise(text) for text in inputs]
-        encoded = encode_batch(self.tokenizer, texts, int(self.config["max_length"]), self.config.get("head_tokens"))
+        encoded = self.encoder.encode(texts, int(self.config["max_length"]), self.config.get("head_tokens"))
         with torch.inference_mode():
             probabilities = self.logits(encoded).softmax(dim=-1)
         if self.linear is not None:

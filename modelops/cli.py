@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trained", required=True)
     p.add_argument("--export", default=str(WORK_DIR))
     p.add_argument("--version", help="archive version (default: UTC build time)")
-    p.add_argument("--data", help=data_help + " (scores an optimised runtime on its validation split)")
+    p.add_argument("--data", help=data_help + " (judges an optimised runtime on the dev slice, reports both splits)")
     p.add_argument(
         "--variant-max-drop",
         type=float,

@@ -41,7 +41,7 @@ def _export_text(handler: Any, raw: Path, fused: Path) -> None:
 
     model = handler.model
     model.set_attn_implementation("eager")
-    sample = handler.tokenizer(["an example", "a second, longer example text"], padding=True, return_tensors="pt")
+    sample = handler.encoder.encode(["an example", "a second, longer example text"], 32, None)
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:

@@ -25,7 +25,7 @@ import torch
 from contract.catalog import PYPI_CHECKPOINT_PREFIX, TextRecipe, TextTask
 from handlers.calibration import temper
 from handlers.linear import blend
-from handlers.text_encoding import encode_batch, token_ids
+from handlers.text_encoding import TextEncoder
 from handlers.text_normalise import NORMALISERS
 from modelops.train.calibrate import calibration_record, fit_temperature, negative_log_likelihood
 from modelops.train.data import Example
@@ -54,22 +54,20 @@ def resolve_checkpoint(base: str) -> str:
     return str(folder)
 
 
-def _encode(tokenizer: Any, examples: list[Example], recipe: TextRecipe) -> list[dict[str, Any]]:
-    ids = token_ids(tokenizer, [ex.text for ex in examples], int(recipe.max_length or 0), recipe.head_tokens)
+def _encode(encoder: TextEncoder, examples: list[Example], recipe: TextRecipe) -> list[dict[str, Any]]:
+    ids = encoder.token_ids([ex.text for ex in examples], recipe.max_length, recipe.head_tokens)
     return [{"input_ids": seq, "labels": ex.label} for seq, ex in zip(ids, examples, strict=True)]
 
 
 def predict_proba(
-    model: Any, tokenizer: Any, texts: list[str], recipe: TextRecipe, batch_size: int = 32
+    model: Any, encoder: TextEncoder, texts: list[str], recipe: TextRecipe, batch_size: int = 32
 ) -> torch.Tensor:
     """Class probabilities (on the CPU), batched and encoded exactly as the handler serves."""
     model.eval()
     out: list[torch.Tensor] = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            batch = encode_batch(
-                tokenizer, texts[start : start + batch_size], int(recipe.max_length or 0), recipe.head_tokens
-            )
+            batch = encoder.encode(texts[start : start + batch_size], recipe.max_length, recipe.head_tokens)
             batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
             out.append(model(**batch).logits.softmax(dim=-1).cpu())
     return torch.cat(out) if out else torch.empty(0, model.config.num_labels)
@@ -156,6 +154,7 @@ def train_text(
     )
     checkpoint = resolve_checkpoint(spec.base_checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    encoder = TextEncoder(tokenizer.backend_tokenizer, tokenizer.pad_token_id)  # the handler's encoding
     model = AutoModelForSequenceClassification.from_pretrained(
         checkpoint,
         num_labels=len(spec.labels),
@@ -185,8 +184,8 @@ def train_text(
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=_encode(tokenizer, sets.train, recipe),
-            eval_dataset=_encode(tokenizer, sets.dev, recipe) if sets.dev else None,
+            train_dataset=_encode(encoder, sets.train, recipe),
+            eval_dataset=_encode(encoder, sets.dev, recipe) if sets.dev else None,
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=_dev_accuracy if "eval_strategy" in early else None,
             callbacks=[EarlyStoppingCallback(recipe.patience)] if recipe.patience and "eval_strategy" in early else [],
@@ -195,8 +194,8 @@ def train_text(
     encoder_seconds = time.perf_counter() - started
     validation_texts = [normalise(ex.text) for ex in sets.validation]
     dev_texts, dev_labels = [ex.text for ex in sets.dev], [ex.label for ex in sets.dev]
-    probabilities = predict_proba(model, tokenizer, validation_texts, recipe)
-    dev_probabilities = predict_proba(model, tokenizer, dev_texts, recipe)
+    probabilities = predict_proba(model, encoder, validation_texts, recipe)
+    dev_probabilities = predict_proba(model, encoder, dev_texts, recipe)
     members: dict[str, Any] = {
         "encoder": {"accuracy": accuracy(probabilities, sets.validation), "train_seconds": round(encoder_seconds, 1)}
     }

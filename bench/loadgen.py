@@ -33,7 +33,7 @@ import orjson
 from gateway.http1 import Http1Connection, request_bytes
 
 
-def _prepare(spec: dict[str, Any]) -> tuple[str, int, bytes]:
+def prepare(spec: dict[str, Any]) -> tuple[str, int, bytes]:
     """One payload as (host, port, the raw HTTP/1.1 request bytes), built once with httpx and reused."""
     kwargs: dict[str, Any] = {"headers": spec.get("headers", {})}
     if "json" in spec:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream-field", help="answer field with the server's upstream time in ms (own time)")
     parser.add_argument("--requests", type=int, help="send exactly this many requests instead (no warm-up)")
     args = parser.parse_args(argv)
-    requests = [_prepare(spec) for spec in json.loads(Path(args.payloads).read_text(encoding="utf-8"))]
+    requests = [prepare(spec) for spec in json.loads(Path(args.payloads).read_text(encoding="utf-8"))]
     result = asyncio.run(
         run(requests, args.concurrency, args.duration, args.warmup, args.upstream_field, args.requests)
     )

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from contract.catalog import TaskSpec
+from gateway.explain_slots import ExplainSlots
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.upstream import TorchServeClient
@@ -32,7 +33,12 @@ async def get_metrics(request: Request) -> GatewayMetrics:
     return request.app.state.metrics
 
 
+async def get_explain_slots(request: Request) -> ExplainSlots:
+    return request.app.state.explain_slots
+
+
 Client = Annotated[TorchServeClient, Depends(get_client)]
 Catalog = Annotated[dict[str, TaskSpec], Depends(get_catalog)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 Metrics = Annotated[GatewayMetrics, Depends(get_metrics)]
+Slots = Annotated[ExplainSlots, Depends(get_explain_slots)]

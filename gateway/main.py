@@ -14,6 +14,7 @@ from contract.catalog import load_catalog
 from contract.logs import configure_logging
 from gateway.apikeys import KeyStore
 from gateway.errors import install_error_handlers
+from gateway.explain_slots import ExplainSlots
 from gateway.guard import API_KEY_HEADER, OPEN_PATHS, Guard
 from gateway.limits import RequestLimits
 from gateway.metrics import GatewayMetrics
@@ -86,9 +87,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.catalog = catalog
     app.state.metrics = metrics
+    app.state.explain_slots = ExplainSlots(settings.explain_concurrency, settings.retry_after_s, metrics)
     # Added last = outermost. Observe sees every request (refused ones too); the guard refuses before the body
     # is read; the size limits refuse before anything parses it.
-    image_routes = {spec.route: settings.max_image_body_bytes for spec in catalog.values() if spec.kind == "image"}
+    image_routes = {
+        path: settings.max_image_body_bytes
+        for spec in catalog.values()
+        if spec.kind == "image"
+        for path in (spec.route, predict.explain_path(spec))
+    }
     app.add_middleware(
         RequestLimits,
         max_bytes=settings.max_body_bytes,
@@ -98,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst) if settings.rate_limit_per_s else None
     keys = KeyStore(settings.api_keys, settings.api_keys_file)
-    task_routes = {spec.route: spec.task for spec in catalog.values()}
+    task_routes = {path: spec.task for spec in catalog.values() for path in (spec.route, predict.explain_path(spec))}
     app.add_middleware(Guard, keys=keys, limiter=limiter, task_routes=task_routes, metrics=metrics)
     app.add_middleware(Observe, metrics=metrics)
     install_error_handlers(app)

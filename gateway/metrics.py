@@ -55,6 +55,12 @@ class GatewayMetrics:
             ("upstream",),
             registry=self.registry,
         )
+        self.explain_refused = Counter(
+            "gateway_explain_refused",
+            "Explanation requests refused with 429 because the model's explanation slots were all taken",
+            ("model",),
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "gateway_auth_rejections",
             "Requests refused before any work: missing/invalid key, forbidden, rate limit",

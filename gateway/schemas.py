@@ -42,6 +42,45 @@ class BatchPrediction(BaseModel):
     results: list[Prediction] = Field(description="one result per input text, in input order")
 
 
+class MemberScores(BaseModel):
+    blend_weight: float = Field(description="this member's weight in the blend of probabilities")
+    label: str = Field(description="the label this member alone would give")
+    score: float
+    scores: dict[str, float]
+
+
+class WordWeight(BaseModel):
+    start: int = Field(description="offset of the word's first character in the request text")
+    end: int = Field(description="offset just past the word's last character")
+    word: str
+    weight: float = Field(
+        description="drop of the predicted label's blended probability (before the temperature) when the word "
+        "is removed: positive words support the label, negative ones argue against it"
+    )
+    members: dict[str, float] | None = Field(
+        default=None, description="each blended member's share of `weight` (they add up to it)"
+    )
+
+
+class TextExplanation(BaseModel):
+    method: str = Field(description="`occlusion`: each word removed in turn, the text classified again")
+    target: str = Field(description="the label explained (the predicted one)")
+    words: list[WordWeight] = Field(description="every word of the text, in order")
+    members: dict[str, MemberScores] = Field(description="what each member of the blend answered on its own")
+    encoder_words_per_pass: int = Field(
+        description="neighbouring words occluded together in one encoder pass (1: word by word); they share the "
+        "encoder's part of the weight equally"
+    )
+
+
+class ExplainedPrediction(Prediction):
+    explanation: TextExplanation
+
+
+class ExplainedBatch(BaseModel):
+    results: list[ExplainedPrediction] = Field(description="one result per input text, in input order")
+
+
 class OneOrManyRequest(BaseModel):
     """A request carrying one item or a list of items: exactly one of the two fields must be sent."""
 
@@ -180,6 +219,27 @@ class ImageBatchPrediction(BaseModel):
     results: list[ImagePrediction] = Field(description="one result per image, in request order")
 
 
+class ImageExplanation(BaseModel):
+    method: str = Field(description="`occlusion`: each grid cell greyed out in turn, the photo classified again")
+    target: str = Field(description="the label explained (the predicted one)")
+    grid: list[list[float]] = Field(
+        description="rows of cells over the classified centre crop, top to bottom, left to right: how much the "
+        "predicted label's probability (before the temperature) drops without the cell"
+    )
+    input_size: int = Field(description="side in pixels of the square crop the model classified")
+    overlay_png_base64: str | None = Field(
+        default=None, description="with `?overlay=true`: the crop with the grid painted over it (red supports)"
+    )
+
+
+class ExplainedImagePrediction(ImagePrediction):
+    explanation: ImageExplanation
+
+
+class ExplainedImageBatch(BaseModel):
+    results: list[ExplainedImagePrediction] = Field(description="one result per image, in request order")
+
+
 class ImageRequestBase(OneOrManyRequest):
     """JSON form of an image request, for clients that cannot send multipart."""
 
@@ -216,7 +276,33 @@ def _scores(labels: tuple[str, ...], label: str, score: float) -> dict[str, floa
     return {name: score if name == label else rest for name in labels}
 
 
-def text_examples(spec: TextTask) -> tuple[dict[str, Any], dict[str, Any]]:
+def _example_words(text: str, label_score: float) -> list[dict[str, Any]]:
+    """Illustrative word weights for an example answer: the shape of a real explanation, longer words heavier."""
+    words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    return [
+        {"start": start, "end": end, "word": word, "weight": round(label_score * len(word) / 400, 5)}
+        for start, end, word in words
+    ]
+
+
+def _text_explanation(spec: TextTask, text: str, label: str, score: float) -> dict[str, Any]:
+    return {
+        "method": "occlusion",
+        "target": label,
+        "words": _example_words(text, score),
+        "members": {
+            "encoder": {
+                "blend_weight": 1.0,
+                "label": label,
+                "score": score,
+                "scores": _scores(spec.labels, label, score),
+            }
+        },
+        "encoder_words_per_pass": 1,
+    }
+
+
+def text_examples(spec: TextTask, explain: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """OpenAPI `examples` for one text route: (request bodies, 200 answers), one text and a batch."""
     pairs = [(example.text, example.label) for example in spec.text.examples][: len(_EXAMPLE_SCORES)]
     if not pairs:
@@ -230,8 +316,9 @@ def text_examples(spec: TextTask) -> tuple[dict[str, Any], dict[str, Any]]:
             "scores": _scores(spec.labels, label, score),
             "model": model,
             "latency_ms": latency,
+            **({"explanation": _text_explanation(spec, text, label, score)} if explain else {}),
         }
-        for (_, label), score, latency in zip(pairs, _EXAMPLE_SCORES, (14.2, 16.8), strict=False)
+        for (text, label), score, latency in zip(pairs, _EXAMPLE_SCORES, (14.2, 16.8), strict=False)
     ]
     texts = [text for text, _ in pairs]
     requests = {
@@ -245,7 +332,7 @@ def text_examples(spec: TextTask) -> tuple[dict[str, Any], dict[str, Any]]:
     return requests, responses
 
 
-def image_examples(spec: ImageTask, top_k: int = 3) -> tuple[dict[str, Any], dict[str, Any]]:
+def image_examples(spec: ImageTask, top_k: int = 3, explain: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """OpenAPI `examples` for one image route's JSON form: (request bodies, 200 answers)."""
     ranked = spec.labels[:top_k]
     scores = (0.734, 0.118, 0.052, 0.031, 0.019)
@@ -257,6 +344,10 @@ def image_examples(spec: ImageTask, top_k: int = 3) -> tuple[dict[str, Any], dic
         "model": {"name": spec.model_name, "version": EXAMPLE_MODEL_VERSION},
         "latency_ms": 41.5,
     }
+    if explain:
+        # a 7 x 7 grid in which the centre of the photo carries the label
+        grid = [[round(0.2 / (1 + abs(row - 3) + abs(col - 3)), 5) for col in range(7)] for row in range(7)]
+        answer["explanation"] = {"method": "occlusion", "target": ranked[0], "grid": grid, "input_size": 224}
     requests = {
         "one": {"summary": "one image, base64", "value": {"image_base64": EXAMPLE_IMAGE_BASE64}},
         "many": {
@@ -284,6 +375,17 @@ class Readiness(BaseModel):
     models: dict[str, bool] = Field(description="per model: has a READY worker on at least one upstream")
     upstreams: dict[str, UpstreamReadiness] = Field(description="per configured TorchServe, by name")
     reason: str | None = Field(default=None, description="why not ready")
+
+
+class ModelCardAnswer(BaseModel):
+    task: str
+    model_name: str
+    version: str | None = Field(description="the version TorchServe serves by default")
+    card: dict[str, Any] = Field(
+        description="`model_card.json` of the loaded archive: recipe, base checkpoint, data (hashes, split sizes), "
+        "validation accuracy with its 95% interval, macro-F1, calibration error, per-class figures, confusion "
+        "matrix, runtime variant, build time"
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -321,4 +423,11 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     502: _error("TorchServe answered something unexpected"),
     503: _error("TorchServe down or the model not ready (Retry-After set)"),
     504: _error("TorchServe did not answer in time"),
+}
+EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    **PREDICT_ERRORS,
+    429: _error(
+        "the API key's rate limit is exceeded, or (`explain_busy`) the model's explanation slots are all taken "
+        "(Retry-After set either way)"
+    ),
 }

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     image_forward_shorter_side: int = Field(
         default=512, ge=256, description="images are downscaled to this shorter side before TorchServe"
     )
+    explain_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "explanation requests running at once per model (each takes one TorchServe worker for up to a "
+            "second per item); more get 429 with Retry-After. Keep it below the model's workers"
+        ),
+    )
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 answers")
     upstream_retries: int = Field(
         default=1,

@@ -9,6 +9,10 @@ itself is the probe that finds the one that came back.
 Keys come from each TorchServe's own key file and are re-read when the file changes or when TorchServe rejects
 a key (keys expire and get rotated), so a key rotation needs no gateway restart.
 
+Explanations travel the same way, to TorchServe's explanations API (`/explanations/{model}`), and a model's card
+comes from its management API's customized describe (`GET /models/{model}?customized=true`), which asks a
+worker of the loaded version.
+
 A prediction an upstream refuses with 404 (model not loaded there yet), 503 (no worker free) or 507 (its
 worker died mid-batch) is sent again, to the next upstream in turn, up to `upstream_retries` times: a
 classification has no side effects, so the caller sees an answer instead of the hiccup.
@@ -35,6 +39,7 @@ from gateway.http1 import Http1Transport
 from gateway.metrics import GatewayMetrics
 from gateway.observe import REQUEST_ID_HEADER, request_id
 from gateway.settings import Settings, UpstreamSettings
+from handlers.protocol import CARD_FIELD
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ _KEY_REJECTED = "InvalidKeyException"
 _RETRYABLE = frozenset({404, 503, 507})
 # `/ping` says "Healthy" unless a model's workers have kept failing past their retry time.
 _HEALTHY = "Healthy"
+PREDICTIONS = "predictions"
+EXPLANATIONS = "explanations"
 
 
 class Unreachable(Exception):
@@ -139,10 +146,12 @@ class Upstream:
         self.mark(True)  # it answered: requests can go there; model readiness is /readyz's business
         return status == _HEALTHY
 
-    async def describe(self, model: str, wait: httpx.Timeout) -> list[dict[str, Any]] | None:
-        """Management API status of `model` (None when not registered)."""
+    async def describe(self, model: str, wait: httpx.Timeout, customized: bool = False) -> list[dict[str, Any]] | None:
+        """Management API status of `model` (None when not registered); `customized` adds what its handler
+        says about itself (`customizedMetadata`)."""
         url = f"{self.config.management_url}/models/{model}"
-        response = await self.send("GET", url, "management", wait)
+        params = {"customized": "true"} if customized else None
+        response = await self.send("GET", url, "management", wait, params=params)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -194,24 +203,32 @@ class TorchServeClient:
         return deque([u for u in rotated if u.healthy] + [u for u in rotated if not u.healthy])
 
     async def predict(
-        self, model: str, content: bytes, content_type: str = "application/json"
+        self,
+        model: str,
+        content: bytes,
+        content_type: str = "application/json",
+        api: str = PREDICTIONS,
+        headers: dict[str, str] | None = None,
     ) -> tuple[dict[str, Any], float]:
-        """One prediction; returns TorchServe's JSON answer and the round-trip time in ms (of the last try)."""
+        """One prediction (or, with `api=EXPLANATIONS`, one explanation); returns TorchServe's JSON answer and
+        the round-trip time in ms (of the last try). `headers` reach the handler with the request."""
         try:
-            return await self._predict(model, content, content_type)
+            return await self._predict(model, content, content_type, api, headers or {})
         except APIError as exc:
             self.metrics.upstream_errors.labels(model, exc.code).inc()
             raise
 
-    async def _predict(self, model: str, content: bytes, content_type: str) -> tuple[dict[str, Any], float]:
-        headers = {"Content-Type": content_type, REQUEST_ID_HEADER: request_id.get()}
+    async def _predict(
+        self, model: str, content: bytes, content_type: str, api: str, extra: dict[str, str]
+    ) -> tuple[dict[str, Any], float]:
+        headers = {**extra, "Content-Type": content_type, REQUEST_ID_HEADER: request_id.get()}
         pending = self._in_turn()
         retries_left = self.settings.upstream_retries
         unreachable: list[str] = []
         last: tuple[Upstream, httpx.Response] | None = None
         while pending:
             upstream = pending.popleft()
-            url = f"{upstream.config.inference_url}/predictions/{model}"
+            url = f"{upstream.config.inference_url}/{api}/{model}"
             started = time.perf_counter()
             try:
                 response = await upstream.send("POST", url, "inference", self.timeout, content=content, headers=headers)
@@ -254,6 +271,27 @@ class TorchServeClient:
         if status == 413:
             return APIError(413, "payload_too_large", detail)
         return APIError(502, "upstream_error", f"TorchServe {upstream.name} answered HTTP {status}: {detail}")
+
+    async def card(self, model: str) -> tuple[str | None, dict[str, Any]]:
+        """The serving version of `model` and the model card its handler loaded, from the first upstream with a
+        management API that has it loaded."""
+        problems = []
+        for upstream in self._in_turn():
+            if upstream.config.management_url is None:
+                problems.append(f"{upstream.name}: no management API configured")
+                continue
+            try:
+                described = await upstream.describe(model, self.timeout, customized=True)
+            except (Unreachable, APIError) as exc:
+                problems.append(f"{upstream.name}: {exc.message if isinstance(exc, APIError) else exc}")
+                continue
+            description = (described or [{}])[0]
+            card = _card(description.get("customizedMetadata"))
+            if card is None:
+                problems.append(f"{upstream.name}: model '{model}' has no worker that described it")
+                continue
+            return description.get("modelVersion"), card
+        raise self._unavailable("model_not_ready", f"no model card for '{model}': " + "; ".join(problems))
 
     async def status(self, models: list[str]) -> list[UpstreamStatus]:
         """What each upstream has loaded, asked concurrently."""
@@ -311,6 +349,19 @@ def _pinged(healthy: bool) -> dict[str, Any]:
         "batch_size": None,
         "max_batch_delay_ms": None,
     }
+
+
+def _card(metadata: Any) -> dict[str, Any] | None:
+    """The model card in a customized describe: the handler sends it as JSON text under `model_card_json` (an
+    object would lose its null fields to TorchServe's re-serialisation)."""
+    text = metadata.get(CARD_FIELD) if isinstance(metadata, dict) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        card = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return card if isinstance(card, dict) and card else None
 
 
 def _ping_status(response: httpx.Response) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from handlers.protocol import CARD_FIELD
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,17 +37,26 @@ def request_body(row: dict[str, Any]) -> Any:
     return row.get("body") if body is None else body
 
 
-def request_ids(context: Any, count: int) -> list[str]:
+def request_headers(context: Any, idx: int) -> dict[str, str]:
+    """The headers TorchServe passed with request `idx` of a batch, names lower-cased: the caller's HTTP headers
+    and TorchServe's own markers (`explain: True` on its explanations API, `describe: True` on a customized
+    describe)."""
+    try:
+        headers = context.get_all_request_header(idx) or {}
+    except (AttributeError, IndexError, KeyError):
+        headers = {}
+    return {str(name).lower(): str(value) for name, value in headers.items()}
+
+
+def request_ids(headers: Sequence[dict[str, str]]) -> list[str]:
     """The gateway's X-Request-ID of each request in the batch ("-" when a caller sent none), so a request
     can be followed from the gateway's access log into the model batch that served it."""
-    ids = []
-    for idx in range(count):
-        try:
-            headers = context.get_all_request_header(idx) or {}
-        except (AttributeError, IndexError, KeyError):
-            headers = {}
-        ids.append(next((str(v) for k, v in headers.items() if str(k).lower() == "x-request-id"), "-"))
-    return ids
+    return [h.get("x-request-id", "-") for h in headers]
+
+
+def marked(headers: dict[str, str], marker: str) -> bool:
+    """Whether TorchServe marked this request as an `explain` or `describe` job (it sends the string "True")."""
+    return headers.get(marker) == "True"
 
 
 def kserve_instances(row: dict[str, Any]) -> list[Any] | None:
@@ -88,6 +99,7 @@ class BatchClassifier:
         self.threads = 1
         self.runtime = "torch"
         self.model_info: dict[str, str] = {}
+        self.card: dict[str, Any] = {}
 
     # --- what subclasses provide ---------------------------------------------------------------------
 
@@ -104,6 +116,11 @@ class BatchClassifier:
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         """One row of probabilities -> the labelled part of the answer."""
+        raise NotImplementedError
+
+    def explain(self, item: Any, headers: dict[str, str]) -> dict[str, Any]:
+        """One valid input -> the labelled part of its answer plus an `explanation` (the request's headers carry
+        its options)."""
         raise NotImplementedError
 
     # --- the shared flow -----------------------------------------------------------------------------
@@ -125,6 +142,9 @@ class BatchClassifier:
             "version": str(manifest.get("model", {}).get("modelVersion", "unknown")),
         }
         started = time.perf_counter()
+        card = model_dir / "model_card.json"
+        # what `GET /models/{name}?customized=true` returns: the card of the archive this worker loaded
+        self.card = json.loads(card.read_text(encoding="utf-8")) if card.exists() else {}
         self.load(model_dir)
         self.initialized = True
         logger.info(
@@ -161,8 +181,16 @@ class BatchClassifier:
                 raise RequestError(f"instances[{idx}]: {exc}") from None
         return parsed
 
-    def postprocess(self, probabilities: list[list[float]], slots: list[Slot], context: Any) -> list[Any]:
-        """Reassemble one response per request slot, in order, marking bad slots as 400s."""
+    def postprocess(
+        self,
+        probabilities: list[list[float]],
+        slots: list[Slot],
+        context: Any,
+        explained: dict[int, dict[str, Any]] | None = None,
+    ) -> list[Any]:
+        """Reassemble one response per request slot, in order, marking bad slots as 400s. `explained` holds the
+        finished answers of the inputs that asked for an explanation, by input index."""
+        explained = explained or {}
         responses: list[Any] = []
         for idx, slot in enumerate(slots):
             if slot.error is not None:
@@ -170,7 +198,11 @@ class BatchClassifier:
                 responses.append(error_result(slot.error))
                 continue
             answers = [
-                {"task": self.config["task"], **self.describe(probabilities[i]), "model": self.model_info}
+                {
+                    "task": self.config["task"],
+                    **(explained[i] if i in explained else self.describe(probabilities[i])),
+                    "model": self.model_info,
+                }
                 for i in slot.inputs
             ]
             responses.append({"predictions": answers} if slot.kserve else answers[0])
@@ -178,18 +210,32 @@ class BatchClassifier:
 
     def handle(self, rows: Sequence[dict[str, Any]], context: Any) -> list[Any]:
         started = time.perf_counter()
+        headers = [request_headers(context, idx) for idx in range(len(rows))]
+        if any(marked(h, "describe") for h in headers):
+            return [{CARD_FIELD: json.dumps(self.card)} for _ in rows]
         inputs, slots = self.preprocess(rows)
-        responses = self.postprocess(self.infer(inputs) if inputs else [], slots, context)
-        # One line per model batch: how well dynamic batching fills batches, how many slots were rejected, and
-        # which gateway requests rode in it.
+        # Predictions and explanations of one model share its queue, so one batch can hold both: each request
+        # gets what it asked for. Explanations run one input at a time (each is many forward passes).
+        explaining = {
+            i: headers[idx] for idx, slot in enumerate(slots) if marked(headers[idx], "explain") for i in slot.inputs
+        }
+        plain = [i for i in range(len(inputs)) if i not in explaining]
+        probabilities: list[list[float]] = [[] for _ in inputs]
+        for i, row in zip(plain, self.infer([inputs[i] for i in plain]) if plain else [], strict=True):
+            probabilities[i] = row
+        explained = {i: self.explain(inputs[i], options) for i, options in explaining.items()}
+        responses = self.postprocess(probabilities, slots, context, explained)
+        # One line per model batch: how well dynamic batching fills batches, how many slots were rejected, how
+        # many inputs were explained, and which gateway requests rode in it.
         logger.info(
-            "batch model=%s size=%d invalid=%d inputs=%d ms=%.1f request_ids=%s",
+            "batch model=%s size=%d invalid=%d inputs=%d explained=%d ms=%.1f request_ids=%s",
             self.model_info["name"],
             len(rows),
             sum(slot.error is not None for slot in slots),
             len(inputs),
+            len(explained),
             (time.perf_counter() - started) * 1000,
-            ",".join(request_ids(context, len(rows))),
+            ",".join(request_ids(headers)),
         )
         return responses
 

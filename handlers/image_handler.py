@@ -4,7 +4,8 @@ Each request body is one encoded image (JPEG, PNG, WebP, BMP or GIF bytes). Deco
 `image_decode` and `image_ops` functions, the same ones training uses. The archive holds this file, its
 support modules, `model.safetensors` (the fine-tuned EfficientNet-Lite weights), `model.onnx` when it serves
 the ONNX Runtime variant, `task.json` and `model_card.json`; the EfficientNet-Lite model code comes from the
-`efficientnet-lite-pytorch` package.
+`efficientnet-lite-pytorch` package. An explanation (TorchServe's explanations API) occludes a grid of cells
+of the photo (`cell_occlusion.py`); the request header `X-Explain-Overlay: true` adds a picture of it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import torch
 from PIL import Image
 
 from handlers.calibration import temper
+from handlers.cell_occlusion import CELLS, CHUNK, occluded, overlay_png
 from handlers.classifier_base import BatchClassifier, RequestError, request_body
 from handlers.image_decode import decode
 from handlers.image_ops import to_model_input
 from handlers.ort_model import ONNX_FILE, OrtModel
+from handlers.protocol import wants_overlay
 
 # Serving-side guard for callers that reach TorchServe directly; the gateway enforces its limits first.
 MAX_PIXELS = 40_000_000
@@ -79,18 +82,40 @@ class ImageClassifier(BatchClassifier):
             raise RequestError(f"the image could not be decoded: {exc}") from None
         return to_model_input(image, int(self.config["image_size"]), int(self.config["resize_to"]))
 
-    def infer(self, inputs: list[torch.Tensor]) -> list[list[float]]:
-        batch = torch.stack(inputs)
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of a batch of model inputs, before the temperature."""
+        count = batch.shape[0]
         if self.config.get("tta_flip"):
             # test-time augmentation: the photo and its mirror image in one forward pass, probabilities averaged
             batch = torch.cat([batch, batch.flip(-1)])
         with torch.inference_mode():
             probabilities = self.logits(batch).softmax(dim=-1)
-        averaged = probabilities.view(-1, len(inputs), probabilities.shape[-1]).mean(dim=0)
-        return temper(averaged, float(self.config.get("temperature", 1.0))).tolist()
+        return probabilities.view(-1, count, probabilities.shape[-1]).mean(dim=0)
+
+    def infer(self, inputs: list[torch.Tensor]) -> list[list[float]]:
+        return temper(self.probabilities(torch.stack(inputs)), float(self.config.get("temperature", 1.0))).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return ranked(probabilities, self.config["labels"])
+
+    def explain(self, item: torch.Tensor, headers: dict[str, str]) -> dict[str, Any]:
+        """The answer for one photo, and a `CELLS` x `CELLS` grid: how much the predicted label's probability
+        (before the temperature) drops when that cell is greyed out."""
+        base = self.probabilities(item[None])[0]
+        answer = self.describe(temper(base[None], float(self.config.get("temperature", 1.0)))[0].tolist())
+        target = self.config["labels"].index(answer["label"])
+        copies = occluded(item, CELLS)
+        masked = torch.cat([self.probabilities(chunk)[:, target] for chunk in copies.split(CHUNK)])
+        grid = (base[target] - masked).view(CELLS, CELLS)
+        explanation: dict[str, Any] = {
+            "method": "occlusion",
+            "target": answer["label"],
+            "grid": [[round(float(v), 5) for v in row] for row in grid],
+            "input_size": int(item.shape[-1]),
+        }
+        if wants_overlay(headers):
+            explanation["overlay_png_base64"] = overlay_png(item, grid)
+        return {**answer, "explanation": explanation}
 
 
 handle = ImageClassifier().entry_point

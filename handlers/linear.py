@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,12 @@ _TERM = re.compile(r"[\w']+|[!?]")
 
 def words(text: str) -> list[str]:
     return _TERM.findall(_MARKUP.sub(" ", text).lower())
+
+
+def token_spans(text: str) -> list[tuple[int, int, str]]:
+    """The tokens `words` finds, with their offsets in `text` (markup blanked, so offsets stay those of `text`)."""
+    blanked = _MARKUP.sub(lambda m: " " * len(m.group()), text)
+    return [(m.start(), m.end(), m.group().lower()) for m in _TERM.finditer(blanked)]
 
 
 def terms(text: str, ngrams: int) -> set[str]:
@@ -59,6 +67,40 @@ class LinearTextModel:
     def logits(self, texts: list[str]) -> torch.Tensor:
         rows = [self.weight[buckets(text, self.bits, self.ngrams)].sum(dim=0) for text in texts]
         return torch.stack(rows) + self.bias if rows else torch.empty(0, self.bias.numel())
+
+    def _bucket(self, tokens: Sequence[str]) -> int:
+        return zlib.crc32(" ".join(tokens).encode("utf-8")) & ((1 << self.bits) - 1)
+
+    def deletion_logits(self, tokens: Sequence[str], ranges: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """The exact logits of the text whose tokens are `tokens` with each `[start, end)` token range removed.
+
+        Re-reading a text per removed word costs O(words) each, O(words^2) in all: 3 s for 300 removals from a
+        20,000-character review. Only the n-grams touching the range change (those overlapping it go, those
+        joining its two sides come), and a bucket's weight counts while any term falls in it, so each removal
+        costs O(range + ngrams) here against per-bucket occurrence counts of the whole text.
+        """
+        counts = Counter(
+            self._bucket(tokens[i : i + n]) for n in range(1, self.ngrams + 1) for i in range(len(tokens) - n + 1)
+        )
+        base = self.weight[list(counts)].sum(dim=0) + self.bias
+        rows = []
+        for start, end in ranges:
+            delta: Counter[int] = Counter()
+            for n in range(1, self.ngrams + 1):
+                for i in range(max(0, start - n + 1), min(end - 1, len(tokens) - n) + 1):
+                    delta[self._bucket(tokens[i : i + n])] -= 1
+            joined = [*tokens[max(0, start - self.ngrams + 1) : start], *tokens[end : end + self.ngrams - 1]]
+            cut = min(start, self.ngrams - 1)  # where the right side starts in `joined`
+            for n in range(2, self.ngrams + 1):
+                for i in range(max(0, cut - n + 1), min(cut - 1, len(joined) - n) + 1):
+                    delta[self._bucket(joined[i : i + n])] += 1
+            row = base.clone()
+            for bucket, change in delta.items():
+                before, after = counts[bucket] > 0, counts[bucket] + change > 0
+                if before != after:
+                    row += self.weight[bucket] if after else -self.weight[bucket]
+            rows.append(row)
+        return torch.stack(rows) if rows else torch.empty(0, self.bias.numel())
 
     def predict_proba(self, texts: list[str]) -> torch.Tensor:
         with torch.inference_mode():

@@ -51,6 +51,11 @@ class TextEncoder:
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
         return [seq if len(seq) <= max_length else seq[:head_tokens] + seq[len(seq) - tail :] for seq in ids]
 
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """The character span in `text` of each of its tokens, untruncated; special tokens have empty spans."""
+        self.tokenizer.no_truncation()
+        return [(start, end) for start, end in self.tokenizer.encode(text).offsets]
+
     def encode(self, texts: list[str], max_length: int, head_tokens: int | None) -> dict[str, torch.Tensor]:
         """`input_ids` and `attention_mask` for one batch, padded on the right to its longest text (short tweets
         stay cheap)."""

@@ -7,11 +7,13 @@ when it serves an ONNX Runtime variant, the linear member's weights when the rec
 `model_card.json`. Nothing here imports the build package.
 
 Per batch: normalise the texts (tweets), run the encoder, blend in the linear member, apply the temperature.
+An explanation (TorchServe's explanations API) occludes the words of one text (`word_occlusion.py`).
 """
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,12 @@ import torch
 
 from handlers.calibration import temper
 from handlers.classifier_base import BatchClassifier, RequestError, request_body
-from handlers.linear import LinearTextModel, blend
+from handlers.linear import LinearTextModel, blend, token_spans
+from handlers.linear import words as linear_words
 from handlers.ort_model import ONNX_FILE, OrtModel
 from handlers.text_encoding import TextEncoder
 from handlers.text_normalise import NORMALISERS
+from handlers.word_occlusion import ENCODER_PASSES, Word, spans, spread, without, word_weights, words_of
 
 
 def extract_text(row: dict[str, Any], max_chars: int) -> str:
@@ -86,17 +90,97 @@ class TextClassifier(BatchClassifier):
     def parse(self, row: dict[str, Any]) -> str:
         return extract_text(row, int(self.config["max_chars"]))
 
-    def infer(self, inputs: list[str]) -> list[list[float]]:
-        texts = [self.normalise(text) for text in inputs]
+    def encoder_probabilities(self, texts: list[str]) -> torch.Tensor:
+        """Class probabilities of the encoder alone, for normalised texts."""
         encoded = self.encoder.encode(texts, int(self.config["max_length"]), self.config.get("head_tokens"))
         with torch.inference_mode():
-            probabilities = self.logits(encoded).softmax(dim=-1)
+            return self.logits(encoded).softmax(dim=-1)
+
+    def infer(self, inputs: list[str]) -> list[list[float]]:
+        texts = [self.normalise(text) for text in inputs]
+        probabilities = self.encoder_probabilities(texts)
         if self.linear is not None:
             probabilities = blend(probabilities, self.linear.predict_proba(texts), self.linear_weight)
         return temper(probabilities, self.temperature).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return label_scores(probabilities, self.config["labels"])
+
+    def _variants(self, item: str, words: list[Word]) -> list[str]:
+        """The text, then the text without each word, normalised: what a member reads in each case."""
+        return [self.normalise(t) for t in [item, *(without(item, [w]) for w in words)]]
+
+    def _encoder_words(self, item: str, words: list[Word], variants: list[str] | None) -> list[int]:
+        """The words whose removal changes what the encoder reads. Normalised tweets (a few hundred characters):
+        those whose removal changes the token ids. Other texts, from the tokenizer's offsets, once: the words
+        overlapping a token of the head+tail window, and, for a text just over the budget, the words long enough
+        that removing one lets the encoder read the whole rest."""
+        max_length, head = int(self.config["max_length"]), self.config.get("head_tokens")
+        if variants is not None:
+            ids = self.encoder.token_ids(variants, max_length, head)
+            return [i for i in range(len(words)) if ids[i + 1] != ids[0]]
+        offsets = self.encoder.offsets(item)
+        overflow = len(offsets) - max_length
+        if overflow <= 0:
+            return list(range(len(words)))
+        tail = max_length - (max_length - 1 if head is None else head)
+        read = [span for span in offsets[: max_length - tail] + offsets[len(offsets) - tail :] if span[1] > span[0]]
+        read_starts = [start for start, _ in read]
+        token_starts = sorted(start for start, end in offsets if end > start)
+        changed = []
+        for i, word in enumerate(words):
+            last = bisect_left(read_starts, word.end) - 1  # read spans are sorted and disjoint
+            tokens = bisect_left(token_starts, word.end) - bisect_left(token_starts, word.start)
+            if (last >= 0 and read[last][1] > word.start) or tokens >= overflow:
+                changed.append(i)
+        return changed
+
+    def _linear_without_each(self, item: str, words: list[Word], variants: list[str] | None) -> torch.Tensor:
+        """The linear member's probabilities for the text, then for the text without each word. Un-normalised
+        texts take `LinearTextModel.deletion_logits` (exact, linear in the text's length: a 20,000-character
+        review re-read once per word would take ~30 s); normalised tweets are re-read."""
+        assert self.linear is not None
+        tokens = token_spans(item)
+        if variants is not None or [t for _, _, t in tokens] != linear_words(item):
+            return self.linear.predict_proba(variants or self._variants(item, words))
+        starts = [start for start, _, _ in tokens]
+        ranges = [(0, 0)] + [(bisect_left(starts, w.start), bisect_left(starts, w.end)) for w in words]
+        with torch.inference_mode():
+            return self.linear.deletion_logits([t for _, _, t in tokens], ranges).softmax(dim=-1)
+
+    def explain(self, item: str, headers: dict[str, str]) -> dict[str, Any]:
+        """The answer for one text, and each word's weight: how much the blended probability of the predicted
+        label (before the temperature, where the members add up) drops when the word is removed."""
+        words = words_of(item)
+        variants = None if self.config.get("normalise", "none") == "none" else self._variants(item, words)
+        groups = spans(self._encoder_words(item, words, variants), ENCODER_PASSES)
+        occluded = [without(item, [words[i] for i in group]) for group in groups]
+        encoder = self.encoder_probabilities([self.normalise(t) for t in [item, *occluded]])
+        linear = None if self.linear is None else self._linear_without_each(item, words, variants)
+        encoder_weight = 1.0 if linear is None else 1.0 - self.linear_weight
+        blended = encoder[0] if linear is None else blend(encoder[0], linear[0], self.linear_weight)
+        answer = self.describe(temper(blended[None], self.temperature)[0].tolist())
+        target = self.config["labels"].index(answer["label"])
+        members = {"encoder": (encoder_weight, encoder)} | (
+            {} if linear is None else {"linear": (self.linear_weight, linear)}
+        )
+        shares = {
+            "encoder": encoder_weight * spread(encoder[0, target] - encoder[1:, target], groups, len(words)),
+            **({} if linear is None else {"linear": self.linear_weight * (linear[0, target] - linear[1:, target])}),
+        }
+        return {
+            **answer,
+            "explanation": {
+                "method": "occlusion",
+                "target": answer["label"],
+                "words": word_weights(words, shares),
+                "members": {
+                    name: {"blend_weight": round(weight, 4), **label_scores(probs[0].tolist(), self.config["labels"])}
+                    for name, (weight, probs) in members.items()
+                },
+                "encoder_words_per_pass": len(groups[0]) if groups else 1,
+            },
+        }
 
 
 handle = TextClassifier().entry_point

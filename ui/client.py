@@ -25,6 +25,11 @@ _ADVICE = {
 }
 
 
+def explain_path(route: str) -> str:
+    """A task's explanation route, next to its prediction route."""
+    return f"{route}/explain"
+
+
 @dataclass
 class GatewayError(Exception):
     status: int | None
@@ -82,10 +87,28 @@ class GatewayClient:
         return self._call("GET", "/v1/models").body["models"]
 
     def classify_texts(self, route: str, texts: list[str]) -> list[dict[str, Any]]:
-        if len(texts) == 1:
-            return [self._call("POST", route, json={"text": texts[0]}).body]
-        return self._call("POST", route, json={"texts": texts}).body["results"]
+        return self._texts(route, texts)
+
+    def explain_texts(self, route: str, texts: list[str]) -> list[dict[str, Any]]:
+        """Like `classify_texts`, each answer with its `explanation` (a weight per word)."""
+        return self._texts(explain_path(route), texts)
 
     def classify_image(self, route: str, data: bytes, filename: str, top_k: int) -> dict[str, Any]:
+        return self._image(route, data, filename, {"top_k": top_k})
+
+    def explain_image(self, route: str, data: bytes, filename: str, top_k: int) -> dict[str, Any]:
+        """Like `classify_image`, with an `explanation` whose `overlay_png_base64` is the heat map to show."""
+        return self._image(explain_path(route), data, filename, {"top_k": top_k, "overlay": "true"})
+
+    def model_card(self, task: str) -> dict[str, Any]:
+        """The card of the version serving `task` (`{"task", "model_name", "version", "card"}`)."""
+        return self._call("GET", f"/v1/models/{task}").body
+
+    def _texts(self, path: str, texts: list[str]) -> list[dict[str, Any]]:
+        if len(texts) == 1:
+            return [self._call("POST", path, json={"text": texts[0]}).body]
+        return self._call("POST", path, json={"texts": texts}).body["results"]
+
+    def _image(self, path: str, data: bytes, filename: str, params: dict[str, Any]) -> dict[str, Any]:
         files = {"image": (filename, data, "application/octet-stream")}
-        return self._call("POST", route, files=files, params={"top_k": top_k}).body
+        return self._call("POST", path, files=files, params=params).body

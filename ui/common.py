@@ -36,10 +36,13 @@ def cached(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     return store[key]
 
 
-def record_latency(task: str, results: list[dict[str, Any]]) -> None:
+def record_latency(task: str, results: list[dict[str, Any]], explained: bool = False) -> None:
+    """Explanations are kept apart from predictions: at tens of model passes each, they would hide the
+    predictions' latency."""
+    key = f"{task} (explain)" if explained else task
     recent: dict[str, list[float]] = st.session_state.setdefault("latency", {})
-    recent.setdefault(task, []).extend(r["latency_ms"] for r in results)
-    recent[task] = recent[task][-RECENT:]
+    recent.setdefault(key, []).extend(r["latency_ms"] for r in results)
+    recent[key] = recent[key][-RECENT:]
 
 
 def show_error(exc: GatewayError) -> None:

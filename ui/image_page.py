@@ -1,4 +1,5 @@
-"""The page of any image task: upload or camera, preview, ranked labels with a chart.
+"""The page of any image task: upload or camera, preview, ranked labels with a chart, and on request the heat
+map of what the model looked at.
 
 Everything task-specific (title, labels, route) comes from the task's `/v1/models` entry.
 """
@@ -11,8 +12,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui.client import GatewayError
+from ui.client import GatewayError, explain_path
 from ui.common import cached, client, readiness_banner, record_latency, show_error
+from ui.explanations import show_overlay
 
 DEFAULT_TOP_K = 5
 
@@ -33,19 +35,29 @@ def render(info: dict[str, Any]) -> None:
     else:
         photo = st.camera_input("Take a photo", key=f"{task}-camera")
     top_k = st.slider("How many labels to show", 1, len(labels), min(DEFAULT_TOP_K, len(labels)), key=f"{task}-top-k")
+    explain = st.toggle(
+        "Explain",
+        key=f"{task}-explain",
+        help="Also show which parts of the photo carried the answer. Takes longer: the photo is classified again "
+        "with each part greyed out.",
+    )
     if photo is None:
         return
     data = photo.getvalue()
-    left, right = st.columns([2, 3])
-    left.image(data, caption=photo.name, width="stretch")
+    columns = st.columns([2, 2, 3] if explain else [2, 3])
+    columns[0].image(data, caption=photo.name, width="stretch")
     digest = hashlib.sha256(data).hexdigest()
+    path, ask = (explain_path(route), client().explain_image) if explain else (route, client().classify_image)
     try:
-        result = cached((route, digest, top_k), lambda: client().classify_image(route, data, photo.name, top_k))
+        result = cached((path, digest, top_k), lambda: ask(route, data, photo.name, top_k))
     except GatewayError as exc:
         show_error(exc)
         return
-    record_latency(task, [result])
-    with right:
+    record_latency(task, [result], explained=explain)
+    if explain:
+        with columns[1]:
+            show_overlay(result["explanation"], _readable(result["label"]))
+    with columns[-1]:
         st.metric("Label", _readable(result["label"]))
         st.progress(result["score"], text=f"score {result['score']:.2f}")
         ranked = pd.DataFrame({"probability": {_readable(r["label"]): r["score"] for r in result["top_k"]}})

@@ -1,4 +1,5 @@
-"""Service status: gateway health and readiness, loaded models and versions, this session's latencies."""
+"""Service status: gateway health and readiness, loaded models and versions, this session's latencies, and each
+serving model's card (how it was built, how well it did on validation)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ def render(models: list[dict[str, Any]]) -> None:
     ]
     st.subheader("Models")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    _recent_latency()
+    _model_cards([m["task"] for m in models])
+
+
+def _recent_latency() -> None:
     st.subheader("Recent latency (this session)")
     recent: dict[str, list[float]] = st.session_state.get("latency", {})
     if not recent:
@@ -57,3 +63,69 @@ def render(models: list[dict[str, Any]]) -> None:
         for task, values in recent.items()
     ]
     st.dataframe(pd.DataFrame(summary), hide_index=True, width="stretch")
+
+
+def _formatted(value: float | None, spec: str) -> str | None:
+    return None if value is None else format(value, spec)
+
+
+def _interval(bounds: list[float] | None) -> str | None:
+    return f"{bounds[0]:.1%} to {bounds[1]:.1%}" if bounds and len(bounds) == 2 else None
+
+
+def card_figures(answer: dict[str, Any]) -> dict[str, str | None]:
+    """The headline figures of one task's card (`GET /v1/models/{task}`), as text; what a card lacks (an older
+    build, a model without a runtime choice) stays empty instead of failing the page."""
+    card = answer.get("card") or {}
+    validation, data = card.get("validation") or {}, card.get("data") or {}
+    return {
+        "version": answer.get("version") or card.get("version"),
+        "recipe": (card.get("recipe") or {}).get("name"),
+        "base checkpoint": card.get("base_checkpoint"),
+        "built at": card.get("built_at"),
+        "accuracy": _formatted(validation.get("accuracy"), ".1%"),
+        "accuracy, 95% interval": _interval(validation.get("accuracy_ci95")),
+        "macro-F1": _formatted(validation.get("macro_f1"), ".3f"),
+        "ECE": _formatted(validation.get("ece"), ".3f"),
+        "runtime served": (card.get("runtime") or {}).get("served"),
+        "train examples": _formatted(data.get("train_examples_used"), ","),
+        "validation examples": _formatted(data.get("validation_examples_used"), ","),
+    }
+
+
+def _class_figures(task: str, validation: dict[str, Any]) -> None:
+    """Per-class precision / recall / F1 and the confusion matrix: where a model's accuracy comes from."""
+    per_class, confusion = validation.get("per_class"), validation.get("confusion")
+    if not per_class and not confusion:
+        return
+    with st.expander(f"{task}: per-class figures and confusion matrix"):
+        if per_class:
+            per_label = pd.DataFrame.from_dict(per_class, orient="index").rename_axis("label")
+            st.dataframe(per_label, width="stretch", height="content")
+        if confusion:
+            labels = validation.get("labels")
+            st.caption("Confusion matrix on the validation split: rows are the true labels, columns the predicted.")
+            st.dataframe(pd.DataFrame(confusion, index=labels, columns=labels), width="stretch", height="content")
+
+
+def _model_cards(tasks: list[str]) -> None:
+    """Each serving model's card, asked for per task: one task whose card cannot be read gets a warning, the
+    others are still shown."""
+    st.subheader("Model cards")
+    answers: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        try:
+            answers[task] = client().model_card(task)
+        except GatewayError as exc:
+            st.warning(f"The {task} model card is not available. {exc}", icon=":material/description:")
+    if not answers:
+        return
+    st.caption(
+        "Validation figures of the serving version, measured when it was built: accuracy with its 95% interval, "
+        "macro-F1 and ECE (expected calibration error: how far its scores are from how often it is right)."
+    )
+    # a column per task: the figures read down, and tasks compare side by side
+    figures = pd.DataFrame({task: card_figures(answer) for task, answer in answers.items()})
+    st.dataframe(figures.rename_axis("figure"), width="stretch", height="content", placeholder="-")
+    for task, answer in answers.items():
+        _class_figures(task, (answer.get("card") or {}).get("validation") or {})

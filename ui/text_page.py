@@ -1,4 +1,5 @@
-"""The page of any text task: one text, or a CSV classified in batches and downloadable.
+"""The page of any text task: one text (optionally explained word by word), or a CSV classified in batches and
+downloadable.
 
 Everything task-specific (title, labels, length limit, route) comes from the task's `/v1/models` entry.
 """
@@ -13,8 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui.client import GatewayError
+from ui.client import GatewayError, explain_path
 from ui.common import cached, client, readiness_banner, record_latency, show_error
+from ui.explanations import show_words
 
 BATCH = 32  # texts per request: the gateway's default limit
 
@@ -26,19 +28,27 @@ def _score_chart(scores: dict[str, float]) -> None:
 def _single(task: str, route: str, max_chars: int) -> None:
     key = f"{task}-text"
     text = st.text_area("Text", key=key, height=150, max_chars=max_chars, placeholder="Type or paste a text")
+    explain = st.toggle(
+        "Explain",
+        key=f"{task}-explain",
+        help="Also show which words carried the answer. Takes longer: the text is classified again without each word.",
+    )
     if st.button("Classify", type="primary", key=f"{task}-classify") or st.session_state.get(f"{task}-shown") == text:
         if not text.strip():
             st.info("Enter some text first.")
             return
+        path, ask = (explain_path(route), client().explain_texts) if explain else (route, client().classify_texts)
         try:
-            result = cached((route, text), lambda: client().classify_texts(route, [text])[0])
+            result = cached((path, text), lambda: ask(route, [text])[0])
         except GatewayError as exc:
             show_error(exc)
             return
         st.session_state[f"{task}-shown"] = text
-        record_latency(task, [result])
+        record_latency(task, [result], explained=explain)
         st.metric("Label", result["label"])
         st.progress(result["score"], text=f"score {result['score']:.2f}")
+        if explain:
+            show_words(text, result["explanation"])
         _score_chart(result["scores"])
         st.caption(f"model {result['model']['name']} version {result['model']['version']}")
 

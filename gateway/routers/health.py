@@ -1,4 +1,4 @@
-"""Liveness, readiness and the model listing."""
+"""Liveness, readiness, the model listing and each model's card."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from fastapi.responses import Response
 
 from contract.catalog import TaskSpec
 from gateway.dependencies import AppSettings, Catalog, Client, Metrics
+from gateway.errors import APIError
 from gateway.metrics import CONTENT_TYPE
 from gateway.responses import OrjsonResponse
-from gateway.schemas import GUARD_ERRORS, Readiness
+from gateway.schemas import GUARD_ERRORS, ErrorResponse, ModelCardAnswer, Readiness
 from gateway.upstream import TorchServeClient, UpstreamStatus
 
 router = APIRouter(tags=["operations"], responses=GUARD_ERRORS)
@@ -87,3 +88,23 @@ async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
     ]
     upstreams = [{"name": s.name, "reachable": s.problem is None, "reason": s.problem} for s in statuses]
     return {"models": models, "torchserve": "reachable" if problem is None else problem, "upstreams": upstreams}
+
+
+@router.get(
+    "/v1/models/{task}",
+    summary="The model card of the version serving a task, as its TorchServe worker loaded it",
+    responses={
+        200: {"model": ModelCardAnswer, "description": "the card"},
+        404: {"model": ErrorResponse, "description": "no such task"},
+        503: {"model": ErrorResponse, "description": "no TorchServe could describe the model (Retry-After set)"},
+    },
+)
+async def model_card(task: str, client: Client, catalog: Catalog) -> OrjsonResponse:
+    """Read from the archive the model server loaded (TorchServe's customized describe asks a worker), not from
+    the catalog: after a rollout it is the new version's card. Upstreams without a management API (a KServe
+    predictor) cannot be asked, and answer 503."""
+    spec = catalog.get(task)
+    if spec is None:
+        raise APIError(404, "unknown_task", f"no task '{task}'; the tasks are {', '.join(catalog)}")
+    version, card = await client.card(spec.model_name)
+    return OrjsonResponse({"task": task, "model_name": spec.model_name, "version": version, "card": card})

@@ -1,10 +1,14 @@
-"""Classification routes, one per catalog task, generated from the catalog.
+"""Classification and explanation routes, two per catalog task (`/v1/<task>`, `/v1/<task>/explain`),
+generated from the catalog.
 
 A request with several texts or images fans out into one TorchServe request per item, sent concurrently:
 TorchServe's dynamic batching then groups them (with other clients' requests) into model batches.
+Explanations take the same bodies and limits; they go to TorchServe's explanations API one item at a time,
+inside one of the model's explanation slots (`gateway.explain_slots`).
 """
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -13,12 +17,18 @@ from starlette.concurrency import run_in_threadpool
 
 from contract.catalog import TaskSpec
 from gateway.bodies import JSON, json_body_schema, read_json
-from gateway.dependencies import Client
+from gateway.dependencies import Client, Slots
+from gateway.explain_slots import ExplainSlots
 from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
 from gateway.responses import OrjsonResponse
 from gateway.schemas import (
+    EXPLAIN_ERRORS,
     PREDICT_ERRORS,
     BatchPrediction,
+    ExplainedBatch,
+    ExplainedImageBatch,
+    ExplainedImagePrediction,
+    ExplainedPrediction,
     ImageBatchPrediction,
     ImagePrediction,
     Prediction,
@@ -30,6 +40,8 @@ from gateway.schemas import (
 )
 from gateway.settings import Settings
 from gateway.uploads import read_uploads
+from gateway.upstream import EXPLANATIONS, TorchServeClient
+from handlers.protocol import OVERLAY_HEADER
 
 # No `from __future__ import annotations` here: FastAPI must see the image routes' `top_k` annotation, built
 # per route from local values, as a real object.
@@ -48,38 +60,90 @@ def _answer(results: list[dict[str, Any]], single: bool) -> OrjsonResponse:
     return OrjsonResponse(results[0] if single else {"results": results})
 
 
-def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase]) -> Any:
-    async def classify(request: Request, client: Client) -> OrjsonResponse:
+def explain_path(spec: TaskSpec) -> str:
+    return f"{spec.route}/explain"
+
+
+async def _forward(
+    client: TorchServeClient,
+    slots: ExplainSlots | None,
+    model: str,
+    payloads: Sequence[bytes],
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> list[tuple[dict[str, Any], float]]:
+    """Predictions: every item at once. Explanations (`slots` given): one item after another, in one slot."""
+    if slots is None:
+        return list(await asyncio.gather(*(client.predict(model, data, content_type) for data in payloads)))
+    async with slots.hold(model):
+        return [await client.predict(model, data, content_type, EXPLANATIONS, headers) for data in payloads]
+
+
+def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase], explain: bool) -> Any:
+    async def classify(request: Request, client: Client, slots: Slots) -> OrjsonResponse:
         body = await read_json(request, request_model)
-        texts = body.items()
-        answers = await asyncio.gather(*(client.predict(spec.model_name, orjson.dumps({"text": t})) for t in texts))
+        payloads = [orjson.dumps({"text": t}) for t in body.items()]
+        answers = await _forward(client, slots if explain else None, spec.model_name, payloads, JSON)
         return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)
 
-    classify.__name__ = f"classify_{spec.task}"
-    classify.__doc__ = f"{spec.description}. Labels: {', '.join(spec.labels)}."
+    labels = f"Labels: {', '.join(spec.labels)}."
+    if explain:
+        classify.__name__ = f"explain_{spec.task}"
+        classify.__doc__ = (
+            f"{spec.description}: the answer and why. Same body as `POST {spec.route}`. `explanation.words` "
+            "gives each word (character offsets into your text) a signed weight: how much the probability of "
+            "the predicted label drops when the word is removed, with each blended member's share. "
+            f"Explanations run a few at a time per model; over the limit: 429 with Retry-After. {labels}"
+        )
+    else:
+        classify.__name__ = f"classify_{spec.task}"
+        classify.__doc__ = f"{spec.description}. {labels}"
     return classify
 
 
-def _image_endpoint(spec: TaskSpec, settings: Settings) -> Any:
+def _image_endpoint(spec: TaskSpec, settings: Settings, explain: bool) -> Any:
     limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, settings.image_forward_shorter_side)
     json_model = image_request_model(settings.max_images)
     top_k_query = Query(ge=1, le=len(spec.labels), description="how many ranked labels to return")
+    overlay_query = Query(description="add `explanation.overlay_png_base64`: the classified crop with the heat map")
 
-    async def classify(request: Request, client: Client, top_k: Annotated[int, top_k_query] = 3) -> OrjsonResponse:
+    async def answer(
+        request: Request, client: Client, slots: ExplainSlots | None, top_k: int, headers: dict[str, str]
+    ) -> OrjsonResponse:
         uploads, single = await read_uploads(request, json_model, settings.max_images)
         # Decoding is CPU work: keep it off the event loop. All images are checked before any is forwarded.
         prepared = [await run_in_threadpool(prepare_image, u.data, u.field, limits) for u in uploads]
-        answers = await asyncio.gather(
-            *(client.predict(spec.model_name, data, "application/octet-stream") for data in prepared)
-        )
+        answers = await _forward(client, slots, spec.model_name, prepared, "application/octet-stream", headers)
         return _answer([_result(answer, ms, top_k=answer["top_k"][:top_k]) for answer, ms in answers], single)
 
-    classify.__name__ = f"classify_{spec.task}"
-    classify.__doc__ = (
-        f"{spec.description}. Send a photo as multipart field `image` (or several `images` fields, up to "
-        f'{settings.max_images}), or JSON `{{"image_base64": ...}}` / `{{"images_base64": [...]}}`. '
-        f"Accepted: {ALLOWED_TEXT}. Labels: {', '.join(spec.labels)}."
+    async def classify(request: Request, client: Client, top_k: Annotated[int, top_k_query] = 3) -> OrjsonResponse:
+        return await answer(request, client, None, top_k, {})
+
+    async def explain_image(
+        request: Request,
+        client: Client,
+        slots: Slots,
+        top_k: Annotated[int, top_k_query] = 3,
+        overlay: Annotated[bool, overlay_query] = False,
+    ) -> OrjsonResponse:
+        return await answer(request, client, slots, top_k, {OVERLAY_HEADER: "true"} if overlay else {})
+
+    body = (
+        f"Send a photo as multipart field `image` (or several `images` fields, up to {settings.max_images}), or "
+        f'JSON `{{"image_base64": ...}}` / `{{"images_base64": [...]}}`. Accepted: {ALLOWED_TEXT}. '
+        f"Labels: {', '.join(spec.labels)}."
     )
+    if explain:
+        explain_image.__name__ = f"explain_{spec.task}"
+        explain_image.__doc__ = (
+            f"{spec.description}: the answer and why. Same body as `POST {spec.route}`. `explanation.grid` "
+            "covers the classified centre crop (`input_size` px square) row by row: each cell's weight is how "
+            "much the probability of the predicted label drops when that cell is greyed out. Explanations run a "
+            f"few at a time per model; over the limit: 429 with Retry-After. {body}"
+        )
+        return explain_image
+    classify.__name__ = f"classify_{spec.task}"
+    classify.__doc__ = f"{spec.description}. {body}"
     return classify
 
 
@@ -135,25 +199,30 @@ def openapi_components(catalog: dict[str, TaskSpec], settings: Settings) -> dict
 def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
     router = APIRouter(tags=["classify"])
     for spec in catalog.values():
-        if spec.kind == "image":
-            endpoint = _image_endpoint(spec, settings)
-            response_model: Any = ImagePrediction | ImageBatchPrediction
-            requests, answers = image_examples(spec)
-            extra = _image_request_body(settings, requests)
-        else:
-            request_model = text_request_model(spec, settings.max_batch_texts)
-            endpoint = _text_endpoint(spec, request_model)
-            response_model = Prediction | BatchPrediction
-            requests, answers = text_examples(spec)
-            extra = json_body_schema(request_model.openapi_schema(), requests)
-        router.add_api_route(
-            spec.route,
-            endpoint,
-            methods=["POST"],
-            response_model=response_model,
-            summary=spec.description,
-            name=f"classify_{spec.task}",
-            responses={**PREDICT_ERRORS, **_ok_examples(answers)},
-            openapi_extra=extra,
-        )
+        for explain in (False, True):
+            if spec.kind == "image":
+                endpoint = _image_endpoint(spec, settings, explain)
+                response_model: Any = (
+                    ExplainedImagePrediction | ExplainedImageBatch
+                    if explain
+                    else ImagePrediction | ImageBatchPrediction
+                )
+                requests, answers = image_examples(spec, explain=explain)
+                extra = _image_request_body(settings, requests)
+            else:
+                request_model = text_request_model(spec, settings.max_batch_texts)
+                endpoint = _text_endpoint(spec, request_model, explain)
+                response_model = ExplainedPrediction | ExplainedBatch if explain else Prediction | BatchPrediction
+                requests, answers = text_examples(spec, explain=explain)
+                extra = json_body_schema(request_model.openapi_schema(), requests)
+            router.add_api_route(
+                explain_path(spec) if explain else spec.route,
+                endpoint,
+                methods=["POST"],
+                response_model=response_model,
+                summary=f"{spec.description}: the answer and why" if explain else spec.description,
+                name=endpoint.__name__,
+                responses={**(EXPLAIN_ERRORS if explain else PREDICT_ERRORS), **_ok_examples(answers)},
+                openapi_extra=extra,
+            )
     return router

@@ -5,7 +5,7 @@ odd unicode, wrong content types), against the real TorchServe behind it.
 Checked on every answer: no 5xx, the status code is one the schema documents, the body matches the schema
 for that status, the content type is the documented one, and invalid requests are refused with a 4xx. For
 the text routes, requests the schema calls valid must be answered 2xx (the schema says exactly what is
-accepted); an image the schema calls valid can still be no image at all, so `/v1/pose` is spared that one.
+accepted); an image the schema calls valid can still be no image at all, so the pose routes are spared that one.
 A summary of what was sent and answered is written to `test-artifacts/fuzz-summary.json`. (Schemathesis's own
 pytest integration does not run under pytest 9, so each operation is driven through Hypothesis here.)
 """
@@ -35,11 +35,15 @@ from tests.conftest import Stack
 pytestmark = pytest.mark.integration
 
 CASES_PER_MODE = 150  # per operation, once for valid and once for invalid requests
+# An explanation costs tens of forward passes (up to ~1 s): fewer cases keep the suite's time in check.
+EXPLAIN_CASES_PER_MODE = 40
 SUMMARY = REPO_ROOT / "test-artifacts" / "fuzz-summary.json"
-# The GET routes take no input: one request says all there is (and nothing can be made invalid).
+# The GET routes without parameters take no input: one request says all there is (and nothing can be made
+# invalid); the model card's task is any string (unknown ones get 404).
 OPERATIONS = [
-    *(("GET", path, GenerationMode.POSITIVE) for path in ("/healthz", "/readyz", "/v1/models")),
+    *(("GET", path, GenerationMode.POSITIVE) for path in ("/healthz", "/readyz", "/v1/models", "/v1/models/{task}")),
     *(("POST", spec.route, mode) for spec in load_catalog().values() for mode in GenerationMode),
+    *(("POST", f"{spec.route}/explain", mode) for spec in load_catalog().values() for mode in GenerationMode),
 ]
 CHECKS = [
     not_a_server_error,
@@ -81,11 +85,12 @@ def test_gateway_answers_generated_requests_as_its_schema_says(
         for op in gateway_schema.get_all_operations()
         if (op.ok().method.upper(), op.ok().path) == (method, path)
     )
-    checks = CHECKS if path == "/v1/pose" else [*CHECKS, positive_data_acceptance]
+    checks = CHECKS if path.startswith("/v1/pose") else [*CHECKS, positive_data_acceptance]
+    cases = EXPLAIN_CASES_PER_MODE if path.endswith("/explain") else CASES_PER_MODE
     statuses: Counter[int] = Counter()
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=CASES_PER_MODE, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=cases, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def fuzz(case: schemathesis.Case) -> None:
         statuses[case.call_and_validate(checks=checks, timeout=60).status_code] += 1
 

@@ -1,6 +1,6 @@
 """End to end in a real browser: Debian's headless Chromium driven by Playwright against the Streamlit UI,
-which talks to the live gateway (or, to show the UI recovering from an outage, to a stub gateway that comes up
-late). Screenshots land in test-artifacts/ui/."""
+which talks to the live gateway (or to a stub gateway: one that comes up late, to show the UI recovering from an
+outage, and one whose made-up explanations have known shades). Screenshots land in test-artifacts/ui/."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
     "--no-first-run",
+]
+
+POSE_LABELS = [
+    *("calling", "clapping", "cycling", "dancing", "drinking", "eating", "fighting", "hugging", "laughing"),
+    *("listening_to_music", "running", "sitting", "sleeping", "texting", "using_laptop"),
 ]
 
 
@@ -109,25 +115,32 @@ def test_photo_gets_a_label(browser_page, ui_url: str) -> None:
     page.locator("input[type=file]").set_input_files(str(photo))
     label = page.get_by_test_id("stMetricValue").first
     label.wait_for()
-    assert label.inner_text().replace(" ", "_") in {
-        "calling",
-        "clapping",
-        "cycling",
-        "dancing",
-        "drinking",
-        "eating",
-        "fighting",
-        "hugging",
-        "laughing",
-        "listening_to_music",
-        "running",
-        "sitting",
-        "sleeping",
-        "texting",
-        "using_laptop",
-    }
+    assert label.inner_text().replace(" ", "_") in POSE_LABELS
     page.locator("[data-testid=stVegaLiteChart] svg").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "pose.png"), full_page=True)
+
+
+def test_explain_on_the_live_stack_shades_words_and_paints_the_photo(browser_page, ui_url: str) -> None:
+    """The Explain toggle against the real gateway and TorchServe: every word of the review comes back shaded
+    one way or the other, and the photo's heat map is drawn over the crop the model classified."""
+    page = browser_page
+    review = "A wonderful film, but the middle drags. Not boring for a second: the best score of the year!"
+    page.goto(ui_url)
+    page.get_by_label("Text", exact=True).fill(review)
+    page.get_by_text("Explain", exact=True).click()
+    page.get_by_role("button", name="Classify", exact=True).click()
+    page.locator(".explained-text .word").first.wait_for()
+    assert page.locator(".explained-text .word").count() == len(review.split())
+    page.get_by_test_id("stTable").get_by_text("linear").wait_for()  # each blend member's answer
+    page.screenshot(path=str(ARTIFACTS / "explain-text.png"), full_page=True)
+
+    page.goto(f"{ui_url}/pose")
+    page.get_by_text("Explain", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(data_dir() / "pose" / "running" / "Image_114.jpg"))
+    overlay = page.get_by_test_id("stImage").filter(has_text="What the model looked at").locator("img")
+    overlay.wait_for()
+    assert overlay.evaluate("image => image.complete && image.naturalWidth") == 224
+    page.screenshot(path=str(ARTIFACTS / "explain-image.png"), full_page=True)
 
 
 def test_status_page_after_a_request_in_the_same_session(browser_page, ui_url: str) -> None:
@@ -144,11 +157,11 @@ def test_status_page_after_a_request_in_the_same_session(browser_page, ui_url: s
     page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)
 
 
-@pytest.fixture
-def ui_before_its_gateway(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """A UI of its own whose gateway is not up yet: (the UI's address, the port it expects the gateway on)."""
-    taken: set[int] = set()
-    gateway_port, ui_port = free_port(taken), free_port(taken)
+@contextmanager
+def ui_process(gateway_url: str, log_path: Path, taken: set[int]) -> Iterator[str]:
+    """A UI of its own, on a free port not in `taken`, for the gateway at `gateway_url`: its address while it
+    runs."""
+    ui_port = free_port(taken)
     url = f"http://{stack.LOOPBACK}:{ui_port}"
     cmd = [
         sys.executable,
@@ -156,16 +169,25 @@ def ui_before_its_gateway(tmp_path: Path) -> Iterator[tuple[str, int]]:
         *("--server.address", stack.LOOPBACK, "--server.port", str(ui_port)),
         *("--server.headless", "true", "--browser.gatherUsageStats", "false"),
     ]
-    env = {**os.environ, "UI_GATEWAY_URL": f"http://{stack.LOOPBACK}:{gateway_port}", "PYTHONPATH": str(REPO_ROOT)}
-    with (tmp_path / "ui.log").open("w") as log:
+    env = {**os.environ, "UI_GATEWAY_URL": gateway_url, "PYTHONPATH": str(REPO_ROOT)}
+    with log_path.open("w") as log:
         ui = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT / "ui", stdout=log, stderr=subprocess.STDOUT)
     try:
         health = f"{url}/_stcore/health"
         stack.wait_until(lambda: httpx.get(health, timeout=2).status_code == 200, "ui", 60, lambda: ui.poll() is None)
-        yield url, gateway_port
+        yield url
     finally:
         ui.terminate()
         ui.wait(timeout=30)
+
+
+@pytest.fixture
+def ui_before_its_gateway(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A UI of its own whose gateway is not up yet: (the UI's address, the port it expects the gateway on)."""
+    taken: set[int] = set()
+    gateway_port = free_port(taken)
+    with ui_process(f"http://{stack.LOOPBACK}:{gateway_port}", tmp_path / "ui.log", taken) as url:
+        yield url, gateway_port
 
 
 def test_gateway_down_then_back_retry_opens_the_page_asked_for(
@@ -185,4 +207,46 @@ def test_gateway_down_then_back_retry_opens_the_page_asked_for(
         assert page.url == f"{ui_url}/birds"
         page.get_by_role("link", name="Spam").click()  # the catalog's pages, in the navigation
         page.get_by_role("heading", name="Is this text message spam?").wait_for()
+    page.close()
+
+
+@pytest.fixture
+def ui_of_a_stub(tmp_path: Path) -> Iterator[str]:
+    """A UI of its own on a stub gateway (whose explanations are made up from the input, see `stub_gateway`)."""
+    tasks = [
+        model_entry("sentiment", "text", ["negative", "positive"], "Movie review sentiment (IMDb)", max_chars=20000),
+        # the stub answers every photo with the last label: the running photo below gets "running"
+        model_entry("pose", "image", [*sorted(set(POSE_LABELS) - {"running"}), "running"], "Human actions", None),
+    ]
+    with StubGateway(tasks) as gateway, ui_process(gateway.url, tmp_path / "ui.log", set()) as url:
+        yield url
+
+
+def test_explain_shades_the_words_of_a_review_and_paints_the_photo(browser: Any, ui_of_a_stub: str) -> None:
+    page = new_page(browser)
+    page.set_viewport_size({"width": 1280, "height": 1200})  # the whole answer in one screenshot
+    page.goto(ui_of_a_stub)
+    review = "A wonderful film, but the middle drags.<br /><br />Not boring for a second: the best score of the year!"
+    page.get_by_label("Text", exact=True).fill(review)
+    page.get_by_text("Explain", exact=True).click()
+    page.get_by_role("button", name="Classify", exact=True).click()
+    page.locator(".explained-text .word").first.wait_for()
+    assert page.locator(".explained-text .word.supports").count() == 15
+    assert page.locator(".explained-text .word.against").count() == 3  # but, Not, boring
+    assert page.locator(".explained-text br").count() == 2  # the review's markup, as line breaks
+    page.get_by_text("how much the probability of positive drops").wait_for()
+    page.get_by_test_id("stTable").get_by_text("linear").wait_for()  # each blend member's answer
+    page.locator("[data-testid=stVegaLiteChart] svg").first.wait_for()  # the page ran to its end
+    page.screenshot(path=str(ARTIFACTS / "explain-text-stub.png"), full_page=True)
+
+    page.get_by_role("link", name="Pose").click()
+    page.get_by_role("heading", name="Human actions").wait_for()  # not the review page's toggle, still shown
+    page.get_by_text("Explain", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(data_dir() / "pose" / "running" / "Image_114.jpg"))
+    overlay = page.get_by_test_id("stImage").filter(has_text="What the model looked at").locator("img")
+    overlay.wait_for()
+    assert overlay.evaluate("image => image.complete && image.naturalWidth") == 224
+    page.get_by_text("Red cells support").wait_for()
+    page.locator("[data-testid=stVegaLiteChart] svg").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "explain-image-stub.png"), full_page=True)
     page.close()

@@ -114,6 +114,87 @@ def test_status_page_lists_every_catalog_task(stub: StubGateway) -> None:
     assert set(table["version"]) == {"7"}
 
 
+def test_explain_shades_each_word_of_the_text_by_its_weight(stub: StubGateway) -> None:
+    app = run_app()
+    app.text_area(key="spam-text").input("WIN a <b>free</b> prize, not a scam").run()
+    app.toggle(key="spam-explain").set_value(True).run()
+    app.button(key="spam-classify").click().run()
+    assert not app.exception
+    assert not app.error
+    assert stub.requests[-1] == ("POST", "/v1/spam/explain")
+    shaded = app.html[0].value
+    assert shaded.count('class="word supports"') == 6
+    assert shaded.count('class="word against"') == 1  # "not", a keyword the stub weighs against its label
+    assert "&lt;b&gt;free&lt;/b&gt;" in shaded  # the text is escaped, not rendered as markup
+    assert any("how much the probability of spam drops when the word is removed" in c.value for c in app.caption)
+    members = app.table[0].value
+    assert members["member"].tolist() == ["encoder", "linear"]
+    assert members["blend weight"].tolist() == [0.75, 0.25]
+    assert app.metric[0].value == "spam"  # the answer is still shown
+    assert "spam (explain)" in app.session_state["latency"]  # kept apart from the predictions' latency
+
+
+def test_explain_toggle_off_classifies_without_an_explanation(stub: StubGateway) -> None:
+    app = run_app()
+    app.text_area(key="spam-text").input("call me back").run()
+    app.button(key="spam-classify").click().run()
+    assert stub.requests[-1] == ("POST", "/v1/spam")
+    assert not app.html
+
+
+def test_explain_shows_the_heat_map_next_to_the_photo(stub: StubGateway) -> None:
+    app = run_app("birds")
+    app.toggle(key="birds-explain").set_value(True).run()
+    app.file_uploader(key="birds-upload").set_value(("bird.png", photo(), "image/png")).run()
+    assert not app.exception
+    assert not app.error
+    assert stub.requests[-1] == ("POST", "/v1/birds/explain")
+    captions = [caption for image in app.image for caption in image.captions]
+    assert captions == ["bird.png", "What the model looked at"]
+    assert any("Red cells support robin" in c.value and "centre crop" in c.value for c in app.caption)
+    assert app.metric[0].value == "robin"
+
+
+def _card_table(app: AppTest) -> Any:
+    return next(frame.value for frame in app.dataframe if "macro-F1" in frame.value.index)
+
+
+def test_status_page_shows_each_model_card(stub: StubGateway) -> None:
+    app = run_app("status")
+    assert not app.exception
+    assert ("GET", "/v1/models/birds") in stub.requests
+    cards = _card_table(app)
+    assert cards.columns.tolist() == ["spam", "birds", "birdsong"]
+    assert cards["spam"].to_dict() == {
+        "version": "7",
+        "recipe": "fast",
+        "base checkpoint": "pypi:stub_checkpoint",
+        "built at": "2026-11-29T12:34:31Z",
+        "accuracy": "80.0%",
+        "accuracy, 95% interval": "71.2% to 86.5%",
+        "macro-F1": "0.800",
+        "ECE": "0.035",
+        "runtime served": "onnx-int8",
+        "train examples": "400",
+        "validation examples": "20",
+    }
+    assert [e.label for e in app.expander] == [
+        f"{task}: per-class figures and confusion matrix" for task in ("spam", "birds", "birdsong")
+    ]
+    birds = app.expander[1].dataframe
+    assert birds[0].value.loc["robin", "recall"] == 0.8
+    assert birds[1].value.loc["robin"].tolist() == [2, 0, 8]  # true robin: 2 taken for crows, 8 right
+
+
+def test_a_model_card_that_cannot_be_read_warns_and_the_others_still_show(stub: StubGateway) -> None:
+    stub.cardless.add("birds")
+    app = run_app("status")
+    assert not app.exception
+    assert "The birds model card is not available" in app.warning[0].value
+    assert "not ready" in app.warning[0].value  # the advice for a 503, with the gateway's message
+    assert _card_table(app).columns.tolist() == ["spam", "birdsong"]
+
+
 def test_gateway_down_at_start_says_why_and_recovers_on_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port(set())
     monkeypatch.setenv("UI_GATEWAY_URL", f"http://127.0.0.1:{port}")

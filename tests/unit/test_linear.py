@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from pathlib import Path
 
+import pytest
 import torch
 
-from handlers.linear import LinearTextModel, blend, buckets, terms
+from handlers.linear import LinearTextModel, blend, buckets, terms, token_spans
+from handlers.word_occlusion import without, words_of
 from modelops.train.linear_fit import C_GRID, feature_matrix, fit_linear, log_count_ratio
 
 POSITIVE = ["a wonderful film", "wonderful acting and a great story", "great fun, truly wonderful", "great cast"]
@@ -73,3 +76,20 @@ def test_blend_is_the_weighted_mean_of_the_members() -> None:
     linear = torch.tensor([[0.3, 0.7]])
     assert torch.allclose(blend(encoder, linear, 0.5), torch.tensor([[0.6, 0.4]]))
     assert torch.equal(blend(encoder, linear, 0.0), encoder)
+
+
+@pytest.mark.parametrize("ngrams", [1, 2, 3])
+def test_deletion_logits_equal_re_reading_the_text_without_the_words(ngrams: int) -> None:
+    """The fast removal arithmetic gives exactly the logits of the shortened text, collisions included (a
+    tiny 2**6-bucket table makes them common)."""
+    generator = torch.Generator().manual_seed(ngrams)
+    model = LinearTextModel(bits=6, ngrams=ngrams, weight=torch.randn(64, 2, generator=generator), bias=torch.zeros(2))
+    text = "Good film!<br /><br />the plot, the plot... and a good good cast -- not bad at all? Good."
+    chunks = words_of(text)
+    tokens = token_spans(text)
+    starts = [start for start, _, _ in tokens]
+    removals = [[w] for w in chunks] + [chunks[2:5], chunks[-3:], chunks[:1]]
+    ranges = [(bisect_left(starts, ws[0].start), bisect_left(starts, ws[-1].end)) for ws in removals]
+    fast = model.deletion_logits([t for _, _, t in tokens], ranges)
+    slow = model.logits([without(text, ws) for ws in removals])
+    assert torch.allclose(fast, slow, atol=1e-5)

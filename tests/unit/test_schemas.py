@@ -160,7 +160,22 @@ def test_operation_ids_are_readable(document: dict[str, Any]) -> None:
         ("post", "/v1/sentiment"): "classify_sentiment",
         ("post", "/v1/disaster"): "classify_disaster",
         ("post", "/v1/pose"): "classify_pose",
+        ("get", "/v1/models/{task}"): "model_card",
+        ("post", "/v1/sentiment/explain"): "explain_sentiment",
+        ("post", "/v1/disaster/explain"): "explain_disaster",
+        ("post", "/v1/pose/explain"): "explain_pose",
     }
+
+
+def test_explain_routes_take_the_predict_bodies_and_document_their_answers(document: dict[str, Any]) -> None:
+    for route in ("/v1/sentiment", "/v1/pose"):
+        predict, explain = document["paths"][route]["post"], document["paths"][f"{route}/explain"]["post"]
+        assert explain["requestBody"] == predict["requestBody"]
+        assert "429" in explain["responses"]
+        example = explain["responses"]["200"]["content"]["application/json"]["examples"]["one"]["value"]
+        assert example["explanation"]["target"] == example["label"]
+    schemas = document["components"]["schemas"]
+    assert {"ExplainedPrediction", "TextExplanation", "WordWeight", "ImageExplanation"} <= set(schemas)
 
 
 @pytest.mark.parametrize("keys", [{}, {"api_keys": "ops:o-key"}], ids=["open", "keyed"])

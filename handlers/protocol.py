@@ -1,0 +1,17 @@
+"""What the gateway and the handlers agree on beyond the request bodies. Torch-free, so the gateway can import
+it; the handlers reach it inside their archive.
+
+Explanation options travel as request headers (TorchServe hands a request's HTTP headers to the handler, and
+the body stays exactly what the prediction route takes). The model card travels in TorchServe's customized
+describe as JSON text: TorchServe re-serialises an object answer and drops its null fields on the way.
+"""
+
+# `true`: the image explanation adds a PNG of the classified crop with its heat map painted over it
+OVERLAY_HEADER = "x-explain-overlay"
+# the field of a describe answer holding the loaded `model_card.json`, as JSON text
+CARD_FIELD = "model_card_json"
+
+
+def wants_overlay(headers: dict[str, str]) -> bool:
+    """Whether the (lower-cased) request headers ask for the overlay picture."""
+    return headers.get(OVERLAY_HEADER, "").lower() in ("1", "true", "yes")

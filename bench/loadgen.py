@@ -116,6 +116,7 @@ async def run(
         "concurrency": concurrency,
         "duration_s": round(duration, 2),
         "requests": len(ordered),
+        "sent": sent_total,
         "errors": errors,
         "rps": round(len(ordered) / duration, 2),
         "p50_ms": round(statistics.median(ordered), 2) if ordered else 0.0,

@@ -18,47 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from bench.processes import rss_mib, stack_processes
 from bench.throughput import load, payloads, running_stack, sample, write_results
 from contract.catalog import REPO_ROOT, load_catalog
 from modelops.local import stack
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "bench" / "soak.json"
-MIB = 1024 * 1024
-
-
-def stack_processes(cfg: stack.StackConfig, models: list[str]) -> dict[str, psutil.Process]:
-    """Every process of the stack, by a readable name: TorchServe's Java frontend (the `torchserve` launcher's
-    child) and each worker by model and pid, next to the `make run` supervisor, the gateway, S3 and the UI."""
-    found: dict[str, psutil.Process] = {}
-    for name in ("supervisor", "gateway", "s3", "ui"):
-        pid = stack.running_pid(cfg, name)
-        if pid is not None:
-            found[name] = psutil.Process(pid)
-    launcher = stack.running_pid(cfg, "torchserve")
-    if launcher is not None:
-        for child in psutil.Process(launcher).children():
-            if child.name() == "java":
-                found["torchserve frontend"] = child
-    mgmt = stack.management_client(cfg)
-    try:
-        for model in models:
-            for worker in (mgmt.describe(model) or [{}])[0].get("workers", []):
-                found[f"worker {model} {worker['pid']}"] = psutil.Process(int(worker["pid"]))
-    finally:
-        mgmt.close()
-    return found
-
-
-def rss_mib(processes: dict[str, psutil.Process]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for name, process in processes.items():
-        try:
-            out[name] = round(process.memory_info().rss / MIB, 1)
-        except psutil.NoSuchProcess:
-            out[name] = None  # a worker TorchServe replaced: reported, not hidden
-    return out
 
 
 def mixed_payloads(cfg: stack.StackConfig, examples: int) -> list[dict[str, Any]]:

@@ -23,13 +23,17 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
-from contract.catalog import REPO_ROOT, TaskSpec, load_catalog
+from bench.processes import cpu_seconds, stack_processes
+from contract.catalog import REPO_ROOT, TaskSpec, TextTask, load_catalog
 from contract.model_card import read_model_card
 from contract.torchserve import bearer, read_keys
 from modelops.local import stack
@@ -38,6 +42,9 @@ from modelops.train.data import Example, data_dir, load_split
 from modelops.train.evaluate import handler_rows, open_handler
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "bench" / "results.json"
+# A batch body as the API's users send it: the gateway's default most texts per request, at a few clients.
+BATCH_TEXTS = 32
+BATCH_CONCURRENCY = 4
 
 
 def _free_port() -> int:
@@ -80,6 +87,13 @@ def payloads(spec: TaskSpec, examples: list[Example], target: str, base_url: str
     if target == "gateway":
         return [{**common, "file_field": "image", "file": ex.text} for ex in examples]
     return [{**common, "content_file": ex.text} for ex in examples]
+
+
+def batch_payloads(spec: TextTask, examples: list[Example], base_url: str) -> list[dict[str, Any]]:
+    """`{"texts": [...]}` bodies of `BATCH_TEXTS` texts each, windows over the examples."""
+    texts = [ex.text[: spec.text.max_chars] for ex in examples]
+    windows = [(texts * 2)[i : i + BATCH_TEXTS] for i in range(0, len(texts), BATCH_TEXTS)]
+    return [{"method": "POST", "url": f"{base_url}{spec.route}", "headers": {}, "json": {"texts": w}} for w in windows]
 
 
 def load(
@@ -211,6 +225,7 @@ def bench_task(
     runtime = served_runtime(archive)
     examples = sample(spec, examples_n)
     key = read_keys(cfg.key_file).inference
+    processes = stack_processes(cfg, [spec.model_name])
     result: dict[str, Any] = {"version": version, "runtime": runtime, "examples": len(examples)}
     print(f"[{spec.task}] ceiling (in-process, batched, {runtime})", file=sys.stderr)
     result["ceiling"] = ceiling(spec, archive, examples, duration, runtime)
@@ -220,9 +235,21 @@ def bench_task(
     targets = {"torchserve": cfg.inference_url, "gateway": cfg.gateway_url}
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         for target, base_url in targets.items():
-            result[target] = measure(spec, examples, target, base_url, key, Path(scratch), levels, duration, warmup)
+            result[target] = measure(
+                spec, examples, target, base_url, key, Path(scratch), levels, duration, warmup, processes
+            )
         with peer_server(spec, archive) as peer_url:
             result["peer"] = measure(spec, examples, "peer", peer_url, key, Path(scratch), levels, duration, warmup)
+        if isinstance(spec, TextTask):
+            print(f"[{spec.task}] gateway, {BATCH_TEXTS}-text bodies, concurrency {BATCH_CONCURRENCY}", file=sys.stderr)
+            batch_file = Path(scratch) / f"{spec.task}-batch.json"
+            batch_file.write_text(json.dumps(batch_payloads(spec, examples, cfg.gateway_url)), encoding="utf-8")
+            row = counted(processes, partial(load, batch_file, BATCH_CONCURRENCY, duration, warmup))
+            result["gateway_batch"] = {
+                **row,
+                "texts_per_body": BATCH_TEXTS,
+                "texts_per_s": round(row["rps"] * BATCH_TEXTS, 1),
+            }
     result["ratios"] = ratios(result, levels)
     return result
 
@@ -237,6 +264,7 @@ def measure(
     levels: list[int],
     duration: float,
     warmup: float,
+    processes: dict[str, psutil.Process] | None = None,
 ) -> dict[str, Any]:
     payload_file = scratch / f"{spec.task}-{target}.json"
     payload_file.write_text(json.dumps(payloads(spec, examples, target, base_url, key)), encoding="utf-8")
@@ -245,8 +273,19 @@ def measure(
         print(f"[{spec.task}] {target} concurrency {concurrency}", file=sys.stderr)
         # the gateway reports each item's TorchServe round trip (`latency_ms`): its own time is paired per request
         paired = "latency_ms" if target == "gateway" else None
-        out[str(concurrency)] = load(payload_file, concurrency, duration, warmup, paired)
+        out[str(concurrency)] = counted(processes, partial(load, payload_file, concurrency, duration, warmup, paired))
     return out
+
+
+def counted(processes: dict[str, psutil.Process] | None, point: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One load point, with the stack's CPU milliseconds per request sent (warm-up included) when `processes`
+    are given: what each process costs a request, read rather than inferred from latencies."""
+    before = cpu_seconds(processes) if processes else {}
+    row = point()
+    if processes:
+        after = cpu_seconds(processes)
+        row["cpu_ms_per_request"] = {g: round(1000 * (after[g] - before[g]) / max(1, row["sent"]), 2) for g in after}
+    return row
 
 
 def ratios(result: dict[str, Any], levels: list[int]) -> dict[str, float]:
@@ -268,6 +307,13 @@ def ratios(result: dict[str, Any], levels: list[int]) -> dict[str, float]:
     }
 
 
+def _cpu(row: dict[str, Any]) -> str:
+    cpu = row.get("cpu_ms_per_request")
+    return (
+        f"   cpu ms/req: gateway {cpu['gateway']}, frontend {cpu['frontend']}, workers {cpu['workers']}" if cpu else ""
+    )
+
+
 def format_table(results: dict[str, Any]) -> str:
     lines = [
         f"{'task':<10} {'path':<11} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
@@ -283,8 +329,15 @@ def format_table(results: dict[str, Any]) -> str:
                 errors = sum(row["errors"].values())
                 lines.append(
                     f"{task:<10} {target:<11} {concurrency:>4} {row['rps']:>8.1f} {row['p50_ms']:>8.1f} "
-                    f"{row['p95_ms']:>8.1f} {row['p99_ms']:>8.1f} {errors:>6}"
+                    f"{row['p95_ms']:>8.1f} {row['p99_ms']:>8.1f} {errors:>6}{_cpu(row)}"
                 )
+        if "gateway_batch" in result:
+            batch = result["gateway_batch"]
+            lines.append(
+                f"{task:<10} {'gw-batch':<11} {batch['concurrency']:>4} {batch['rps']:>8.1f} {batch['p50_ms']:>8.1f} "
+                f"{batch['p95_ms']:>8.1f} {batch['p99_ms']:>8.1f} {sum(batch['errors'].values()):>6}{_cpu(batch)}   "
+                f"{batch['texts_per_body']}-text bodies: {batch['texts_per_s']:.1f} texts/s"
+            )
         lines.append(f"{task:<10} ratios      {json.dumps(result['ratios'])}")
     return "\n".join(lines)
 

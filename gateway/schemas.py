@@ -35,7 +35,10 @@ class Prediction(BaseModel):
     score: float = Field(description="probability of `label`")
     scores: dict[str, float] = Field(description="probability of every label")
     model: ModelRef
-    latency_ms: float = Field(description="model server round trip for this item, as seen by the gateway")
+    latency_ms: float = Field(
+        description="model server round trip as seen by the gateway: this text's, or its batch body's (the texts "
+        "of one body travel to the model server together)"
+    )
 
 
 class BatchPrediction(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.catalog import REPO_ROOT
+from handlers.protocol import MAX_INSTANCES
 
 
 def _base_url(url: str) -> str:
@@ -90,7 +91,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger request bodies get 413")
     max_headers: int = Field(default=64, ge=8, description="more request headers get 431")
     max_header_bytes: int = Field(default=16_384, ge=1024, description="larger header blocks (names + values) get 431")
-    max_batch_texts: int = Field(default=32, ge=1, description="most texts in one {'texts': [...]} request")
+    max_batch_texts: int = Field(
+        default=32,
+        ge=1,
+        le=MAX_INSTANCES,
+        description="most texts in one {'texts': [...]} request (sent to TorchServe as one request)",
+    )
     max_image_body_bytes: int = Field(default=33_554_432, ge=1024, description="body limit on image routes")
     max_image_bytes: int = Field(default=10_485_760, ge=1024, description="most bytes in one image")
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="most pixels (width x height) in one image")

@@ -18,13 +18,9 @@ from typing import Any
 
 import torch
 
-from handlers.protocol import CARD_FIELD
+from handlers.protocol import CARD_FIELD, MAX_INSTANCES
 
 logger = logging.getLogger(__name__)
-
-
-# Most inputs one KServe v1 request may carry, so one caller cannot make a model batch arbitrarily large.
-MAX_INSTANCES = 64
 
 
 class RequestError(ValueError):

@@ -1,7 +1,8 @@
 """What the gateway and the handlers agree on beyond the request bodies. Torch-free, so the gateway can import
 it; the handlers reach it inside their archive.
 
-Explanation options travel as request headers (TorchServe hands a request's HTTP headers to the handler, and
+A batch of texts travels as one KServe v1 `{"instances": [...]}` request. Explanation options travel as
+request headers (TorchServe hands a request's HTTP headers to the handler, and
 the body stays exactly what the prediction route takes). The model card travels in TorchServe's customized
 describe as JSON text: TorchServe re-serialises an object answer and drops its null fields on the way.
 """
@@ -10,6 +11,9 @@ describe as JSON text: TorchServe re-serialises an object answer and drops its n
 OVERLAY_HEADER = "x-explain-overlay"
 # the field of a describe answer holding the loaded `model_card.json`, as JSON text
 CARD_FIELD = "model_card_json"
+# Most inputs one KServe v1 `instances` request may carry, so one caller cannot make a model batch arbitrarily
+# large; the gateway sends a batch body's texts as one such request, so its batch limit stays within it.
+MAX_INSTANCES = 64
 
 
 def wants_overlay(headers: dict[str, str]) -> bool:

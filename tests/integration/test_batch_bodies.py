@@ -1,0 +1,69 @@
+"""Batch bodies over real HTTP: the texts of one `{"texts": [...]}` request travel to TorchServe in a few KServe
+v1 `instances` requests, and every answer is the one the text gets on its own."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+TWEETS = [
+    "Forest fire spreading towards the highway, evacuation ordered",
+    "Loving this sunny afternoon at the beach",
+    "Earthquake of magnitude 6 hits the coast, buildings collapsed",
+    "My phone battery died again, what a disaster lol",
+    "Flood waters rising in the valley #flood",
+]
+
+
+@pytest.mark.parametrize("task", ["sentiment", "disaster"])
+def test_a_batch_answers_in_order_exactly_as_one_at_a_time(client: httpx.Client, task: str) -> None:
+    texts = [*TWEETS, *TWEETS[::-1]]
+    batch = client.post(f"/v1/{task}", json={"texts": texts})
+    assert batch.status_code == 200, batch.text
+    alone = [client.post(f"/v1/{task}", json={"text": t}).json() for t in texts]
+    fields = ("task", "label", "score", "scores", "model")
+    assert [{k: r[k] for k in fields} for r in batch.json()["results"]] == [{k: r[k] for k in fields} for r in alone]
+
+
+def test_a_batch_body_travels_in_a_few_model_requests_under_its_request_id(
+    client: httpx.Client, live_stack: Stack
+) -> None:
+    """32 texts, and disaster's 2 workers x batch size 4: 8 TorchServe requests of 4 texts, each logged in its
+    model batch under the body's request id."""
+    spec = live_stack.catalog["disaster"]
+    calls = spec.workers * spec.batch_size
+    texts = [f"{tweet} ({i})" for i, tweet in enumerate(TWEETS * 7)][:32]
+    rid = f"batch-{uuid.uuid4().hex}"
+    response = client.post("/v1/disaster", json={"texts": texts}, headers={"X-Request-ID": rid})
+    assert response.status_code == 200
+    assert len({r["latency_ms"] for r in response.json()["results"]}) <= calls  # one round trip per request
+    model_log = live_stack.cfg.log_dir / "torchserve" / "model_log.log"
+    deadline = time.monotonic() + 10  # log files are flushed asynchronously
+    lines: list[str] = []
+    while time.monotonic() < deadline and sum(line.count(rid) for line in lines) < calls:
+        time.sleep(0.2)
+        lines = [line for line in model_log.read_text().splitlines() if rid in line]
+    carried = 0
+    for line in lines:
+        ids = re.search(r"request_ids=(\S+)", line)
+        inputs = re.search(r"inputs=(\d+)", line)
+        assert ids is not None
+        assert inputs is not None
+        mine = ids.group(1).split(",").count(rid)
+        carried += mine
+        assert int(inputs.group(1)) >= mine * len(texts) // calls
+    assert carried == calls
+
+
+def test_one_bad_text_refuses_the_body_and_names_it(client: httpx.Client) -> None:
+    response = client.post("/v1/disaster", json={"texts": ["fine", "x" * 2001, "also fine"]})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "texts.1"

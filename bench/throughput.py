@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
@@ -218,8 +218,37 @@ def running_stack(cfg: stack.StackConfig) -> Any:
         process.wait(timeout=120)
 
 
+@contextmanager
+def coalescing_gateway(cfg: stack.StackConfig, window_ms: float) -> Iterator[tuple[str, psutil.Process]]:
+    """A second gateway in front of the same TorchServe that coalesces single predictions within `window_ms`
+    (`GATEWAY_COALESCE_WINDOW_MS`): its URL and process."""
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as state:
+        second = stack.StackConfig(
+            state_dir=Path(state),
+            model_store=cfg.model_store,
+            gateway_port=_free_port(),
+            inference_port=cfg.inference_port,
+            management_port=cfg.management_port,
+        )
+        second.torchserve_dir.mkdir(parents=True, exist_ok=True)
+        env = {**stack.gateway_env(cfg), "GATEWAY_COALESCE_WINDOW_MS": str(window_ms)}
+        stack.start_gateway(second, extra_env=env)
+        try:
+            pid = stack.running_pid(second, "gateway")
+            assert pid is not None, "the coalescing gateway did not start"
+            yield second.gateway_url, psutil.Process(pid)
+        finally:
+            stack.stop(second, "gateway")
+
+
 def bench_task(
-    cfg: stack.StackConfig, spec: TaskSpec, levels: list[int], duration: float, warmup: float, examples_n: int
+    cfg: stack.StackConfig,
+    spec: TaskSpec,
+    levels: list[int],
+    duration: float,
+    warmup: float,
+    examples_n: int,
+    coalesce_ms: float = 0.0,
 ) -> dict[str, Any]:
     archive, version = served_archive(cfg, spec)
     runtime = served_runtime(archive)
@@ -238,6 +267,21 @@ def bench_task(
             result[target] = measure(
                 spec, examples, target, base_url, key, Path(scratch), levels, duration, warmup, processes
             )
+        if coalesce_ms and spec.kind == "text":
+            with coalescing_gateway(cfg, coalesce_ms) as (url, process):
+                result["gateway_coalesced"] = measure(
+                    spec,
+                    examples,
+                    "gateway",
+                    url,
+                    key,
+                    Path(scratch),
+                    levels,
+                    duration,
+                    warmup,
+                    {**processes, "gateway": process},
+                )
+            result["coalesce_window_ms"] = coalesce_ms
         with peer_server(spec, archive) as peer_url:
             result["peer"] = measure(spec, examples, "peer", peer_url, key, Path(scratch), levels, duration, warmup)
         if isinstance(spec, TextTask):
@@ -295,8 +339,13 @@ def ratios(result: dict[str, Any], levels: list[int]) -> dict[str, float]:
     if "ceiling_fp32" in result:
         speedup = result["ceiling"]["items_per_s"] / result["ceiling_fp32"]["items_per_s"]
         optimised = {"optimised_vs_fp32_ceiling": round(speedup, 2)}
+    coalesced = {}
+    if "gateway_coalesced" in result:
+        rps = result["gateway_coalesced"][high]["rps"]
+        coalesced = {"coalesced_vs_ceiling": round(rps / result["ceiling"]["items_per_s"], 3)}
     return {
         **optimised,
+        **coalesced,
         "gateway_vs_ceiling": round(gateway[high]["rps"] / result["ceiling"]["items_per_s"], 3),
         "gateway_vs_peer_rps": round(gateway[high]["rps"] / max(peer[high]["rps"], 1e-9), 2),
         "gateway_vs_peer_p95": round(gateway[high]["p95_ms"] / max(peer[high]["p95_ms"], 1e-9), 2),
@@ -324,11 +373,12 @@ def format_table(results: dict[str, Any]) -> str:
                 figure = result[name]
                 label = f"{figure['runtime']} in-process, {figure['workers']} handler(s), {figure['threads']} thread(s)"
                 lines.append(f"{task:<10} {name:<11} {'-':>4} {figure['items_per_s']:>8.1f}   {label}")
-        for target in ("torchserve", "gateway", "peer"):
-            for concurrency, row in result[target].items():
+        for target in ("torchserve", "gateway", "gateway_coalesced", "peer"):
+            label = "gw-coalesce" if target == "gateway_coalesced" else target
+            for concurrency, row in result.get(target, {}).items():
                 errors = sum(row["errors"].values())
                 lines.append(
-                    f"{task:<10} {target:<11} {concurrency:>4} {row['rps']:>8.1f} {row['p50_ms']:>8.1f} "
+                    f"{task:<10} {label:<11} {concurrency:>4} {row['rps']:>8.1f} {row['p50_ms']:>8.1f} "
                     f"{row['p95_ms']:>8.1f} {row['p99_ms']:>8.1f} {errors:>6}{_cpu(row)}"
                 )
         if "gateway_batch" in result:
@@ -356,6 +406,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each point")
     parser.add_argument("--examples", type=int, default=64, help="distinct validation inputs cycled through")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
+    parser.add_argument(
+        "--coalesce-window-ms",
+        type=float,
+        default=0.0,
+        help="also measure text tasks through a second gateway coalescing single requests within this window",
+    )
     args = parser.parse_args(argv)
     catalog = load_catalog()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -367,6 +423,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     with running_stack(cfg):
         for name in args.task or list(catalog):
-            results["tasks"][name] = bench_task(cfg, catalog[name], levels, args.duration, args.warmup, args.examples)
+            results["tasks"][name] = bench_task(
+                cfg, catalog[name], levels, args.duration, args.warmup, args.examples, args.coalesce_window_ms
+            )
     print(format_table(results))
     write_results(results, Path(args.out))

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from contract.catalog import TaskSpec
+from gateway.coalesce import Coalescer
 from gateway.explain_slots import ExplainSlots
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
@@ -33,6 +34,10 @@ async def get_metrics(request: Request) -> GatewayMetrics:
     return request.app.state.metrics
 
 
+async def get_coalescer(request: Request) -> Coalescer | None:
+    return request.app.state.coalescer
+
+
 async def get_explain_slots(request: Request) -> ExplainSlots:
     return request.app.state.explain_slots
 
@@ -42,3 +47,4 @@ Catalog = Annotated[dict[str, TaskSpec], Depends(get_catalog)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 Metrics = Annotated[GatewayMetrics, Depends(get_metrics)]
 Slots = Annotated[ExplainSlots, Depends(get_explain_slots)]
+Coalesce = Annotated[Coalescer | None, Depends(get_coalescer)]

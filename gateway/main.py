@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from contract.catalog import load_catalog
 from contract.logs import configure_logging
 from gateway.apikeys import KeyStore
+from gateway.coalesce import Coalescer
 from gateway.errors import install_error_handlers
 from gateway.explain_slots import ExplainSlots
 from gateway.guard import API_KEY_HEADER, OPEN_PATHS, Guard
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # One pooled client for the app's lifetime: connections to TorchServe are reused across requests.
         app.state.torchserve = TorchServeClient(settings, metrics)
         app.state.torchserve.start_health_checks()
+        window = settings.coalesce_window_ms / 1000
+        app.state.coalescer = Coalescer(app.state.torchserve, window) if window else None
         try:
             yield
         finally:

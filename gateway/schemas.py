@@ -433,4 +433,5 @@ EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {
         "the API key's rate limit is exceeded, or (`explain_busy`) the model's explanation slots are all taken "
         "(Retry-After set either way)"
     ),
+    501: _error("`explain_unsupported`: the serving version's archive was built before explanations"),
 }

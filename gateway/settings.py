@@ -104,6 +104,15 @@ class Settings(BaseSettings):
     image_forward_shorter_side: int = Field(
         default=512, ge=256, description="images are downscaled to this shorter side before TorchServe"
     )
+    coalesce_window_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=50,
+        description=(
+            "single-text predictions of one model arriving within this window travel to TorchServe as one "
+            "request (at most the model's batch size texts); 0 = off"
+        ),
+    )
     explain_concurrency: int = Field(
         default=1,
         ge=1,

@@ -221,7 +221,8 @@ class TorchServeClient:
     async def _predict(
         self, model: str, content: bytes, content_type: str, api: str, extra: dict[str, str]
     ) -> tuple[dict[str, Any], float]:
-        headers = {**extra, "Content-Type": content_type, REQUEST_ID_HEADER: request_id.get()}
+        # the caller's own headers win: a coalesced request names every caller's request id
+        headers = {"Content-Type": content_type, REQUEST_ID_HEADER: request_id.get(), **extra}
         pending = self._in_turn()
         retries_left = self.settings.upstream_retries
         unreachable: list[str] = []

@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from contract.catalog import TaskSpec
 from gateway.bodies import JSON, json_body_schema, read_json
-from gateway.dependencies import Client, Slots
+from gateway.dependencies import Client, Coalesce, Slots
+from gateway.errors import APIError
 from gateway.explain_slots import ExplainSlots
 from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
 from gateway.responses import OrjsonResponse
@@ -79,7 +80,16 @@ async def _forward(
     if slots is None:
         return list(await asyncio.gather(*(client.predict(model, data, content_type) for data in payloads)))
     async with slots.hold(model):
-        return [await client.predict(model, data, content_type, EXPLANATIONS, headers) for data in payloads]
+        answers = [await client.predict(model, data, content_type, EXPLANATIONS, headers) for data in payloads]
+    if any("explanation" not in answer for answer, _ in answers):
+        # an archive built before explanations existed answers TorchServe's explanations API like a prediction
+        version = answers[0][0].get("model", {}).get("version", "unknown")
+        raise APIError(
+            501,
+            "explain_unsupported",
+            f"model '{model}' version {version} was built before explanations; publish a newer build to explain",
+        )
+    return answers
 
 
 async def _predict_chunk(client: TorchServeClient, model: str, texts: list[str]) -> list[tuple[dict[str, Any], float]]:
@@ -106,12 +116,14 @@ async def _predict_texts(
 
 
 def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase], explain: bool) -> Any:
-    async def classify(request: Request, client: Client, slots: Slots) -> OrjsonResponse:
+    async def classify(request: Request, client: Client, slots: Slots, coalescer: Coalesce) -> OrjsonResponse:
         body = await read_json(request, request_model)
         texts = body.items()
         if explain:
             payloads = [orjson.dumps({"text": t}) for t in texts]
             answers = await _forward(client, slots, spec.model_name, payloads, JSON)
+        elif coalescer is not None and len(texts) == 1:
+            answers = [await coalescer.predict(spec.model_name, texts[0], spec.batch_size)]
         else:
             answers = await _predict_texts(client, spec, texts)
         return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)

@@ -1,16 +1,21 @@
-"""Batch bodies over real HTTP: the texts of one `{"texts": [...]}` request travel to TorchServe in a few KServe
-v1 `instances` requests, and every answer is the one the text gets on its own."""
+"""Fewer upstream requests over real HTTP: the texts of one `{"texts": [...]}` request travel to TorchServe in a
+few KServe v1 `instances` requests, and so do concurrent single requests on a gateway that coalesces them;
+every answer is the one the text gets on its own."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from modelops.local import stack
+from tests.conftest import Stack, start_second_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +72,38 @@ def test_one_bad_text_refuses_the_body_and_names_it(client: httpx.Client) -> Non
     response = client.post("/v1/disaster", json={"texts": ["fine", "x" * 2001, "also fine"]})
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == "texts.1"
+
+
+@pytest.fixture
+def coalescing_gateway(live_stack: Stack, tmp_path: Path) -> Iterator[str]:
+    """A second gateway in front of the same TorchServe, coalescing single predictions within 20 ms."""
+    cfg = start_second_gateway(live_stack, tmp_path, {"GATEWAY_COALESCE_WINDOW_MS": "20"})
+    try:
+        yield cfg.gateway_url
+    finally:
+        stack.stop(cfg, "gateway")
+
+
+def test_coalesced_singles_each_get_the_answer_for_their_own_text(
+    client: httpx.Client, live_stack: Stack, coalescing_gateway: str
+) -> None:
+    texts = [f"{tweet} ({i})" for i, tweet in enumerate(TWEETS * 4)]
+    ids = [f"co-{uuid.uuid4().hex[:12]}-{i}" for i in range(len(texts))]
+
+    def ask(i: int) -> httpx.Response:
+        body = {"text": texts[i]}
+        return httpx.post(f"{coalescing_gateway}/v1/disaster", json=body, headers={"X-Request-ID": ids[i]}, timeout=60)
+
+    with ThreadPoolExecutor(len(texts)) as pool:
+        answers = list(pool.map(ask, range(len(texts))))
+    alone = [client.post("/v1/disaster", json={"text": t}).json() for t in texts]
+    assert [a.status_code for a in answers] == [200] * len(texts)
+    assert [(a.json()["label"], a.json()["scores"]) for a in answers] == [(b["label"], b["scores"]) for b in alone]
+    assert [a.headers["X-Request-ID"] for a in answers] == ids  # each caller keeps its own id
+    model_log = live_stack.cfg.log_dir / "torchserve" / "model_log.log"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(rid in model_log.read_text() for rid in ids):
+        time.sleep(0.2)
+    logged = [line for line in model_log.read_text().splitlines() if any(rid in line for rid in ids)]
+    assert all(any(rid in line for line in logged) for rid in ids)  # every caller's id is in a batch log line
+    assert any(sum(rid in line for rid in ids) > 1 for line in logged)  # and some travelled together

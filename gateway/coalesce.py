@@ -3,8 +3,9 @@ off at 0).
 
 Each request TorchServe takes costs its frontend and the worker hand-off about 0.3-1.2 ms of CPU whatever it
 carries (`python -m bench` prints it per process). With a window, texts of one model arriving within it travel
-as one KServe v1 `instances` request of at most `most` texts, and each caller gets its own answer back.
-A text that finds nothing of its model in flight is sent at once, so a lone client pays no window. Callers do
+as one KServe v1 `instances` request, and each caller gets its own answer back.
+Groups are only formed when enough texts are in flight to keep every worker's batch full
+without them (`predict` says how), so a lone client and moderate concurrency see plain requests. Callers do
 not share their errors: if the model server refuses the shared request as invalid, each text is
 sent again alone, so only the bad one is refused. The handler's batch log names every caller's request id.
 What it bought, and what the window costs a lone request, is in docs/performance.md.
@@ -42,21 +43,26 @@ class Coalescer:
         self.in_flight: Counter[str] = Counter()  # texts of each model between arrival and answer
         self._sending: set[asyncio.Task[None]] = set()  # strong references until each send finishes
 
-    async def predict(self, model: str, text: str, most: int) -> Answer:
-        """`text`'s answer from `model`, sent with the other texts for it that arrive within the window (at most
-        `most` in one request). A text arriving while nothing of its model is in flight or waiting goes at once:
-        a lone client never pays the window."""
+    async def predict(self, model: str, text: str, slots: int) -> Answer:
+        """`text`'s answer from `model`, sent with the other texts for it that arrive within the window.
+
+        `slots` is how many requests the model's workers take in one round of batches (workers x batch size).
+        A group holds the texts in flight divided by it, so at least that many requests stay upstream and every
+        worker's batch fills: below twice `slots` texts in flight, a text goes at once, alone (a lone client
+        never pays the window, and moderate concurrency keeps plain requests, measured faster there).
+        """
         loop = asyncio.get_running_loop()
         item = _Waiting(text, request_id.get(), loop.create_future())
         self.in_flight[model] += 1
         try:
-            if self.in_flight[model] == 1 and model not in self.waiting:
+            most = self.in_flight[model] // slots
+            if most < 2 and model not in self.waiting:
                 return await self._alone(model, item)
             group = self.waiting.setdefault(model, [])
             group.append(item)
             if len(group) == 1:
                 loop.call_later(self.window_s, self._send_soon, model, group)
-            if len(group) >= most:
+            if len(group) >= max(2, most):
                 self._send_soon(model, group)
             return await item.answer
         finally:

@@ -105,12 +105,12 @@ class Settings(BaseSettings):
         default=512, ge=256, description="images are downscaled to this shorter side before TorchServe"
     )
     coalesce_window_ms: float = Field(
-        default=0.0,
+        default=2.0,
         ge=0,
         le=50,
         description=(
-            "single-text predictions of one model arriving within this window travel to TorchServe as one "
-            "request (at most the model's batch size texts); 0 = off"
+            "under load (twice as many texts of a model in flight as its workers x batch size), single-text "
+            "predictions arriving within this window travel to TorchServe together; 0 = off"
         ),
     )
     explain_concurrency: int = Field(

@@ -123,7 +123,8 @@ def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase], explain
             payloads = [orjson.dumps({"text": t}) for t in texts]
             answers = await _forward(client, slots, spec.model_name, payloads, JSON)
         elif coalescer is not None and len(texts) == 1:
-            answers = [await coalescer.predict(spec.model_name, texts[0], spec.batch_size)]
+            upstream_slots = spec.workers * spec.batch_size * len(client.upstreams)
+            answers = [await coalescer.predict(spec.model_name, texts[0], upstream_slots)]
         else:
             answers = await _predict_texts(client, spec, texts)
         return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)

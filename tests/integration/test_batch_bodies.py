@@ -87,7 +87,8 @@ def coalescing_gateway(live_stack: Stack, tmp_path: Path) -> Iterator[str]:
 def test_coalesced_singles_each_get_the_answer_for_their_own_text(
     client: httpx.Client, live_stack: Stack, coalescing_gateway: str
 ) -> None:
-    texts = [f"{tweet} ({i})" for i, tweet in enumerate(TWEETS * 4)]
+    # 40 callers at once: more than twice disaster's workers x batch size in flight, so groups form
+    texts = [f"{tweet} ({i})" for i, tweet in enumerate(TWEETS * 8)]
     ids = [f"co-{uuid.uuid4().hex[:12]}-{i}" for i in range(len(texts))]
 
     def ask(i: int) -> httpx.Response:

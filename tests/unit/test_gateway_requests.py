@@ -72,14 +72,14 @@ class EchoServer:
         return ({"predictions": answers} if "instances" in body else answers[0]), 1.0
 
 
-def _coalesced(server: EchoServer, texts: list[str], most: int) -> list[Any]:
+def _coalesced(server: EchoServer, texts: list[str], slots: int) -> list[Any]:
     async def scenario() -> list[Any]:
         coalescer = Coalescer(server, window_s=0.01)  # type: ignore[arg-type]
 
         async def caller(i: int, text: str) -> Any:
             request_id.set(f"rid-{i}")
             try:
-                return (await coalescer.predict("m", text, most))[0]["label"]
+                return (await coalescer.predict("m", text, slots))[0]["label"]
             except APIError as exc:
                 return exc.code
 
@@ -90,8 +90,9 @@ def _coalesced(server: EchoServer, texts: list[str], most: int) -> list[Any]:
 
 def test_coalesced_callers_each_get_their_own_answer_in_shared_requests() -> None:
     server = EchoServer()
-    assert _coalesced(server, ["a", "b", "c", "d", "e"], most=4) == ["A", "B", "C", "D", "E"]
-    # the first finds nothing in flight and goes at once; the next four arrive while it is out and travel together
+    assert _coalesced(server, ["a", "b", "c", "d", "e"], slots=1) == ["A", "B", "C", "D", "E"]
+    # the first finds too little in flight and goes at once; the next four arrive while it is out and travel
+    # together when the window ends
     assert [len(body.get("instances", [body])) for body, _ in server.calls] == [1, 4]
     assert server.calls[0][1][REQUEST_ID_HEADER] == "rid-0"
     assert server.calls[1][1][REQUEST_ID_HEADER] == "rid-1,rid-2,rid-3,rid-4"
@@ -99,6 +100,12 @@ def test_coalesced_callers_each_get_their_own_answer_in_shared_requests() -> Non
 
 def test_one_refused_text_fails_only_its_caller() -> None:
     server = EchoServer()
-    assert _coalesced(server, ["a", "bad", "c", "d"], most=4) == ["A", "invalid_request", "C", "D"]
+    assert _coalesced(server, ["a", "bad", "c", "d"], slots=1) == ["A", "invalid_request", "C", "D"]
     # "a" alone, then the shared request of the other three, then each of those alone
     assert [len(body.get("instances", [body])) for body, _ in server.calls] == [1, 3, 1, 1, 1]
+
+
+def test_below_twice_the_upstream_slots_in_flight_every_text_goes_alone() -> None:
+    server = EchoServer()
+    assert _coalesced(server, ["a", "b", "c"], slots=2) == ["A", "B", "C"]
+    assert [len(body.get("instances", [body])) for body, _ in server.calls] == [1, 1, 1]

@@ -101,6 +101,11 @@ async def _predict_chunk(client: TorchServeClient, model: str, texts: list[str])
     return [(prediction, ms) for prediction in answer["predictions"]]
 
 
+def _upstream_slots(spec: TaskSpec, client: TorchServeClient) -> int:
+    """How many requests of a model its TorchServes take in one round of batches: workers x batch size each."""
+    return spec.workers * spec.batch_size * len(client.upstreams)
+
+
 async def _predict_texts(
     client: TorchServeClient, spec: TaskSpec, texts: list[str]
 ) -> list[tuple[dict[str, Any], float]]:
@@ -108,7 +113,7 @@ async def _predict_texts(
     batch size, per upstream), at most one per text. One call per text pays TorchServe's hand-off 32 times for 32
     texts; one call for all of them lands in one worker's batch while the others idle (measured: sentiment's
     texts/s halved). Answers come back in the texts' order."""
-    calls = min(len(texts), spec.workers * spec.batch_size * len(client.upstreams))
+    calls = min(len(texts), _upstream_slots(spec, client))
     size = -(-len(texts) // calls)
     chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
     answers = await asyncio.gather(*(_predict_chunk(client, spec.model_name, chunk) for chunk in chunks))
@@ -123,8 +128,7 @@ def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase], explain
             payloads = [orjson.dumps({"text": t}) for t in texts]
             answers = await _forward(client, slots, spec.model_name, payloads, JSON)
         elif coalescer is not None and len(texts) == 1:
-            upstream_slots = spec.workers * spec.batch_size * len(client.upstreams)
-            answers = [await coalescer.predict(spec.model_name, texts[0], upstream_slots)]
+            answers = [await coalescer.predict(spec.model_name, texts[0], _upstream_slots(spec, client))]
         else:
             answers = await _predict_texts(client, spec, texts)
         return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)

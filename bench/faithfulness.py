@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
+from bench.loadgen import percentile
 from contract.catalog import ImageTask, TaskSpec, load_catalog
 from handlers.image_decode import to_rgb
 from handlers.word_occlusion import without, words_of
@@ -37,11 +38,6 @@ from modelops.train.evaluate import read_labelled
 TOP_WORDS = 5
 TOP_CELLS = 5
 GREY = (127, 127, 127)  # the normalisation's mean: what the handler's occlusion paints
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _probability(answer: dict[str, Any], label: str) -> float:
@@ -137,15 +133,15 @@ def run(spec: TaskSpec, data: Path, via: str, items: int, seed: int = 7, api_key
         "faithful_share": round(faithful / len(rows), 4),
         "mean_drop_top": round(statistics.fmean(r[0] for r in rows), 4),
         "mean_drop_random": round(statistics.fmean(r[1] for r in rows), 4),
-        "explain_ms_p50": round(_percentile(latencies, 0.5), 1),
-        "explain_ms_p95": round(_percentile(latencies, 0.95), 1),
+        "explain_ms_p50": round(percentile(sorted(latencies), 0.5), 1),
+        "explain_ms_p95": round(percentile(sorted(latencies), 0.95), 1),
     }
     mid = [seconds * 1000 for _, _, seconds, words in rows if 150 <= words <= 250]
     if spec.kind == "text" and mid:
         report |= {
             "texts_150_250_words": len(mid),
-            "explain_ms_p50_150_250_words": round(_percentile(mid, 0.5), 1),
-            "explain_ms_p95_150_250_words": round(_percentile(mid, 0.95), 1),
+            "explain_ms_p50_150_250_words": round(percentile(sorted(mid), 0.5), 1),
+            "explain_ms_p95_150_250_words": round(percentile(sorted(mid), 0.95), 1),
         }
     return report
 

@@ -96,6 +96,8 @@ class BatchClassifier:
         self.runtime = "torch"
         self.model_info: dict[str, str] = {}
         self.card: dict[str, Any] = {}
+        # what training fitted on its dev slice; every handler applies it last (`calibration.temper`)
+        self.temperature = 1.0
 
     # --- what subclasses provide ---------------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class BatchClassifier:
         self.threads = threads
         # `torch` (fp32) or an ONNX Runtime variant exported at package time (archives before it: torch)
         self.runtime = str(self.config.get("runtime", "torch"))
+        self.temperature = float(self.config.get("temperature", 1.0))
         manifest = getattr(context, "manifest", None) or {}
         self.model_info = {
             "name": context.model_name,

@@ -93,7 +93,7 @@ class ImageClassifier(BatchClassifier):
         return probabilities.view(-1, count, probabilities.shape[-1]).mean(dim=0)
 
     def infer(self, inputs: list[torch.Tensor]) -> list[list[float]]:
-        return temper(self.probabilities(torch.stack(inputs)), float(self.config.get("temperature", 1.0))).tolist()
+        return temper(self.probabilities(torch.stack(inputs)), self.temperature).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return ranked(probabilities, self.config["labels"])
@@ -102,7 +102,7 @@ class ImageClassifier(BatchClassifier):
         """The answer for one photo, and a `CELLS` x `CELLS` grid: how much the predicted label's probability
         (before the temperature) drops when that cell is greyed out."""
         base = self.probabilities(item[None])[0]
-        answer = self.describe(temper(base[None], float(self.config.get("temperature", 1.0)))[0].tolist())
+        answer = self.describe(temper(base[None], self.temperature)[0].tolist())
         target = self.config["labels"].index(answer["label"])
         copies = occluded(item, CELLS)
         masked = torch.cat([self.probabilities(chunk)[:, target] for chunk in copies.split(CHUNK)])

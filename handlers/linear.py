@@ -36,10 +36,14 @@ def words(text: str) -> list[str]:
     return _TERM.findall(_MARKUP.sub(" ", text).lower())
 
 
+def blank_markup(text: str) -> str:
+    """`text` with its markup replaced by as many spaces, so offsets into the result are offsets into `text`."""
+    return _MARKUP.sub(lambda m: " " * len(m.group()), text)
+
+
 def token_spans(text: str) -> list[tuple[int, int, str]]:
-    """The tokens `words` finds, with their offsets in `text` (markup blanked, so offsets stay those of `text`)."""
-    blanked = _MARKUP.sub(lambda m: " " * len(m.group()), text)
-    return [(m.start(), m.end(), m.group().lower()) for m in _TERM.finditer(blanked)]
+    """The tokens `words` finds, with their offsets in `text`."""
+    return [(m.start(), m.end(), m.group().lower()) for m in _TERM.finditer(blank_markup(text))]
 
 
 def terms(text: str, ngrams: int) -> set[str]:

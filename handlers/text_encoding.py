@@ -14,9 +14,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tokenizers import Tokenizer
+
+T = TypeVar("T")
+
+
+def window(seq: list[T], max_length: int, head_tokens: int | None) -> list[T]:
+    """What the encoder keeps of a text's tokens (or anything per token): all of them if they fit, else the first
+    `head_tokens` and the rest of `max_length` from the end; without `head_tokens`, the first `max_length - 1`
+    and the closing special token, as the tokenizer's own truncation keeps them."""
+    if len(seq) <= max_length:
+        return seq
+    head = max_length - 1 if head_tokens is None else head_tokens
+    return seq[:head] + seq[len(seq) - (max_length - head) :]
 
 
 class TextEncoder:
@@ -47,9 +60,7 @@ class TextEncoder:
             self.tokenizer.enable_truncation(max_length)
             return [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
         self.tokenizer.no_truncation()
-        tail = max_length - head_tokens
-        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
-        return [seq if len(seq) <= max_length else seq[:head_tokens] + seq[len(seq) - tail :] for seq in ids]
+        return [window(encoding.ids, max_length, head_tokens) for encoding in self.tokenizer.encode_batch(texts)]
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
         """The character span in `text` of each of its tokens, untruncated; special tokens have empty spans."""

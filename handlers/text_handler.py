@@ -25,7 +25,7 @@ from handlers.classifier_base import BatchClassifier, RequestError, request_body
 from handlers.linear import LinearTextModel, blend, token_spans
 from handlers.linear import words as linear_words
 from handlers.ort_model import ONNX_FILE, OrtModel
-from handlers.text_encoding import TextEncoder
+from handlers.text_encoding import TextEncoder, window
 from handlers.text_normalise import NORMALISERS
 from handlers.word_occlusion import ENCODER_PASSES, Word, spans, spread, without, word_weights, words_of
 
@@ -72,7 +72,6 @@ class TextClassifier(BatchClassifier):
         self.normalise = NORMALISERS[self.config.get("normalise", "none")]
         self.linear_weight = float(self.config.get("linear_weight") or 0.0)
         self.linear = LinearTextModel.load(model_dir) if self.linear_weight > 0 else None
-        self.temperature = float(self.config.get("temperature", 1.0))
 
     def logits(self, encoded: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.runtime == "torch":
@@ -123,8 +122,7 @@ class TextClassifier(BatchClassifier):
         overflow = len(offsets) - max_length
         if overflow <= 0:
             return list(range(len(words)))
-        tail = max_length - (max_length - 1 if head is None else head)
-        read = [span for span in offsets[: max_length - tail] + offsets[len(offsets) - tail :] if span[1] > span[0]]
+        read = [span for span in window(offsets, max_length, head) if span[1] > span[0]]
         read_starts = [start for start, _ in read]
         token_starts = sorted(start for start, end in offsets if end > start)
         changed = []

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
+from handlers.linear import blank_markup
+
 # Most encoder passes one explanation may take (see the module docstring for the cost).
 ENCODER_PASSES = 40
-_MARKUP = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _WORD = re.compile(r"\S+")
 
 
@@ -40,9 +41,8 @@ class Word:
 
 
 def words_of(text: str) -> list[Word]:
-    """The words of a text, with offsets into it (markup blanked first, so offsets stay those of `text`)."""
-    blanked = _MARKUP.sub(lambda m: " " * len(m.group()), text)
-    return [Word(m.start(), m.end(), m.group()) for m in _WORD.finditer(blanked)]
+    """The words of a text, with offsets into it (its markup is not words)."""
+    return [Word(m.start(), m.end(), m.group()) for m in _WORD.finditer(blank_markup(text))]
 
 
 def without(text: str, removed: Sequence[Word]) -> str:

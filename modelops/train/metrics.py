@@ -12,15 +12,32 @@ from modelops.train.calibrate import expected_calibration_error
 BOOTSTRAP_RESAMPLES = 1000
 
 
+def _percentile_interval(values: Sequence[float], resamples: int, seed: int) -> list[float]:
+    """95% percentile bootstrap interval of the mean of per-example values, resampled with replacement."""
+    if not values:
+        return [0.0, 0.0]
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
+    return [round(means[int(0.025 * resamples)], 4), round(means[int(0.975 * resamples) - 1], 4)]
+
+
 def bootstrap_interval(hits: Sequence[bool], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[float]:
     """95% percentile bootstrap interval of the accuracy: resample the examples with replacement. On 800
     validation reviews at 0.92 it is about +-1.9 points, which is why one-point differences are not read as wins."""
-    if not hits:
-        return [0.0, 0.0]
-    rng = random.Random(seed)
-    n = len(hits)
-    scores = sorted(sum(rng.choices(hits, k=n)) / n for _ in range(resamples))
-    return [round(scores[int(0.025 * resamples)], 4), round(scores[int(0.975 * resamples) - 1], 4)]
+    return _percentile_interval([float(hit) for hit in hits], resamples, seed)
+
+
+def paired_difference_interval(
+    hits: Sequence[bool], other_hits: Sequence[bool], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> list[float]:
+    """95% bootstrap interval of accuracy(hits) - accuracy(other_hits) on the same examples, resampled as pairs.
+
+    Two models scored on the same rows err on many of the same ones, so the interval of their difference is
+    much narrower than either accuracy's: it is what says whether one clearly beats the other."""
+    if len(hits) != len(other_hits):
+        raise ValueError(f"{len(hits)} and {len(other_hits)} answers: a paired difference needs the same examples")
+    return _percentile_interval([float(a) - float(b) for a, b in zip(hits, other_hits, strict=True)], resamples, seed)
 
 
 def classification_report(

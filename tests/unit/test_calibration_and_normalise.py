@@ -12,7 +12,7 @@ from contract.catalog import Normalisation
 from handlers.calibration import temper
 from handlers.text_normalise import NORMALISERS, normalise_tweet
 from modelops.train.calibrate import expected_calibration_error, fit_temperature
-from modelops.train.metrics import bootstrap_interval, classification_report
+from modelops.train.metrics import bootstrap_interval, classification_report, paired_difference_interval
 
 
 def test_temperature_changes_scores_but_never_the_argmax() -> None:
@@ -55,6 +55,20 @@ def test_bootstrap_interval_brackets_the_accuracy_and_narrows_with_more_examples
     assert high - low < wide / 2
     assert bootstrap_interval(hits) == bootstrap_interval(hits)  # seeded
     assert classification_report([0, 1, 1], [0, 1, 0], ["a", "b"])["accuracy_ci95"][0] <= 2 / 3
+
+
+def test_paired_difference_is_narrower_than_either_accuracy_and_zero_for_one_model() -> None:
+    # two models right on the same 880 of 1,000 rows; the first also on 20 of the second's 40 other mistakes
+    first = [True] * 880 + [True] * 20 + [False] * 100
+    second = [True] * 880 + [False] * 20 + [False] * 100
+    low, high = paired_difference_interval(first, second)
+    assert 0 < low < 0.02 < high < 0.04  # +2 points, clearly above zero
+    first_low, first_high = bootstrap_interval(first)
+    assert high - low < (first_high - first_low) / 2  # far narrower than an accuracy's interval
+    assert first_low < bootstrap_interval(second)[1]  # the two accuracies' intervals overlap
+    assert paired_difference_interval(first, first) == [0.0, 0.0]
+    with pytest.raises(ValueError, match="same examples"):
+        paired_difference_interval(first, second[:-1])
 
 
 def test_tweet_normalisation_repairs_and_replaces() -> None:

@@ -36,6 +36,7 @@ from bench.processes import cpu_seconds, stack_processes
 from contract.catalog import REPO_ROOT, TaskSpec, TextTask, load_catalog
 from contract.model_card import read_model_card
 from contract.torchserve import bearer, read_keys
+from gateway.settings import Settings
 from modelops.local import stack
 from modelops.serve.sync import applied_default
 from modelops.train.data import Example, data_dir, load_split
@@ -218,10 +219,17 @@ def running_stack(cfg: stack.StackConfig) -> Any:
         process.wait(timeout=120)
 
 
+def coalesce_window(gateway: psutil.Process) -> float:
+    """The coalescing window a running gateway was started with (its environment, else the settings' default):
+    the results name each gateway path by it, so a comparison says which side coalesced."""
+    configured = gateway.environ().get("GATEWAY_COALESCE_WINDOW_MS")
+    return float(configured or Settings.model_fields["coalesce_window_ms"].default)
+
+
 @contextmanager
-def coalescing_gateway(cfg: stack.StackConfig, window_ms: float) -> Iterator[tuple[str, psutil.Process]]:
-    """A second gateway in front of the same TorchServe that coalesces single predictions within `window_ms`
-    (`GATEWAY_COALESCE_WINDOW_MS`): its URL and process."""
+def second_gateway(cfg: stack.StackConfig, window_ms: float) -> Iterator[tuple[str, psutil.Process]]:
+    """A second gateway in front of the same TorchServe, with `GATEWAY_COALESCE_WINDOW_MS=window_ms` (0: single
+    predictions never coalesce): its URL and process."""
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as state:
         second = stack.StackConfig(
             state_dir=Path(state),
@@ -235,7 +243,7 @@ def coalescing_gateway(cfg: stack.StackConfig, window_ms: float) -> Iterator[tup
         stack.start_gateway(second, extra_env=env)
         try:
             pid = stack.running_pid(second, "gateway")
-            assert pid is not None, "the coalescing gateway did not start"
+            assert pid is not None, "the second gateway did not start"
             yield second.gateway_url, psutil.Process(pid)
         finally:
             stack.stop(second, "gateway")
@@ -248,14 +256,19 @@ def bench_task(
     duration: float,
     warmup: float,
     examples_n: int,
-    coalesce_ms: float = 0.0,
+    second_window_ms: float | None = None,
 ) -> dict[str, Any]:
     archive, version = served_archive(cfg, spec)
     runtime = served_runtime(archive)
     examples = sample(spec, examples_n)
     key = read_keys(cfg.key_file).inference
     processes = stack_processes(cfg, [spec.model_name])
-    result: dict[str, Any] = {"version": version, "runtime": runtime, "examples": len(examples)}
+    result: dict[str, Any] = {
+        "version": version,
+        "runtime": runtime,
+        "examples": len(examples),
+        "gateway_window_ms": coalesce_window(processes["gateway"]),
+    }
     print(f"[{spec.task}] ceiling (in-process, batched, {runtime})", file=sys.stderr)
     result["ceiling"] = ceiling(spec, archive, examples, duration, runtime)
     if runtime != "torch":
@@ -267,9 +280,9 @@ def bench_task(
             result[target] = measure(
                 spec, examples, target, base_url, key, Path(scratch), levels, duration, warmup, processes
             )
-        if coalesce_ms and spec.kind == "text":
-            with coalescing_gateway(cfg, coalesce_ms) as (url, process):
-                result["gateway_coalesced"] = measure(
+        if second_window_ms is not None and spec.kind == "text":
+            with second_gateway(cfg, second_window_ms) as (url, process):
+                result["gateway_second"] = measure(
                     spec,
                     examples,
                     "gateway",
@@ -281,7 +294,7 @@ def bench_task(
                     warmup,
                     {**processes, "gateway": process},
                 )
-            result["coalesce_window_ms"] = coalesce_ms
+            result["second_gateway_window_ms"] = second_window_ms
         with peer_server(spec, archive) as peer_url:
             result["peer"] = measure(spec, examples, "peer", peer_url, key, Path(scratch), levels, duration, warmup)
         if isinstance(spec, TextTask):
@@ -339,13 +352,13 @@ def ratios(result: dict[str, Any], levels: list[int]) -> dict[str, float]:
     if "ceiling_fp32" in result:
         speedup = result["ceiling"]["items_per_s"] / result["ceiling_fp32"]["items_per_s"]
         optimised = {"optimised_vs_fp32_ceiling": round(speedup, 2)}
-    coalesced = {}
-    if "gateway_coalesced" in result:
-        rps = result["gateway_coalesced"][high]["rps"]
-        coalesced = {"coalesced_vs_ceiling": round(rps / result["ceiling"]["items_per_s"], 3)}
+    second = {}
+    if "gateway_second" in result:
+        rps = result["gateway_second"][high]["rps"]
+        second = {"second_gateway_vs_ceiling": round(rps / result["ceiling"]["items_per_s"], 3)}
     return {
         **optimised,
-        **coalesced,
+        **second,
         "gateway_vs_ceiling": round(gateway[high]["rps"] / result["ceiling"]["items_per_s"], 3),
         "gateway_vs_peer_rps": round(gateway[high]["rps"] / max(peer[high]["rps"], 1e-9), 2),
         "gateway_vs_peer_p95": round(gateway[high]["p95_ms"] / max(peer[high]["p95_ms"], 1e-9), 2),
@@ -373,8 +386,11 @@ def format_table(results: dict[str, Any]) -> str:
                 figure = result[name]
                 label = f"{figure['runtime']} in-process, {figure['workers']} handler(s), {figure['threads']} thread(s)"
                 lines.append(f"{task:<10} {name:<11} {'-':>4} {figure['items_per_s']:>8.1f}   {label}")
-        for target in ("torchserve", "gateway", "gateway_coalesced", "peer"):
-            label = "gw-coalesce" if target == "gateway_coalesced" else target
+        labels = {"gateway": f"gw-w{result['gateway_window_ms']:g}"}
+        if "gateway_second" in result:
+            labels["gateway_second"] = f"gw-w{result['second_gateway_window_ms']:g}"
+        for target in ("torchserve", "gateway", "gateway_second", "peer"):
+            label = labels.get(target, target)
             for concurrency, row in result.get(target, {}).items():
                 errors = sum(row["errors"].values())
                 lines.append(
@@ -409,8 +425,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--coalesce-window-ms",
         type=float,
-        default=0.0,
-        help="also measure text tasks through a second gateway coalescing single requests within this window",
+        help=(
+            "also measure text tasks through a second gateway with this GATEWAY_COALESCE_WINDOW_MS (0: off), "
+            "beside the stack's gateway (paths gw-w<window>)"
+        ),
     )
     args = parser.parse_args(argv)
     catalog = load_catalog()

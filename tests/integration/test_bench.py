@@ -9,8 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.throughput import ceiling, load, payloads, peer_server, sample
+from bench.baselines import compare
+from bench.processes import stack_processes
+from bench.throughput import ceiling, coalesce_window, load, payloads, peer_server, sample, second_gateway
 from contract.torchserve import read_keys
+from gateway.settings import Settings
+from modelops.train.data import data_dir
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -64,3 +68,30 @@ def test_ceiling_and_peer_baseline_serve_the_same_archive(live_stack: Stack, tas
             answer = httpx.post(request["url"], content=Path(request["content_file"]).read_bytes(), timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.json()["label"] in spec.labels  # the fine-tuned weights, with the catalog's label names
+
+
+def test_each_gateway_path_is_named_by_the_window_it_runs_with(live_stack: Stack) -> None:
+    # the stack's gateway coalesces as shipped; the bench's second gateway runs with the window it is given, so a
+    # comparison says which side coalesced
+    shipped = Settings.model_fields["coalesce_window_ms"].default
+    assert shipped > 0
+    assert coalesce_window(stack_processes(live_stack.cfg, [])["gateway"]) == shipped
+    with second_gateway(live_stack.cfg, 0.0) as (url, process):
+        assert coalesce_window(process) == 0.0
+        answer = httpx.post(f"{url}/v1/disaster", json={"text": "Flood warning for the valley tonight"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+
+def test_baselines_score_the_validation_split_beside_the_served_model(live_stack: Stack) -> None:
+    report = compare("disaster", data_dir(), live_stack.gateway)
+    served = report["served"]
+    assert report["validation_rows"] > 100
+    assert report["training_rows"] > 5 * report["validation_rows"]  # train part and dev slice, 90% of the rows
+    assert served["accuracy_ci95"][0] <= served["accuracy"] <= served["accuracy_ci95"][1]
+    assert len(report["baselines"]) == 2
+    for row in report["baselines"]:
+        # BASELINES.md's methods reach about 0.79 on these rows, whatever the (tiny, test-built) served model does
+        assert 0.7 < row["accuracy"] < 0.9, row
+        assert row["served_minus_baseline"] == round(served["accuracy"] - row["accuracy"], 4)
+        low, high = row["difference_ci95"]
+        assert low <= row["served_minus_baseline"] <= high

@@ -92,7 +92,7 @@ def test_baselines_score_the_validation_split_beside_the_served_model(live_stack
     for row in report["baselines"]:
         # BASELINES.md's methods reach about 0.79 on these rows, whatever the (tiny, test-built) served model does
         assert 0.7 < row["accuracy"] < 0.9, row
-        # from the hit counts, so within rounding of the two rounded accuracies' difference
-        assert row["served_minus_baseline"] == pytest.approx(served["accuracy"] - row["accuracy"], abs=1e-4)
+        # from the hit counts, so within rounding (2 x 0.5e-4) of the two rounded accuracies' difference
+        assert row["served_minus_baseline"] == pytest.approx(served["accuracy"] - row["accuracy"], abs=1.5e-4)
         low, high = row["difference_ci95"]
         assert low <= row["served_minus_baseline"] <= high

@@ -48,7 +48,7 @@ BATCH_TEXTS = 32
 BATCH_CONCURRENCY = 4
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
@@ -173,7 +173,7 @@ def ceiling(spec: TaskSpec, archive: Path, examples: list[Example], duration: fl
 @contextmanager
 def peer_server(spec: TaskSpec, archive: Path) -> Any:
     """The peer-style baseline app on a free port, serving the same fine-tuned weights."""
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix=f"peer-{spec.task}-") as unpacked:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(unpacked)
@@ -234,7 +234,7 @@ def second_gateway(cfg: stack.StackConfig, window_ms: float) -> Iterator[tuple[s
         second = stack.StackConfig(
             state_dir=Path(state),
             model_store=cfg.model_store,
-            gateway_port=_free_port(),
+            gateway_port=free_port(),
             inference_port=cfg.inference_port,
             management_port=cfg.management_port,
         )

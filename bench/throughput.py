@@ -48,14 +48,6 @@ BATCH_TEXTS = 32
 BATCH_CONCURRENCY = 4
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def served_archive(cfg: stack.StackConfig, spec: TaskSpec) -> tuple[Path, str]:
     """The archive the stack serves as this model's default (from the applied manifest), and its version."""
     synced = applied_default(cfg.model_store, spec.model_name)
@@ -173,7 +165,7 @@ def ceiling(spec: TaskSpec, archive: Path, examples: list[Example], duration: fl
 @contextmanager
 def peer_server(spec: TaskSpec, archive: Path) -> Any:
     """The peer-style baseline app on a free port, serving the same fine-tuned weights."""
-    port = free_port()
+    port = stack.free_port()
     with tempfile.TemporaryDirectory(prefix=f"peer-{spec.task}-") as unpacked:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(unpacked)
@@ -227,26 +219,15 @@ def coalesce_window(gateway: psutil.Process) -> float:
 
 
 @contextmanager
-def second_gateway(cfg: stack.StackConfig, window_ms: float) -> Iterator[tuple[str, psutil.Process]]:
-    """A second gateway in front of the same TorchServe, with `GATEWAY_COALESCE_WINDOW_MS=window_ms` (0: single
-    predictions never coalesce): its URL and process."""
-    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as state:
-        second = stack.StackConfig(
-            state_dir=Path(state),
-            model_store=cfg.model_store,
-            gateway_port=free_port(),
-            inference_port=cfg.inference_port,
-            management_port=cfg.management_port,
-        )
-        second.torchserve_dir.mkdir(parents=True, exist_ok=True)
-        env = {**stack.gateway_env(cfg), "GATEWAY_COALESCE_WINDOW_MS": str(window_ms)}
-        stack.start_gateway(second, extra_env=env)
-        try:
-            pid = stack.running_pid(second, "gateway")
-            assert pid is not None, "the second gateway did not start"
-            yield second.gateway_url, psutil.Process(pid)
-        finally:
-            stack.stop(second, "gateway")
+def second_gateway(
+    cfg: stack.StackConfig, extra_env: dict[str, str] | None = None, uvicorn_args: list[str] | None = None
+) -> Iterator[tuple[str, psutil.Process]]:
+    """A second gateway in front of the same TorchServe (`stack.second_gateway`), with its own settings or
+    uvicorn flags: its URL and process, whose CPU time the bench reads."""
+    with stack.second_gateway(cfg, extra_env, uvicorn_args or ()) as second:
+        pid = stack.running_pid(second, "gateway")
+        assert pid is not None, "the second gateway did not start"
+        yield second.gateway_url, psutil.Process(pid)
 
 
 def bench_task(
@@ -281,7 +262,7 @@ def bench_task(
                 spec, examples, target, base_url, key, Path(scratch), levels, duration, warmup, processes
             )
         if second_window_ms is not None and spec.kind == "text":
-            with second_gateway(cfg, second_window_ms) as (url, process):
+            with second_gateway(cfg, {"GATEWAY_COALESCE_WINDOW_MS": f"{second_window_ms:g}"}) as (url, process):
                 result["gateway_second"] = measure(
                     spec,
                     examples,

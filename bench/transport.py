@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from contextlib import contextmanager
 import httpx
 
 from gateway.http1 import Http1Transport
+from modelops.local import stack
 
 ANSWER = b'{"label": "disaster", "score": 0.9731, "scores": {"not_disaster": 0.0269, "disaster": 0.9731}}'
 BODY = b'{"text": "Forest fire spreading fast towards the highway, evacuation ordered for three towns #wildfire"}'
@@ -54,15 +54,9 @@ def _transports(max_connections: int) -> dict[str, Callable[[], httpx.AsyncBaseT
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def stub_upstream() -> Iterator[str]:
-    port = _free_port()
+    port = stack.free_port()
     code = STUB + f"\nimport uvicorn\nuvicorn.run(app, host='127.0.0.1', port={port}, log_level='error')\n"
     proc = subprocess.Popen([sys.executable, "-c", code])
     url = f"http://127.0.0.1:{port}"

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-import psutil
-
-from bench.throughput import free_port, load, payloads, sample
+from bench.throughput import load, payloads, sample, second_gateway
 from contract.catalog import load_catalog
 from modelops.local import stack
 
@@ -32,33 +24,6 @@ STACKS = {
     "h11+asyncio": ["--http", "h11", "--loop", "asyncio"],
     "httptools+uvloop": ["--http", "httptools", "--loop", "uvloop"],
 }
-
-
-@contextmanager
-def gateway(cfg: stack.StackConfig, flags: list[str]) -> Iterator[tuple[str, psutil.Process]]:
-    """A gateway on a free port with these uvicorn flags, in front of the stack's TorchServe, once ready."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "gateway.main:create_app", "--factory", "--port", str(port), *flags]
-    env = {**os.environ, **stack.gateway_env(cfg)}
-    process = subprocess.Popen([*cmd, "--no-access-log", "--log-level", "warning"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _ready(url):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"the gateway with {flags} did not become ready")
-            time.sleep(0.3)
-        yield url, psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     examples = sample(spec, 64)
     figures: dict[str, dict[str, dict[str, float]]] = {}
     with ExitStack() as running, tempfile.TemporaryDirectory(prefix="bench-uvicorn-") as scratch:
-        gateways = {name: running.enter_context(gateway(cfg, flags)) for name, flags in STACKS.items()}
+        gateways = {
+            name: running.enter_context(second_gateway(cfg, uvicorn_args=flags)) for name, flags in STACKS.items()
+        }
         for concurrency in args.concurrency or [1, 32]:
             rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in STACKS}
             for _ in range(args.rounds):

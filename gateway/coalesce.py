@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from gateway.errors import APIError
 from gateway.observe import REQUEST_ID_HEADER, request_id
-from gateway.upstream import TorchServeClient
-
-Answer = tuple[dict[str, Any], float]
+from gateway.upstream import Answer, TorchServeClient, predict_texts
 
 
 @dataclass
@@ -77,17 +71,12 @@ class Coalescer:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, model: str, group: list[_Waiting]) -> None:
-        ids = ",".join(item.request_id for item in group)
+        """One upstream call for the group; each caller gets its own answer, or the error of the call."""
         try:
-            if len(group) == 1:
-                results = [await self._alone(model, group[0])]
-            else:
-                body = orjson.dumps({"instances": [{"text": item.text} for item in group]})
-                answer, ms = await self.client.predict(model, body, headers={REQUEST_ID_HEADER: ids})
-                results = [(prediction, ms) for prediction in answer["predictions"]]
+            results = await self._ask(model, group)
         except APIError as exc:
             if exc.status == 422 and len(group) > 1:  # one text was refused: each alone, so only it fails
-                await asyncio.gather(*(self._settle(item, self._alone(model, item)) for item in group))
+                await asyncio.gather(*(self._send(model, [item]) for item in group))
                 return
             for item in group:
                 if not item.answer.done():
@@ -98,16 +87,9 @@ class Coalescer:
                 item.answer.set_result(result)
 
     async def _alone(self, model: str, item: _Waiting) -> Answer:
-        body = orjson.dumps({"text": item.text})
-        return await self.client.predict(model, body, headers={REQUEST_ID_HEADER: item.request_id})
+        return (await self._ask(model, [item]))[0]
 
-    @staticmethod
-    async def _settle(item: _Waiting, call: Awaitable[Answer]) -> None:
-        try:
-            result = await call
-        except APIError as exc:
-            if not item.answer.done():
-                item.answer.set_exception(exc)
-            return
-        if not item.answer.done():
-            item.answer.set_result(result)
+    async def _ask(self, model: str, group: list[_Waiting]) -> list[Answer]:
+        """One upstream call for the group; its request-id header names every caller."""
+        ids = ",".join(item.request_id for item in group)
+        return await predict_texts(self.client, model, [item.text for item in group], {REQUEST_ID_HEADER: ids})

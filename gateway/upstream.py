@@ -365,6 +365,22 @@ def _card(metadata: Any) -> dict[str, Any] | None:
     return card if isinstance(card, dict) and card else None
 
 
+Answer = tuple[dict[str, Any], float]
+
+
+async def predict_texts(
+    client: TorchServeClient, model: str, texts: list[str], headers: dict[str, str] | None = None
+) -> list[Answer]:
+    """Texts in one upstream call: a plain `{"text"}` body for one, a KServe v1 `instances` body for more, which
+    the handler answers as one batch slot. Answers come back in the texts' order, each with the call's round
+    trip. The router's chunks of a batch body and the coalescer's groups of single requests both travel this
+    way."""
+    if len(texts) == 1:
+        return [await client.predict(model, orjson.dumps({"text": texts[0]}), headers=headers)]
+    answer, ms = await client.predict(model, orjson.dumps({"instances": [{"text": t} for t in texts]}), headers=headers)
+    return [(prediction, ms) for prediction in answer["predictions"]]
+
+
 def _ping_status(response: httpx.Response) -> str:
     try:
         return str(orjson.loads(response.content).get("status"))

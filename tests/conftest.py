@@ -7,7 +7,6 @@ the shared data: a couple of optimiser steps, so their predictions are not meani
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -90,22 +89,6 @@ class Stack:
         """Start TorchServe unless it runs, then sync: what a host does at boot or after a crash."""
         stack.start_torchserve(self.cfg)
         assert not [o for o in self.sync().values() if o.startswith("failed")]
-
-
-def start_second_gateway(live: Stack, state_dir: Path, env: dict[str, str]) -> stack.StackConfig:
-    """Another gateway process on a free port in front of the same TorchServe, with extra GATEWAY_* settings
-    (tests of settings the shared gateway does not have); stop it with `stack.stop(cfg, "gateway")`."""
-    cfg = stack.StackConfig(
-        state_dir=state_dir,
-        model_store=live.cfg.model_store,
-        gateway_port=free_port(set()),
-        inference_port=live.cfg.inference_port,
-        management_port=live.cfg.management_port,
-    )
-    cfg.torchserve_dir.mkdir(parents=True, exist_ok=True)
-    upstreams = json.dumps([stack.upstream_entry(live.cfg)])
-    stack.start_gateway(cfg, extra_env={"GATEWAY_UPSTREAMS": upstreams, **env})
-    return cfg
 
 
 @pytest.fixture(scope="session")

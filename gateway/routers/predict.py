@@ -44,7 +44,7 @@ from gateway.schemas import (
 )
 from gateway.settings import Settings
 from gateway.uploads import read_uploads
-from gateway.upstream import EXPLANATIONS, TorchServeClient
+from gateway.upstream import EXPLANATIONS, Answer, TorchServeClient, predict_texts
 from handlers.protocol import OVERLAY_HEADER
 
 # No `from __future__ import annotations` here: FastAPI must see the image routes' `top_k` annotation, built
@@ -92,23 +92,12 @@ async def _forward(
     return answers
 
 
-async def _predict_chunk(client: TorchServeClient, model: str, texts: list[str]) -> list[tuple[dict[str, Any], float]]:
-    """Texts in one upstream call (a plain body for one, KServe v1 `instances` for more); each answer carries
-    that call's round trip."""
-    if len(texts) == 1:
-        return [await client.predict(model, orjson.dumps({"text": texts[0]}))]
-    answer, ms = await client.predict(model, orjson.dumps({"instances": [{"text": t} for t in texts]}))
-    return [(prediction, ms) for prediction in answer["predictions"]]
-
-
 def _upstream_slots(spec: TaskSpec, client: TorchServeClient) -> int:
     """How many requests of a model its TorchServes take in one round of batches: workers x batch size each."""
     return spec.workers * spec.batch_size * len(client.upstreams)
 
 
-async def _predict_texts(
-    client: TorchServeClient, spec: TaskSpec, texts: list[str]
-) -> list[tuple[dict[str, Any], float]]:
+async def _predict_texts(client: TorchServeClient, spec: TaskSpec, texts: list[str]) -> list[Answer]:
     """A body's texts in as many upstream calls as the model's workers take in one round of batches (workers x
     batch size, per upstream), at most one per text. One call per text pays TorchServe's hand-off 32 times for 32
     texts; one call for all of them lands in one worker's batch while the others idle (measured: sentiment's
@@ -116,7 +105,7 @@ async def _predict_texts(
     calls = min(len(texts), _upstream_slots(spec, client))
     size = -(-len(texts) // calls)
     chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
-    answers = await asyncio.gather(*(_predict_chunk(client, spec.model_name, chunk) for chunk in chunks))
+    answers = await asyncio.gather(*(predict_texts(client, spec.model_name, chunk) for chunk in chunks))
     return [answer for chunk in answers for answer in chunk]
 
 

@@ -17,8 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,13 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it), for extra processes beside a stack."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # --- S3 (SeaweedFS) ------------------------------------------------------------------------------------
@@ -412,8 +420,9 @@ def gateway_env(cfg: StackConfig) -> dict[str, str]:
     return {"GATEWAY_UPSTREAMS": json.dumps([upstream_entry(cfg)])}
 
 
-def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None) -> None:
-    """Start uvicorn serving the gateway; `extra_env` adds GATEWAY_* settings (tests use it)."""
+def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None, uvicorn_args: Sequence[str] = ()) -> None:
+    """Start uvicorn serving the gateway; `extra_env` adds GATEWAY_* settings, `uvicorn_args` uvicorn flags
+    (tests and benches use them)."""
     cmd = [
         sys.executable,
         "-m",
@@ -425,8 +434,36 @@ def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None) -> 
         "--port",
         str(cfg.gateway_port),
         "--no-access-log",
+        *uvicorn_args,
     ]
     _start_web_service(cfg, "gateway", cmd, {**gateway_env(cfg), **(extra_env or {})}, cfg.gateway_url, "/healthz")
+
+
+@contextlib.contextmanager
+def second_gateway(
+    cfg: StackConfig,
+    extra_env: dict[str, str] | None = None,
+    uvicorn_args: Sequence[str] = (),
+    state_dir: Path | None = None,
+) -> Iterator[StackConfig]:
+    """Another gateway process on a free port in front of this stack's TorchServe, with its own GATEWAY_*
+    settings or uvicorn flags: what tests of settings the stack's gateway does not have, and benches comparing
+    two gateways side by side, run against. Its pid file and log go to `state_dir` (a temporary folder when
+    None); it is stopped on exit."""
+    with contextlib.ExitStack() as cleanup:
+        if state_dir is None:
+            state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="gateway-")))
+        second = StackConfig(
+            state_dir=state_dir,
+            model_store=cfg.model_store,
+            gateway_port=free_port(),
+            inference_port=cfg.inference_port,
+            management_port=cfg.management_port,
+        )
+        second.torchserve_dir.mkdir(parents=True, exist_ok=True)
+        cleanup.callback(stop, second, "gateway")
+        start_gateway(second, extra_env={**gateway_env(cfg), **(extra_env or {})}, uvicorn_args=uvicorn_args)
+        yield second
 
 
 # --- UI ------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from modelops.local import stack
-from tests.conftest import Stack, start_second_gateway
+from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,25 @@ def test_a_batch_answers_in_order_exactly_as_one_at_a_time(client: httpx.Client,
     alone = [client.post(f"/v1/{task}", json={"text": t}).json() for t in texts]
     fields = ("task", "label", "score", "scores", "model")
     assert [{k: r[k] for k in fields} for r in batch.json()["results"]] == [{k: r[k] for k in fields} for r in alone]
+
+
+def test_a_long_review_gets_the_same_answer_whatever_its_batch_mates(client: httpx.Client, live_stack: Stack) -> None:
+    """A review far past the 128-token budget is cut to its head and tail on its own: inside one model request
+    with short batch-mates or with other long reviews, it gets the answer it gets alone, to the last digit."""
+    opening = "The opening act is slow and the dialogue stiff, though the lead tries hard. "
+    middle = "The second hour wanders from one subplot to another without much purpose. " * 40
+    ending = "But the final twenty minutes are superb, moving and beautifully shot; I loved it."
+    review = opening + middle + ending
+    alone = client.post("/v1/sentiment", json={"text": review}).json()
+    spec = live_stack.catalog["sentiment"]
+    n = 3 * spec.workers * spec.batch_size - 1  # with the review, three texts in each model request
+    long_mates = [f"Review {i}: a dull, lifeless remake that never finds its feet. " * (20 + i) for i in range(n)]
+    for mates in ((TWEETS * n)[:n], long_mates):
+        texts = [*mates[:10], review, *mates[10:]]
+        batch = client.post("/v1/sentiment", json={"texts": texts})
+        assert batch.status_code == 200, batch.text
+        answer = batch.json()["results"][10]
+        assert (answer["label"], answer["scores"]) == (alone["label"], alone["scores"])
 
 
 def test_a_batch_body_travels_in_a_few_model_requests_under_its_request_id(
@@ -77,11 +96,9 @@ def test_one_bad_text_refuses_the_body_and_names_it(client: httpx.Client) -> Non
 @pytest.fixture
 def coalescing_gateway(live_stack: Stack, tmp_path: Path) -> Iterator[str]:
     """A second gateway in front of the same TorchServe, coalescing single predictions within 20 ms."""
-    cfg = start_second_gateway(live_stack, tmp_path, {"GATEWAY_COALESCE_WINDOW_MS": "20"})
-    try:
+    env = {"GATEWAY_COALESCE_WINDOW_MS": "20"}
+    with stack.second_gateway(live_stack.cfg, env, state_dir=tmp_path) as cfg:
         yield cfg.gateway_url
-    finally:
-        stack.stop(cfg, "gateway")
 
 
 def test_coalesced_singles_each_get_the_answer_for_their_own_text(

@@ -76,7 +76,7 @@ def test_each_gateway_path_is_named_by_the_window_it_runs_with(live_stack: Stack
     shipped = Settings.model_fields["coalesce_window_ms"].default
     assert shipped > 0
     assert coalesce_window(stack_processes(live_stack.cfg, [])["gateway"]) == shipped
-    with second_gateway(live_stack.cfg, 0.0) as (url, process):
+    with second_gateway(live_stack.cfg, {"GATEWAY_COALESCE_WINDOW_MS": "0"}) as (url, process):
         assert coalesce_window(process) == 0.0
         answer = httpx.post(f"{url}/v1/disaster", json={"text": "Flood warning for the valley tonight"}, timeout=30)
         assert answer.status_code == 200, answer.text

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from modelops.local import stack
-from tests.conftest import Stack, start_second_gateway
+from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +58,9 @@ def test_key_rotation_needs_no_gateway_restart(client: httpx.Client, live_stack:
 @pytest.fixture
 def impatient_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
     """A second gateway whose upstream timeout (1 ms) is shorter than any model call."""
-    cfg = start_second_gateway(live_stack, stack_root / "impatient", {"GATEWAY_UPSTREAM_TIMEOUT_S": "0.001"})
-    yield cfg.gateway_url
-    stack.stop(cfg, "gateway")
+    env = {"GATEWAY_UPSTREAM_TIMEOUT_S": "0.001"}
+    with stack.second_gateway(live_stack.cfg, env, state_dir=stack_root / "impatient") as cfg:
+        yield cfg.gateway_url
 
 
 def test_slow_upstream_gives_504_and_gateway_stays_responsive(impatient_gateway: str) -> None:

@@ -25,7 +25,7 @@ import pytest
 from contract.catalog import TaskSpec
 from modelops.local import stack
 from modelops.train.data import data_dir
-from tests.conftest import Stack, start_second_gateway
+from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +35,9 @@ KEY = secrets.token_urlsafe(24)
 
 @pytest.fixture(scope="module")
 def keyed_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
-    cfg = start_second_gateway(live_stack, stack_root / "client-gateway", {"GATEWAY_API_KEYS": f"sdk:{KEY}"})
-    yield cfg.gateway_url
-    stack.stop(cfg, "gateway")
+    env = {"GATEWAY_API_KEYS": f"sdk:{KEY}"}
+    with stack.second_gateway(live_stack.cfg, env, state_dir=stack_root / "client-gateway") as cfg:
+        yield cfg.gateway_url
 
 
 def _generate(document: dict[str, Any], where: Path) -> str:

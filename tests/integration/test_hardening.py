@@ -21,7 +21,7 @@ from contract.torchserve import read_keys
 from gateway.apikeys import digest
 from modelops.local import stack
 from modelops.serve.healthcheck import healthy
-from tests.conftest import Stack, start_second_gateway
+from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -123,9 +123,8 @@ def keyed_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
         "GATEWAY_RATE_LIMIT_PER_S": "0.2",
         "GATEWAY_RATE_LIMIT_BURST": "5",
     }
-    cfg = start_second_gateway(live_stack, stack_root / "keyed", env)
-    yield cfg.gateway_url
-    stack.stop(cfg, "gateway")
+    with stack.second_gateway(live_stack.cfg, env, state_dir=stack_root / "keyed") as cfg:
+        yield cfg.gateway_url
 
 
 def test_api_keys_and_rate_limit_on_a_gateway_process(keyed_gateway: str) -> None:

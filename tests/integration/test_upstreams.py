@@ -20,7 +20,7 @@ import pytest
 
 from modelops.local import stack
 from modelops.store.kserve import VIEW, refresh_kserve_view
-from tests.conftest import Stack, make_stack_config, start_second_gateway
+from tests.conftest import Stack, make_stack_config
 from tests.imagegen import encode, photo
 
 
@@ -123,44 +123,43 @@ def test_gateway_balances_over_two_torchserves_and_rides_out_one(
         {"name": "kserve", "inference_url": predictor.inference_url},
     ]
     env = {"GATEWAY_UPSTREAMS": json.dumps(upstreams), "GATEWAY_UPSTREAM_CHECK_INTERVAL_S": "1"}
-    cfg = start_second_gateway(live_stack, stack_root / "gateway-two", env)
     metrics = {
         "local": live_stack.cfg.url(live_stack.cfg.metrics_port),
         "kserve": predictor.url(predictor.metrics_port),
     }
-    try:
-        with httpx.Client(base_url=cfg.gateway_url, timeout=60) as client:
-            ready = client.get("/readyz").json()
-            assert ready["status"] == "ready", ready
-            both_ready = {"ready": True, "reason": None}
-            assert ready["upstreams"] == {"local": both_ready, "kserve": both_ready}
+    with (
+        stack.second_gateway(live_stack.cfg, env, state_dir=stack_root / "gateway-two") as cfg,
+        httpx.Client(base_url=cfg.gateway_url, timeout=60) as client,
+    ):
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready", ready
+        both_ready = {"ready": True, "reason": None}
+        assert ready["upstreams"] == {"local": both_ready, "kserve": both_ready}
 
-            before = {name: _served(url, "sentiment") for name, url in metrics.items()}
-            for i in range(20):
-                assert client.post("/v1/sentiment", json={"text": f"review {i}"}).status_code == 200
-            served = {name: _served(url, "sentiment") - before[name] for name, url in metrics.items()}
-            assert served == {"local": 10, "kserve": 10}  # round-robin, one each in turn
+        before = {name: _served(url, "sentiment") for name, url in metrics.items()}
+        for i in range(20):
+            assert client.post("/v1/sentiment", json={"text": f"review {i}"}).status_code == 200
+        served = {name: _served(url, "sentiment") - before[name] for name, url in metrics.items()}
+        assert served == {"local": 10, "kserve": 10}  # round-robin, one each in turn
 
-            stack.stop(predictor, "torchserve")
-            answers = [client.post("/v1/sentiment", json={"text": f"still here {i}"}) for i in range(10)]
-            assert [a.status_code for a in answers] == [200] * 10  # the other upstream took every request
-            ready = client.get("/readyz").json()
-            assert ready["status"] == "ready"
-            assert ready["upstreams"]["kserve"]["ready"] is False
-            assert "not reachable" in ready["upstreams"]["kserve"]["reason"]
-            assert 'gateway_upstream_healthy{upstream="kserve"} 0.0' in client.get("/metrics").text
+        stack.stop(predictor, "torchserve")
+        answers = [client.post("/v1/sentiment", json={"text": f"still here {i}"}) for i in range(10)]
+        assert [a.status_code for a in answers] == [200] * 10  # the other upstream took every request
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready"
+        assert ready["upstreams"]["kserve"]["ready"] is False
+        assert "not reachable" in ready["upstreams"]["kserve"]["reason"]
+        assert 'gateway_upstream_healthy{upstream="kserve"} 0.0' in client.get("/metrics").text
 
-            stack.start_torchserve(predictor, template=predictor.torchserve_dir / "config.properties")
-            _wait_healthy(predictor)
-            stack.wait_until(
-                lambda: 'gateway_upstream_healthy{upstream="kserve"} 1.0' in client.get("/metrics").text,
-                "the gateway noticing the upstream came back",
-                10,
-                lambda: stack.running_pid(cfg, "gateway") is not None,
-            )
-            before = _served(metrics["kserve"], "sentiment")
-            for i in range(10):
-                assert client.post("/v1/sentiment", json={"text": f"back again {i}"}).status_code == 200
-            assert _served(metrics["kserve"], "sentiment") - before == 5  # back in the rotation, no restart
-    finally:
-        stack.stop(cfg, "gateway")
+        stack.start_torchserve(predictor, template=predictor.torchserve_dir / "config.properties")
+        _wait_healthy(predictor)
+        stack.wait_until(
+            lambda: 'gateway_upstream_healthy{upstream="kserve"} 1.0' in client.get("/metrics").text,
+            "the gateway noticing the upstream came back",
+            10,
+            lambda: stack.running_pid(cfg, "gateway") is not None,
+        )
+        before = _served(metrics["kserve"], "sentiment")
+        for i in range(10):
+            assert client.post("/v1/sentiment", json={"text": f"back again {i}"}).status_code == 200
+        assert _served(metrics["kserve"], "sentiment") - before == 5  # back in the rotation, no restart

@@ -112,9 +112,15 @@ def export(spec: TaskSpec, model_dir: Path, runtime: str) -> Path:
     return target
 
 
-def _accuracy(handler: Any, spec: TaskSpec, examples: list[Example], timer: Timer) -> float:
+def _report(handler: Any, spec: TaskSpec, examples: list[Example], timer: Timer) -> dict[str, Any]:
+    """Accuracy and calibration error (of the tempered scores the handler answers) on these examples."""
     predictions = predict_with(handler, spec, examples, spec.batch_size, timer)
-    return float(classification_report([ex.label for ex in examples], predictions.labels, spec.labels)["accuracy"])
+    truth = [ex.label for ex in examples]
+    return classification_report(truth, predictions.labels, spec.labels, predictions.scores)
+
+
+def _accuracy(handler: Any, spec: TaskSpec, examples: list[Example], timer: Timer) -> float:
+    return float(_report(handler, spec, examples, timer)["accuracy"])
 
 
 def choose_runtime(
@@ -157,12 +163,16 @@ def choose_runtime(
     handler = load_handler(spec, model_dir, {"runtime": spec.runtime})
     variant_dev = _accuracy(handler, spec, dev, Timer())
     timer = Timer()
-    accuracy = _accuracy(handler, spec, validation, timer)
+    # the served variant's own figures: its scores are what callers get, so its calibration error is the one
+    # they see (the card's `calibration` is the fp32 model's)
+    report = _report(handler, spec, validation, timer)
+    accuracy = float(report["accuracy"])
     section["variants"]["torch"]["dev_accuracy"] = fp32_dev
     drop = round(fp32_dev - variant_dev, 4)
     kept = drop <= max_drop
     section["variants"][spec.runtime] = {
         "accuracy": accuracy,
+        "ece": report["ece"],
         "dev_accuracy": variant_dev,
         "dev_accuracy_drop": drop,
         "dev_examples": len(dev),

@@ -12,8 +12,9 @@ import pytest
 from bench.throughput import sample
 from contract.model_card import read_model_card
 from modelops.package.archive import package
-from modelops.train.data import data_dir
-from modelops.train.evaluate import handler_rows, load_handler
+from modelops.train.data import data_dir, load_split, validation_sample
+from modelops.train.evaluate import Timer, handler_rows, load_handler, predict_via
+from modelops.train.metrics import classification_report
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -42,6 +43,22 @@ def test_card_records_both_runtimes_and_the_accuracy_rule_decides_what_is_served
     with zipfile.ZipFile(archive) as zf:
         assert "model.onnx" in zf.namelist()
         assert json.loads(zf.read("task.json"))["runtime"] == runtime["served"]
+
+
+@pytest.mark.parametrize("task", ["sentiment", "disaster"])
+def test_the_card_gives_the_calibration_error_callers_see(live_stack: Stack, task: str) -> None:
+    """The served variant's ECE in the card is that of the scores the gateway answers on the same validation
+    examples (int8 moves them a little, so the fp32 model's `calibration` is not the one users get)."""
+    spec = live_stack.catalog[task]
+    card = read_model_card(live_stack.archives[task])
+    data = card["data"]
+    split = load_split(spec, data_dir(), seed=int(data["seed"]))
+    examples = validation_sample(split, int(data["validation_examples_used"]), int(data["seed"]))
+    answered = predict_via(spec, live_stack.gateway, examples, 8, Timer())
+    seen = classification_report([ex.label for ex in examples], answered.labels, spec.labels, answered.scores)
+    served = card["runtime"]["variants"][card["runtime"]["served"]]
+    assert served["accuracy"] == seen["accuracy"]
+    assert served["ece"] == pytest.approx(seen["ece"], abs=1e-3)  # int8 answers vary in their last digits
 
 
 def test_a_variant_losing_more_than_the_limit_is_refused(live_stack: Stack, tmp_path: Path) -> None:

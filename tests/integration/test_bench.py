@@ -4,11 +4,13 @@ for each target, the in-process ceiling and the peer-style baseline app."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bench import fastapi_floor
 from bench.baselines import compare
 from bench.processes import stack_processes
 from bench.throughput import ceiling, coalesce_window, load, payloads, peer_server, sample, second_gateway
@@ -96,3 +98,12 @@ def test_baselines_score_the_validation_split_beside_the_served_model(live_stack
         assert row["served_minus_baseline"] == pytest.approx(served["accuracy"] - row["accuracy"], abs=1.5e-4)
         low, high = row["difference_ci95"]
         assert low <= row["served_minus_baseline"] <= high
+
+
+def test_the_fastapi_floor_app_is_measured_per_request(capsys: pytest.CaptureFixture[str]) -> None:
+    fastapi_floor.main(["--concurrency", "4", "--duration", "1", "--warmup", "0.2"])
+    line = capsys.readouterr().out.strip()
+    found = re.fullmatch(r"FastAPI floor c=4 +([\d.]+) req/s  server CPU ([\d.]+) ms/request  errors 0", line)
+    assert found, line
+    assert float(found[1]) > 0
+    assert float(found[2]) > 0

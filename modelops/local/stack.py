@@ -294,24 +294,24 @@ def start_s3(cfg: StackConfig) -> None:
         "-webdav=false",
     ]
     pid = spawn(cfg, "s3", cmd, env={"GOMEMLIMIT": S3_GO_MEMORY_LIMIT})
-    wait_until(lambda: s3_reads(cfg.s3_url, env), "SeaweedFS S3", 90, lambda: running_pid(cfg, "s3") == pid)
-
-
-def s3_reads(url: str, env: dict[str, str]) -> bool:
-    """Whether the S3 server at `url` serves authenticated reads end to end.
-
-    SeaweedFS's S3 port answers before its filer and volume server are ready: a sync right after a restart
-    got "InternalError ... please try again" reading the manifest. So this lists the buckets and reads one
-    byte of the first object it finds, through the same path a download takes (on a fresh start there is no
-    object yet, and listing is enough)."""
-    s3 = boto3.client(
+    probe = boto3.client(
         "s3",
-        endpoint_url=url,
+        endpoint_url=cfg.s3_url,
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
         config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
     )
+    wait_until(lambda: s3_reads(probe), "SeaweedFS S3", 90, lambda: running_pid(cfg, "s3") == pid)
+
+
+def s3_reads(s3: Any) -> bool:
+    """Whether the S3 server behind this boto3 client serves authenticated reads end to end.
+
+    SeaweedFS's S3 port answers before its filer and volume server are ready: a sync right after a restart
+    got "InternalError ... please try again" reading the manifest. So this lists the buckets and reads one
+    byte of the first object it finds, through the same path a download takes (on a fresh start there is no
+    object yet, and listing is enough)."""
     try:
         for bucket in s3.list_buckets()["Buckets"]:
             for item in s3.list_objects_v2(Bucket=bucket["Name"], MaxKeys=1).get("Contents", []):

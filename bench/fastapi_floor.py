@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from bench.throughput import load, payloads, sample
-from contract.catalog import REPO_ROOT, load_catalog
-from modelops.local import stack
+from bench.throughput import load, payloads, sample, uvicorn_app
+from contract.catalog import load_catalog
 
 app = FastAPI()
 
@@ -44,19 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     args = parser.parse_args(argv)
-    port = stack.free_port()
-    flags = ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
-    cmd = [sys.executable, "-m", "uvicorn", "bench.fastapi_floor:app", "--port", str(port), *flags]
-    process = subprocess.Popen(cmd, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not stack.port_open("127.0.0.1", port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the FastAPI floor app did not start")
-            time.sleep(0.2)
+    flags = ["--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+    with uvicorn_app("bench.fastapi_floor:app", "the FastAPI floor app", flags=flags, timeout_s=60) as (url, server):
         spec = load_catalog()["disaster"]
-        server = psutil.Process(process.pid)
         with tempfile.TemporaryDirectory(prefix="bench-floor-") as scratch:
             payload_file = Path(scratch) / "payloads.json"
             payload_file.write_text(json.dumps(payloads(spec, sample(spec, 64), "gateway", url, "")), encoding="utf-8")
@@ -69,9 +54,6 @@ def main(argv: list[str] | None = None) -> None:
                     f"errors {row['errors'] or 0}",
                     flush=True,
                 )
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 if __name__ == "__main__":

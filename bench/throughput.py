@@ -163,25 +163,35 @@ def ceiling(spec: TaskSpec, archive: Path, examples: list[Example], duration: fl
 
 
 @contextmanager
-def peer_server(spec: TaskSpec, archive: Path) -> Any:
-    """The peer-style baseline app on a free port, serving the same fine-tuned weights."""
+def uvicorn_app(
+    app: str, what: str, env: dict[str, str] | None = None, flags: list[str] | None = None, timeout_s: float = 120
+) -> Iterator[tuple[str, psutil.Process]]:
+    """A bench-only ASGI app (`module:attribute`) served by uvicorn on a free port until the block ends: its URL
+    and process."""
     port = stack.free_port()
+    cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning", *(flags or [])]
+    process = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not stack.port_open("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def peer_server(spec: TaskSpec, archive: Path) -> Iterator[str]:
+    """The peer-style baseline app on a free port, serving the same fine-tuned weights."""
     with tempfile.TemporaryDirectory(prefix=f"peer-{spec.task}-") as unpacked:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(unpacked)
-        env = {**os.environ, "PEER_MODEL_DIR": unpacked}
-        cmd = [sys.executable, "-m", "uvicorn", "bench.peer_app:app", "--port", str(port), "--log-level", "warning"]
-        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
-        try:
-            deadline = time.monotonic() + 120
-            while not stack.port_open("127.0.0.1", port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the peer baseline for {spec.task} did not start")
-                time.sleep(0.5)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+        peer = uvicorn_app("bench.peer_app:app", f"the peer baseline for {spec.task}", {"PEER_MODEL_DIR": unpacked})
+        with peer as (url, _):
+            yield url
 
 
 @contextmanager

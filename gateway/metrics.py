@@ -45,7 +45,7 @@ class GatewayMetrics:
         )
         self.upstream_retries = Counter(
             "gateway_upstream_retries",
-            "Predictions re-sent to the next upstream after one refused them (404/503/507)",
+            "Predictions re-sent to the next upstream after one refused them (404/503/'Worker died.')",
             ("model",),
             registry=self.registry,
         )

@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         le=3,
         description=(
             "re-sends of a prediction TorchServe refused with 404 (not loaded there yet), 503 (no free worker) "
-            "or 507 (worker died)"
+            "or 'Worker died.' (507, or 500 before TorchServe reaps the worker)"
         ),
     )
     api_keys: str = Field(

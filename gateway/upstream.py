@@ -13,9 +13,11 @@ Explanations travel the same way, to TorchServe's explanations API (`/explanatio
 comes from its management API's customized describe (`GET /models/{model}?customized=true`), which asks a
 worker of the loaded version.
 
-A prediction an upstream refuses with 404 (model not loaded there yet), 503 (no worker free) or 507 (its
-worker died mid-batch) is sent again, to the next upstream in turn, up to `upstream_retries` times: a
-classification has no side effects, so the caller sees an answer instead of the hiccup.
+A prediction an upstream refuses with 404 (model not loaded there yet), 503 (no worker free) or "Worker died."
+(its worker died mid-batch) is sent again, to the next upstream in turn, up to `upstream_retries` times: a
+classification has no side effects, so the caller sees an answer instead of the hiccup. TorchServe 0.12 says
+"Worker died." with 507 when it has already reaped the killed worker's exit status (137), and with 500 when
+the closed socket reaches it first; both mean the worker never answered.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ _KEY_REJECTED = "InvalidKeyException"
 # Answers worth sending to the next upstream: the model is not loaded there, no worker could take the job, or
 # the worker died under it.
 _RETRYABLE = frozenset({404, 503, 507})
+_WORKER_DIED = "Worker died."
 # `/ping` says "Healthy" unless a model's workers have kept failing past their retry time.
 _HEALTHY = "Healthy"
 PREDICTIONS = "predictions"
@@ -242,7 +245,7 @@ class TorchServeClient:
             if response.status_code == 200:
                 return orjson.loads(response.content), elapsed_ms
             last = (upstream, response)
-            if response.status_code not in _RETRYABLE or not retries_left:
+            if not _retryable(response) or not retries_left:
                 break
             retries_left -= 1
             pending.append(upstream)  # after the others: the next try goes elsewhere when there is elsewhere
@@ -263,7 +266,7 @@ class TorchServeClient:
     def _refusal(self, model: str, upstream: Upstream, response: httpx.Response) -> APIError:
         """The API error for an upstream's final non-200 answer."""
         status, detail = response.status_code, _upstream_message(response)
-        if status in _RETRYABLE:
+        if _retryable(response):
             return self._unavailable(
                 "model_not_ready", f"model '{model}' is not ready in TorchServe {upstream.name}: {detail}"
             )
@@ -379,6 +382,13 @@ async def predict_texts(
         return [await client.predict(model, orjson.dumps({"text": texts[0]}), headers=headers)]
     answer, ms = await client.predict(model, orjson.dumps({"instances": [{"text": t} for t in texts]}), headers=headers)
     return [(prediction, ms) for prediction in answer["predictions"]]
+
+
+def _retryable(response: httpx.Response) -> bool:
+    """Whether another try (elsewhere, or here once TorchServe has replaced a worker) may well succeed."""
+    if response.status_code in _RETRYABLE:
+        return True
+    return response.status_code == 500 and _upstream_message(response) == _WORKER_DIED
 
 
 def _ping_status(response: httpx.Response) -> str:

@@ -42,16 +42,21 @@ def _wait_for_workers(live_stack: Stack, model: str, count: int) -> list[int]:
 
 def test_worker_killed_under_load_costs_no_client_errors(client: httpx.Client, live_stack: Stack) -> None:
     """SIGKILL one of the two sentiment workers while 8 clients keep sending: TorchServe answers the requests
-    of the dead worker's batch with 507, the gateway sends each again once, and no client sees an error."""
+    of the dead worker's batch with "Worker died." (507, or 500 when the exit status is not reaped yet), the
+    gateway sends each again once, and no client sees an error."""
     pids = _wait_for_workers(live_stack, "sentiment", 2)
     retries_before = _metric(client.get("/metrics").text, "gateway_upstream_retries_total", model="sentiment")
     statuses: Counter[int] = Counter()
+    refusals: list[str] = []  # what a caller who got an error was told, so a failure says why
     stop = threading.Event()
 
     def send_loop(n: int) -> None:
         with httpx.Client(base_url=live_stack.gateway, timeout=60) as http:
             while not stop.is_set():
-                statuses[http.post("/v1/sentiment", json={"text": f"film {n} was a joy"}).status_code] += 1
+                response = http.post("/v1/sentiment", json={"text": f"film {n} was a joy"})
+                statuses[response.status_code] += 1
+                if response.status_code != 200:
+                    refusals.append(response.text)
 
     threads = [threading.Thread(target=send_loop, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -66,7 +71,7 @@ def test_worker_killed_under_load_costs_no_client_errors(client: httpx.Client, l
     retries = _metric(client.get("/metrics").text, "gateway_upstream_retries_total", model="sentiment")
     print(f"worker kill: answers {dict(statuses)}, gateway retries {retries - retries_before:g}")
     assert pids[0] not in after  # TorchServe replaced the dead worker
-    assert set(statuses) == {200}, statuses
+    assert set(statuses) == {200}, (statuses, refusals[:3])
     assert sum(statuses.values()) > 50
 
 

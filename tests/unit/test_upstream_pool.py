@@ -75,15 +75,32 @@ def test_an_unreachable_upstream_is_skipped_at_once_and_tried_last_until_it_answ
     assert sorted(seen) == ["a", "b"]  # back in the rotation
 
 
-def test_a_dying_worker_answer_is_retried_on_the_next_upstream() -> None:
+@pytest.mark.parametrize("status", [507, 500])
+def test_a_dying_worker_answer_is_retried_on_the_next_upstream(status: int) -> None:
+    """TorchServe says "Worker died." with 507 once it has the killed worker's exit status, with 500 before."""
+
     def route(request: httpx.Request) -> httpx.Response:
         if request.url.host == "a":
-            return httpx.Response(507, json={"code": 507, "message": "Worker died."})
+            return httpx.Response(
+                status, json={"code": status, "type": "InternalServerException", "message": "Worker died."}
+            )
         return _ok(request)
 
     client, seen = _pool(route)
     assert _predict(client)["served_by"] == "b"
     assert seen == ["a", "b"]
+
+
+def test_any_other_server_error_is_not_retried_but_named() -> None:
+    def route(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"code": 500, "message": "Prediction failed"})
+
+    client, seen = _pool(route)
+    with pytest.raises(APIError) as info:
+        _predict(client)
+    assert seen == ["a"]
+    assert (info.value.status, info.value.code) == (502, "upstream_error")
+    assert "answered HTTP 500: Prediction failed" in info.value.message
 
 
 def test_no_upstream_answering_is_a_503_naming_each_one() -> None:

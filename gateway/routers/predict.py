@@ -110,30 +110,33 @@ async def _predict_texts(client: TorchServeClient, spec: TaskSpec, texts: list[s
 
 
 def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase], explain: bool) -> Any:
-    async def classify(request: Request, client: Client, slots: Slots, coalescer: Coalesce) -> OrjsonResponse:
+    async def classify(request: Request, client: Client, coalescer: Coalesce) -> OrjsonResponse:
         body = await read_json(request, request_model)
         texts = body.items()
-        if explain:
-            payloads = [orjson.dumps({"text": t}) for t in texts]
-            answers = await _forward(client, slots, spec.model_name, payloads, JSON)
-        elif coalescer is not None and len(texts) == 1:
+        if coalescer is not None and len(texts) == 1:
             answers = [await coalescer.predict(spec.model_name, texts[0], _upstream_slots(spec, client))]
         else:
             answers = await _predict_texts(client, spec, texts)
         return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)
 
+    async def explain_text(request: Request, client: Client, slots: Slots) -> OrjsonResponse:
+        body = await read_json(request, request_model)
+        payloads = [orjson.dumps({"text": t}) for t in body.items()]
+        answers = await _forward(client, slots, spec.model_name, payloads, JSON)
+        return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)
+
     labels = f"Labels: {', '.join(spec.labels)}."
     if explain:
-        classify.__name__ = f"explain_{spec.task}"
-        classify.__doc__ = (
+        explain_text.__name__ = f"explain_{spec.task}"
+        explain_text.__doc__ = (
             f"{spec.description}: the answer and why. Same body as `POST {spec.route}`. `explanation.words` "
             "gives each word (character offsets into your text) a signed weight: how much the probability of "
             "the predicted label drops when the word is removed, with each blended member's share. "
             f"Explanations run a few at a time per model; over the limit: 429 with Retry-After. {labels}"
         )
-    else:
-        classify.__name__ = f"classify_{spec.task}"
-        classify.__doc__ = f"{spec.description}. {labels}"
+        return explain_text
+    classify.__name__ = f"classify_{spec.task}"
+    classify.__doc__ = f"{spec.description}. {labels}"
     return classify
 
 

@@ -1,16 +1,17 @@
 """The benchmark harness's parts against the real stack: the load generator process, the payload shapes
-for each target, the in-process ceiling and the peer-style baseline app."""
+for each target, the in-process ceiling, the peer-style baseline app and the side-by-side gateway comparison."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bench import fastapi_floor
+from bench import fastapi_floor, gateway_versions, side_by_side
 from bench.baselines import compare
 from bench.processes import stack_processes
 from bench.throughput import ceiling, coalesce_window, load, payloads, peer_server, sample, second_gateway
@@ -107,3 +108,19 @@ def test_the_fastapi_floor_app_is_measured_per_request(capsys: pytest.CaptureFix
     assert found, line
     assert float(found[1]) > 0
     assert float(found[2]) > 0
+
+
+def test_two_versions_of_the_gateway_are_compared_side_by_side(
+    live_stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = side_by_side.parser("test", "").parse_args(["--concurrency", "4", "--rounds", "1", "--duration", "1"])
+    figures = gateway_versions.compare(live_stack.cfg, "HEAD", args)
+    base = next(name for name in figures if name.startswith("base "))
+    assert set(figures) == {base, "working tree"}
+    printed = capsys.readouterr().out
+    for name in figures:
+        assert figures[name]["4"]["rps"] > 0
+        assert figures[name]["4"]["gateway_cpu_ms_per_request"] > 0
+        assert f"disaster c=4   {name}" in printed
+    worktrees = subprocess.run(["git", "worktree", "list"], capture_output=True, text=True, check=True).stdout
+    assert "bench-gateway-base-" not in worktrees  # the base's checkout is removed afterwards

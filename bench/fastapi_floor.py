@@ -18,7 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from bench.throughput import load, payloads, sample, uvicorn_app
+from bench.throughput import load_on, payloads, sample, uvicorn_app
 from contract.catalog import load_catalog
 
 app = FastAPI()
@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> None:
             payload_file = Path(scratch) / "payloads.json"
             payload_file.write_text(json.dumps(payloads(spec, sample(spec, 64), "gateway", url, "")), encoding="utf-8")
             for concurrency in args.concurrency or [1, 32]:
-                before = sum(server.cpu_times()[:2])
-                row = load(payload_file, concurrency, args.duration, args.warmup)
-                cpu_ms = 1000 * (sum(server.cpu_times()[:2]) - before) / max(1, row["sent"])
+                row, cpu_ms = load_on(server, payload_file, concurrency, args.duration, args.warmup)
                 print(
                     f"FastAPI floor c={concurrency:<3} {row['rps']:>8.1f} req/s  server CPU {cpu_ms:.3f} ms/request  "
                     f"errors {row['errors'] or 0}",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.throughput import load, payloads, sample
+from bench.throughput import load_on, payloads, sample
 from contract.catalog import TaskSpec
 
 Gateways = dict[str, tuple[str, psutil.Process]]
@@ -46,11 +46,9 @@ def alternate(gateways: Gateways, spec: TaskSpec, args: argparse.Namespace) -> F
                 for name, (url, process) in gateways.items():
                     payload_file = Path(scratch) / f"{name}.json"
                     payload_file.write_text(json.dumps(payloads(spec, examples, "gateway", url, "")), encoding="utf-8")
-                    before = sum(process.cpu_times()[:2])
-                    row = load(payload_file, concurrency, args.duration, args.warmup)
+                    row, cpu_ms = load_on(process, payload_file, concurrency, args.duration, args.warmup)
                     if row["errors"]:
                         raise RuntimeError(f"{name} answered errors: {row['errors']}")
-                    cpu_ms = 1000 * (sum(process.cpu_times()[:2]) - before) / max(1, row["sent"])
                     rounds[name].append((row["rps"], row["p50_ms"], cpu_ms))
             for name, rows in rounds.items():
                 figure = {

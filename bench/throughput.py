@@ -123,6 +123,15 @@ def load(
     return json.loads(result.stdout)
 
 
+def load_on(
+    server: psutil.Process, payload_file: Path, concurrency: int, duration: float, warmup: float
+) -> tuple[dict[str, Any], float]:
+    """`load`, and the CPU milliseconds (user + system, from /proc) one server process spent per request sent."""
+    before = sum(server.cpu_times()[:2])
+    row = load(payload_file, concurrency, duration, warmup)
+    return row, 1000 * (sum(server.cpu_times()[:2]) - before) / max(1, row["sent"])
+
+
 def ceiling(spec: TaskSpec, archive: Path, examples: list[Example], duration: float, runtime: str) -> dict[str, Any]:
     """In-process batched throughput of the served archive through its own handler (parse + infer).
 

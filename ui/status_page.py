@@ -73,11 +73,20 @@ def _interval(bounds: list[float] | None) -> str | None:
     return f"{bounds[0]:.1%} to {bounds[1]:.1%}" if bounds and len(bounds) == 2 else None
 
 
+def served_validation(card: dict[str, Any]) -> dict[str, Any]:
+    """The validation figures of the runtime that answers callers. An optimised variant (int8) has its own, and
+    its scores are what callers get; the card's `validation` is the fp32 model's it was made from, which is also
+    what a torch-served model or an older card (a variant entry without figures) shows."""
+    runtime = card.get("runtime") or {}
+    served = (runtime.get("variants") or {}).get(runtime.get("served")) or {}
+    return served if "accuracy_ci95" in served else card.get("validation") or {}
+
+
 def card_figures(answer: dict[str, Any]) -> dict[str, str | None]:
     """The headline figures of one task's card (`GET /v1/models/{task}`), as text; what a card lacks (an older
     build, a model without a runtime choice) stays empty instead of failing the page."""
     card = answer.get("card") or {}
-    validation, data = card.get("validation") or {}, card.get("data") or {}
+    validation, data = served_validation(card), card.get("data") or {}
     return {
         "version": answer.get("version") or card.get("version"),
         "recipe": (card.get("recipe") or {}).get("name"),
@@ -121,11 +130,12 @@ def _model_cards(tasks: list[str]) -> None:
     if not answers:
         return
     st.caption(
-        "Validation figures of the serving version, measured when it was built: accuracy with its 95% interval, "
-        "macro-F1 and ECE (expected calibration error: how far its scores are from how often it is right)."
+        "Validation figures of the serving version in the runtime it is served with, measured when it was built: "
+        "accuracy with its 95% interval, macro-F1 and ECE (expected calibration error: how far its scores are "
+        "from how often it is right)."
     )
     # a column per task: the figures read down, and tasks compare side by side
     figures = pd.DataFrame({task: card_figures(answer) for task, answer in answers.items()})
     st.dataframe(figures.rename_axis("figure"), width="stretch", height="content", placeholder="-")
     for task, answer in answers.items():
-        _class_figures(task, (answer.get("card") or {}).get("validation") or {})
+        _class_figures(task, served_validation(answer.get("card") or {}))

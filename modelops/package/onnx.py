@@ -113,7 +113,8 @@ def export(spec: TaskSpec, model_dir: Path, runtime: str) -> Path:
 
 
 def _report(handler: Any, spec: TaskSpec, examples: list[Example], timer: Timer) -> dict[str, Any]:
-    """Accuracy and calibration error (of the tempered scores the handler answers) on these examples."""
+    """The classification report (calibration error of the tempered scores the handler answers included) on
+    these examples."""
     predictions = predict_with(handler, spec, examples, spec.batch_size, timer)
     truth = [ex.label for ex in examples]
     return classification_report(truth, predictions.labels, spec.labels, predictions.scores)
@@ -132,7 +133,7 @@ def choose_runtime(
 ) -> dict[str, Any]:
     """Export the catalog's runtime for this model, compare it with the fp32 model on the training run's dev
     slice, and decide which runtime the archive serves. Returns the card's `runtime` section, which also
-    reports the variant's validation accuracy; the ONNX file is left in model_dir only if the variant is served.
+    reports the variant's own validation figures; the ONNX file is left in model_dir only if the variant is served.
 
     The decision is a setting, so it is taken on the dev slice like every other one, never on the validation
     split the card reports. `max_drop` is the dev accuracy the variant may lose. Builds of a few optimiser
@@ -163,20 +164,19 @@ def choose_runtime(
     handler = load_handler(spec, model_dir, {"runtime": spec.runtime})
     variant_dev = _accuracy(handler, spec, dev, Timer())
     timer = Timer()
-    # the served variant's own figures: its scores are what callers get, so its calibration error is the one
-    # they see (the card's `calibration` is the fp32 model's)
+    # the variant's own validation figures (accuracy with its interval, macro-F1, calibration error, per class,
+    # confusion): when it is served, its answers are what callers get, so these are the figures they see (the
+    # card's `validation` and `calibration` are the fp32 model's)
     report = _report(handler, spec, validation, timer)
     accuracy = float(report["accuracy"])
     section["variants"]["torch"]["dev_accuracy"] = fp32_dev
     drop = round(fp32_dev - variant_dev, 4)
     kept = drop <= max_drop
     section["variants"][spec.runtime] = {
-        "accuracy": accuracy,
-        "ece": report["ece"],
+        **report,
         "dev_accuracy": variant_dev,
         "dev_accuracy_drop": drop,
         "dev_examples": len(dev),
-        "examples": len(validation),
         "bytes": onnx_file.stat().st_size,
         "export_seconds": round(export_seconds, 1),
         "eval_examples_per_s": timer.report(len(validation)).get("examples_per_s"),

@@ -110,3 +110,18 @@ def test_a_card_without_figures_leaves_them_empty() -> None:
     figures = card_figures({"version": "1", "card": {"validation": {"accuracy": 0.5}}})
     assert (figures["version"], figures["accuracy"]) == ("1", "50.0%")
     assert {name for name, value in figures.items() if value is None} == set(figures) - {"version", "accuracy"}
+
+
+def test_a_card_shows_the_figures_of_the_runtime_that_answers_callers() -> None:
+    """An int8 variant's answers are what callers get: its figures, not the fp32 model's it was made from."""
+    fp32 = {"accuracy": 0.8226, "accuracy_ci95": [0.79, 0.855], "ece": 0.0187, "macro_f1": 0.8158}
+    int8 = {"accuracy": 0.8136, "accuracy_ci95": [0.781, 0.844], "ece": 0.0365, "macro_f1": 0.807}
+    runtime = {"served": "onnx-int8", "variants": {"torch": {"accuracy": 0.8226}, "onnx-int8": int8}}
+    figures = card_figures({"version": "2", "card": {"validation": fp32, "runtime": runtime}})
+    assert (figures["accuracy"], figures["ECE"], figures["macro-F1"]) == ("81.4%", "0.036", "0.807")
+    assert figures["accuracy, 95% interval"] == "78.1% to 84.4%"
+    assert figures["runtime served"] == "onnx-int8"
+    # served in torch, or a card from before variants carried their figures: the fp32 model's
+    for torch_served in ({**runtime, "served": "torch"}, {**runtime, "variants": {"onnx-int8": {"accuracy": 0.81}}}):
+        figures = card_figures({"version": "2", "card": {"validation": fp32, "runtime": torch_served}})
+        assert figures["accuracy"] == "82.3%"

@@ -40,13 +40,14 @@ def alternate(gateways: Gateways, spec: TaskSpec, args: argparse.Namespace) -> F
     examples = sample(spec, 64)
     figures: Figures = {}
     with tempfile.TemporaryDirectory(prefix="bench-side-by-side-") as scratch:
+        payload_files = {name: Path(scratch) / f"{index}.json" for index, name in enumerate(gateways)}
+        for name, (url, _) in gateways.items():
+            payload_files[name].write_text(json.dumps(payloads(spec, examples, "gateway", url, "")), encoding="utf-8")
         for concurrency in args.concurrency or [1, 32]:
             rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in gateways}
             for _ in range(args.rounds):
-                for name, (url, process) in gateways.items():
-                    payload_file = Path(scratch) / f"{name}.json"
-                    payload_file.write_text(json.dumps(payloads(spec, examples, "gateway", url, "")), encoding="utf-8")
-                    row, cpu_ms = load_on(process, payload_file, concurrency, args.duration, args.warmup)
+                for name, (_, process) in gateways.items():
+                    row, cpu_ms = load_on(process, payload_files[name], concurrency, args.duration, args.warmup)
                     if row["errors"]:
                         raise RuntimeError(f"{name} answered errors: {row['errors']}")
                     rounds[name].append((row["rps"], row["p50_ms"], cpu_ms))

@@ -122,6 +122,6 @@ def test_a_card_shows_the_figures_of_the_runtime_that_answers_callers() -> None:
     assert figures["accuracy, 95% interval"] == "78.1% to 84.4%"
     assert figures["runtime served"] == "onnx-int8"
     # served in torch, or a card from before variants carried their figures: the fp32 model's
-    for torch_served in ({**runtime, "served": "torch"}, {**runtime, "variants": {"onnx-int8": {"accuracy": 0.81}}}):
-        figures = card_figures({"version": "2", "card": {"validation": fp32, "runtime": torch_served}})
+    for fp32_shown in ({**runtime, "served": "torch"}, {**runtime, "variants": {"onnx-int8": {"accuracy": 0.81}}}):
+        figures = card_figures({"version": "2", "card": {"validation": fp32, "runtime": fp32_shown}})
         assert figures["accuracy"] == "82.3%"

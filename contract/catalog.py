@@ -4,15 +4,22 @@ Build, model server registration, gateway and UI all read it through `load_catal
 entry (plus a handler if the input kind is new). Each task is a typed pydantic model: the fields every task
 has, the sub-spec of its kind (`text` or `image`) and its recipes. Unknown keys are errors, so a typo in the
 catalog stops the build instead of being ignored.
+
+A task is data: the same model parses `models.toml` entries and the spec a published task carries beside its
+archive (`task_document` / `parse_task_document`), so tasks added with `modelops task add` travel with their
+models and the gateway learns them from what is served. Everything derivable is derived: the route is
+`/v1/<task>`, the model name defaults to the task's, the handler file is its kind's (`KINDS`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, Self, TypeAlias, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -35,6 +42,16 @@ PYPI_CHECKPOINT_PREFIX = "pypi:"
 # CUDA device (training picks it up by itself), never needed by `make run` or the tests.
 RecipeName: TypeAlias = Literal["fast", "full", "gpu"]
 RECIPE_NAMES: tuple[RecipeName, ...] = ("fast", "full", "gpu")
+# A task's name is its route (`/v1/<task>`), its UI page (`/<task>`) and its TorchServe model name: lower-case
+# letters, digits and underscores, starting with a letter, so it is safe in a URL path, a file name and a
+# Prometheus label alike.
+TASK_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+# Names a task may not take: the gateway's other paths under /v1 and at the root, and the UI's own pages. A task
+# named like one of them would shadow it (or be shadowed).
+RESERVED_TASK_NAMES = frozenset(
+    {"models", "jobs", "tasks", "healthz", "readyz", "metrics", "docs", "redoc", "openapi", "explain"}
+    | {"status", "unavailable", "static", "api", "v1", "admin"}
+)
 DEFAULT_RECIPE: RecipeName = "fast"
 # Serving runtimes: `torch` (fp32, eager), `onnx` (ONNX Runtime, fp32, fused graph), `onnx-int8` (ONNX Runtime
 # with the Linear/MatMul weights quantised to int8). A variant other than `torch` is exported at package time
@@ -62,6 +79,7 @@ class RecipeBase(_Spec):
     """
 
     name: RecipeName
+    method: Literal["finetune"] = "finetune"
     epochs: PositiveFloat
     learning_rate: PositiveFloat
     batch_size: PositiveInt
@@ -98,6 +116,35 @@ class ImageRecipe(RecipeBase):
     tta_flip: bool = False
 
 
+class HeadsRecipe(_Spec):
+    """Linear heads on a frozen pretrained backbone, every setting chosen by `folds`-fold cross-validation on
+    all the training rows (no dev slice carved off, none held out): what small datasets can afford. Text: a
+    hashed n-gram NB-weighted logistic regression, blended with a logistic regression on the frozen encoder's
+    mean-pooled embedding when cross-validation says the encoder earns its cost (`encoder`: consider it at all).
+    Image: a logistic regression on the frozen backbone's pooled features. The card reports the cross-validated
+    accuracy with its interval."""
+
+    name: RecipeName
+    method: Literal["heads"]
+    folds: int = Field(default=5, ge=2, le=20)
+
+
+class TextHeadsRecipe(HeadsRecipe):
+    max_length: PositiveInt = 128
+    head_tokens: PositiveInt | None = None
+    encoder: bool = True
+
+    @model_validator(mode="after")
+    def _room_for_tail(self) -> Self:
+        if self.head_tokens is not None and self.head_tokens >= self.max_length - 2:
+            raise ValueError("head_tokens must leave room for a tail in max_length")
+        return self
+
+
+class ImageHeadsRecipe(HeadsRecipe):
+    tta_flip: bool = True
+
+
 class TextExample(_Spec):
     """A real input and the label a good model gives it; the API document's examples come from these."""
 
@@ -121,32 +168,63 @@ class ImageInput(_Spec):
     resize_to: PositiveInt
 
 
-R = TypeVar("R", TextRecipe, ImageRecipe)
+AnyTextRecipe: TypeAlias = Annotated[TextRecipe | TextHeadsRecipe, Field(discriminator="method")]
+AnyImageRecipe: TypeAlias = Annotated[ImageRecipe | ImageHeadsRecipe, Field(discriminator="method")]
 
 
-class TaskBase(_Spec, Generic[R]):
-    """One classifier: where its data is, how it is trained, batched and routed; `R` is its kind's recipe."""
+class TaskBase(_Spec):
+    """One classifier: where its data is, how it is trained, batched and routed. Each kind's subclass adds its
+    input sub-spec and the recipes it can train with."""
 
-    task: str
-    kind: Literal["text", "image"]
-    route: Annotated[str, Field(pattern=r"^/")]
-    model_name: str
+    task: Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
+    kind: str
+    model_name: str = ""
     description: str
-    handler: str
-    labels: Annotated[tuple[str, ...], Field(min_length=2)]
+    handler: str = ""
+    labels: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=2)]
     label_values: tuple[str, ...] | None = None
     base_checkpoint: str
     dataset: str
     extra_datasets: tuple[str, ...] = ()
-    input_column: str
-    label_column: str
+    input_column: str = "text"
+    label_column: str = "label"
     batch_size: PositiveInt
     max_batch_delay_ms: int = Field(ge=0)
     workers: PositiveInt
     threads_per_worker: PositiveInt
     response_timeout_s: PositiveInt
     runtime: Runtime = "torch"
-    recipes: dict[RecipeName, R]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, raw: Any) -> Any:
+        """The model name defaults to the task's; the handler is the kind's (a catalog may still name it, and
+        is then checked against the kind, so the two can never disagree)."""
+        if not isinstance(raw, dict):
+            return raw
+        kind = KINDS.get(str(raw.get("kind")))
+        handler = raw.get("handler")
+        if kind is not None and handler not in (None, "", kind.handler):
+            raise ValueError(f"handler: {kind.name} tasks are served by {kind.handler}, not {handler}")
+        route = raw.get("route")
+        if route is not None and route != f"/v1/{raw.get('task')}":
+            raise ValueError(f"route: a task's route is /v1/<task> (/v1/{raw.get('task')}), not {route}")
+        derived = {"model_name": raw.get("model_name") or raw.get("task"), "handler": kind.handler if kind else ""}
+        return {key: value for key, value in raw.items() if key != "route"} | derived
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        if self.task in RESERVED_TASK_NAMES:
+            reserved = ", ".join(sorted(RESERVED_TASK_NAMES))
+            raise ValueError(f"task name {self.task!r} is taken by the API or the UI (reserved: {reserved})")
+        if not re.fullmatch(TASK_NAME_PATTERN, self.model_name):
+            raise ValueError(f"model_name {self.model_name!r} must match {TASK_NAME_PATTERN}")
+        return self
+
+    @property
+    def route(self) -> str:
+        """The task's classification route; its explanation route is `<route>/explain`."""
+        return f"/v1/{self.task}"
 
     @model_validator(mode="after")
     def _labels_pair(self) -> Self:
@@ -179,12 +257,20 @@ class TaskBase(_Spec, Generic[R]):
             "runtime": "torch",
         }
 
+    def _recipes(self) -> dict[str, RecipeBase | HeadsRecipe]:
+        return dict(getattr(self, "recipes", {}))
+
     @model_validator(mode="after")
     def _check_recipes(self) -> Self:
-        recipes = self.recipes
+        recipes = self._recipes()
         if DEFAULT_RECIPE not in recipes:
             raise ValueError(f"needs a [tasks.{self.task}.recipes.{DEFAULT_RECIPE}] recipe (what `make run` builds)")
-        undeveloped = [name for name, recipe in recipes.items() if self.runtime != "torch" and recipe.dev_examples <= 0]
+        # an optimised runtime is judged on a dev slice; heads recipes judge it on their training rows
+        undeveloped = [
+            name
+            for name, recipe in recipes.items()
+            if self.runtime != "torch" and isinstance(recipe, RecipeBase) and recipe.dev_examples <= 0
+        ]
         if undeveloped:
             raise ValueError(
                 f"runtime {self.runtime!r} is judged on the dev slice, so recipe(s) {', '.join(undeveloped)} "
@@ -195,17 +281,18 @@ class TaskBase(_Spec, Generic[R]):
             raise ValueError(f"recipe name must match its table: {', '.join(misnamed)}")
         return self
 
-    def recipe(self, name: str) -> R:
-        try:
-            return self.recipes[name]  # type: ignore[index]  # any string may be asked for; unknown ones fail here
-        except KeyError:
-            known = ", ".join(sorted(self.recipes)) or "none"
-            raise CatalogError(f"task {self.task!r} has no recipe {name!r} (known: {known})") from None
+    def _recipe(self, name: str) -> Any:
+        recipes = self._recipes()
+        if name not in recipes:
+            known = ", ".join(sorted(recipes)) or "none"
+            raise CatalogError(f"task {self.task!r} has no recipe {name!r} (known: {known})")
+        return recipes[name]
 
 
-class TextTask(TaskBase[TextRecipe]):
+class TextTask(TaskBase):
     kind: Literal["text"]
     text: TextInput
+    recipes: dict[RecipeName, AnyTextRecipe]
 
     @model_validator(mode="after")
     def _examples_fit(self) -> Self:
@@ -215,6 +302,10 @@ class TextTask(TaskBase[TextRecipe]):
             if len(example.text) > self.text.max_chars:
                 raise ValueError(f"text.examples: a text is longer than max_chars ({self.text.max_chars})")
         return self
+
+    def recipe(self, name: str) -> TextRecipe | TextHeadsRecipe:
+        recipe: TextRecipe | TextHeadsRecipe = self._recipe(name)
+        return recipe
 
     def serving_config(self, recipe_name: str) -> dict[str, Any]:
         """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""
@@ -228,9 +319,14 @@ class TextTask(TaskBase[TextRecipe]):
         }
 
 
-class ImageTask(TaskBase[ImageRecipe]):
+class ImageTask(TaskBase):
     kind: Literal["image"]
     image: ImageInput
+    recipes: dict[RecipeName, AnyImageRecipe]
+
+    def recipe(self, name: str) -> ImageRecipe | ImageHeadsRecipe:
+        recipe: ImageRecipe | ImageHeadsRecipe = self._recipe(name)
+        return recipe
 
     def serving_config(self, recipe_name: str) -> dict[str, Any]:
         """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""
@@ -245,8 +341,23 @@ class ImageTask(TaskBase[ImageRecipe]):
 
 
 TaskSpec: TypeAlias = Annotated[TextTask | ImageTask, Field(discriminator="kind")]
-Recipe: TypeAlias = TextRecipe | ImageRecipe
-_KINDS: dict[str, type[TextTask] | type[ImageTask]] = {"text": TextTask, "image": ImageTask}
+Recipe: TypeAlias = TextRecipe | ImageRecipe | TextHeadsRecipe | ImageHeadsRecipe
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the contract knows of an input kind: its spec model and the handler file that serves it. The
+    layers above keep their own table per kind (trainers, gateway endpoints, UI pages), keyed by `name`."""
+
+    name: str
+    spec: type[TextTask] | type[ImageTask]
+    handler: str
+
+
+KINDS: dict[str, Kind] = {
+    "text": Kind("text", TextTask, "text_handler.py"),
+    "image": Kind("image", ImageTask, "image_handler.py"),
+}
 
 
 def _describe(error: ValidationError) -> str:
@@ -260,15 +371,30 @@ def _describe(error: ValidationError) -> str:
 
 
 def _parse_task(task: str, raw: dict[str, Any]) -> TextTask | ImageTask:
-    kind = raw.get("kind")
-    model = _KINDS.get(str(kind))
-    if model is None:
-        raise CatalogError(f"task {task!r}: kind must be one of {', '.join(_KINDS)}, got {kind!r}")
-    recipes = {name: {"name": name, **values} for name, values in raw.get("recipes", {}).items()}
+    kind = KINDS.get(str(raw.get("kind")))
+    if kind is None:
+        raise CatalogError(f"task {task!r}: kind must be one of {', '.join(KINDS)}, got {raw.get('kind')!r}")
+    recipes = {
+        name: {"name": name, "method": "finetune", **values} for name, values in (raw.get("recipes") or {}).items()
+    }
     try:
-        return model.model_validate({**raw, "task": task, "recipes": recipes})
+        return kind.spec.model_validate({**raw, "task": task, "recipes": recipes})
     except ValidationError as exc:
         raise CatalogError(f"task {task!r}: {_describe(exc)}") from None
+
+
+def task_document(spec: TextTask | ImageTask) -> dict[str, Any]:
+    """A task's spec as JSON-able data: what `modelops task add` writes and publishing stores beside (and
+    inside) each archive; `parse_task_document` reads it back into the same spec."""
+    return spec.model_dump(mode="json")
+
+
+def parse_task_document(document: dict[str, Any]) -> TextTask | ImageTask:
+    """A published task spec (`task_document`'s output, or a catalog entry with its `task` name in it)."""
+    task = document.get("task")
+    if not isinstance(task, str):
+        raise CatalogError("a task spec needs its name in `task`")
+    return _parse_task(task, document)
 
 
 def parse_catalog(text: str) -> dict[str, TextTask | ImageTask]:
@@ -278,11 +404,10 @@ def parse_catalog(text: str) -> dict[str, TextTask | ImageTask]:
     if not tasks:
         raise CatalogError("the catalog defines no [tasks.*] entries")
     specs = {name: _parse_task(name, raw) for name, raw in tasks.items()}
-    for attr in ("route", "model_name"):
-        values = [getattr(spec, attr) for spec in specs.values()]
-        dupes = sorted({v for v in values if values.count(v) > 1})
-        if dupes:
-            raise CatalogError(f"{attr} must be unique across tasks, repeated: {', '.join(dupes)}")
+    names = [spec.model_name for spec in specs.values()]
+    dupes = sorted({v for v in names if names.count(v) > 1})
+    if dupes:
+        raise CatalogError(f"model_name must be unique across tasks, repeated: {', '.join(dupes)}")
     return specs
 
 

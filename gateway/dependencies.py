@@ -23,7 +23,8 @@ async def get_client(request: Request) -> TorchServeClient:
 
 
 async def get_catalog(request: Request) -> dict[str, TaskSpec]:
-    return request.app.state.catalog
+    """The tasks routed now: the catalog's and those discovered on the upstreams (`gateway.tasks`)."""
+    return request.app.state.tasks.tasks
 
 
 async def get_app_settings(request: Request) -> Settings:

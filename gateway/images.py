@@ -23,9 +23,6 @@ ALLOWED_TEXT = "JPEG, PNG, WebP, BMP or GIF"
 _ORIENTATION = 0x0112  # EXIF tag
 # TorchServe refuses requests over 6.5 MB (max_request_size); stay well under it.
 FORWARD_MAX_BYTES = 6_000_000
-# Pillow's own bomb guard would refuse huge headers before ours can name the dimensions and the configured
-# limit; `_open` checks every image's pixel count from its header before any pixel is decoded.
-Image.MAX_IMAGE_PIXELS = None
 
 
 @dataclass(frozen=True)

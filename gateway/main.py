@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from contract.catalog import load_catalog
 from contract.logs import configure_logging
@@ -22,17 +22,12 @@ from gateway.metrics import GatewayMetrics
 from gateway.observe import Observe, RequestIdFilter
 from gateway.ratelimit import RateLimiter
 from gateway.responses import OrjsonResponse
-from gateway.routers import health, predict
+from gateway.routers import health, operation_id, predict
 from gateway.settings import Settings, get_settings
+from gateway.tasks import TaskSet
 from gateway.upstream import TorchServeClient
 
 API_KEY_SCHEME = "ApiKey"
-
-
-def operation_id(route: APIRoute) -> str:
-    """OpenAPI operation ids are the route names (`classify_sentiment`, `list_models`): generated clients name
-    their functions after them, so they are kept short instead of FastAPI's `name_path_method` default."""
-    return route.name
 
 
 def _complete(document: dict[str, Any], components: dict[str, Any], keys_required: bool) -> None:
@@ -64,8 +59,10 @@ def _complete(document: dict[str, Any], components: dict[str, Any], keys_require
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    catalog = load_catalog(settings.catalog_path)
     metrics = GatewayMetrics()
+    # a task route's own body limit, by input kind: image uploads are larger than texts
+    body_limits = {"image": settings.max_image_body_bytes}
+    tasks = TaskSet(load_catalog(settings.catalog_path), lambda spec: body_limits.get(spec.kind))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,9 +71,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.torchserve.start_health_checks()
         window = settings.coalesce_window_ms / 1000
         app.state.coalescer = Coalescer(app.state.torchserve, window) if window else None
+        watcher = asyncio.create_task(
+            tasks.watch(app.state.torchserve, settings.task_refresh_interval_s), name="task-discovery"
+        )
         try:
             yield
         finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             await app.state.torchserve.aclose()
 
     app = FastAPI(
@@ -88,39 +90,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
-    app.state.catalog = catalog
+    app.state.tasks = tasks
     app.state.metrics = metrics
     app.state.explain_slots = ExplainSlots(settings.explain_concurrency, settings.retry_after_s, metrics)
     # Added last = outermost. Observe sees every request (refused ones too); the guard refuses before the body
-    # is read; the size limits refuse before anything parses it.
-    image_routes = {
-        path: settings.max_image_body_bytes
-        for spec in catalog.values()
-        if spec.kind == "image"
-        for path in (spec.route, predict.explain_path(spec))
-    }
+    # is read; the size limits refuse before anything parses it. Both read the task set's live mappings.
     app.add_middleware(
         RequestLimits,
         max_bytes=settings.max_body_bytes,
         max_headers=settings.max_headers,
         max_header_bytes=settings.max_header_bytes,
-        per_path=image_routes,
+        per_path=tasks.body_limits,
     )
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst) if settings.rate_limit_per_s else None
     keys = KeyStore(settings.api_keys, settings.api_keys_file)
-    task_routes = {path: spec.task for spec in catalog.values() for path in (spec.route, predict.explain_path(spec))}
-    app.add_middleware(Guard, keys=keys, limiter=limiter, task_routes=task_routes, metrics=metrics)
+    app.add_middleware(Guard, keys=keys, limiter=limiter, task_routes=tasks.paths, metrics=metrics)
     app.add_middleware(Observe, metrics=metrics)
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(predict.build_router(catalog, settings))
-    components = predict.openapi_components(catalog, settings)
+    installed: list[Any] = []
+
+    def install_task_routes() -> None:
+        """Replace the task routes with the current set's (at start, and whenever the set changes); the OpenAPI
+        document is rebuilt on its next read."""
+        routes = predict.build_router(tasks.tasks, settings).routes
+        app.router.routes[:] = [route for route in app.router.routes if route not in installed] + routes
+        installed[:] = routes
+        app.openapi_schema = None
+
+    install_task_routes()
+    tasks.on_change.append(install_task_routes)
 
     def openapi() -> dict[str, Any]:
         document = app.openapi_schema
-        if document is None:  # built once, on first use: FastAPI.openapi keeps what it builds in openapi_schema
+        if document is None:  # built on first use after a change: FastAPI.openapi keeps it in openapi_schema
             document = FastAPI.openapi(app)
-            _complete(document, components, keys.enabled)
+            _complete(document, predict.openapi_components(tasks.tasks, settings), keys.enabled)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.catalog import REPO_ROOT
-from handlers.protocol import MAX_INSTANCES
+from handlers.protocol import MAX_INSTANCES, MAX_PIXELS
 
 
 def _base_url(url: str) -> str:
@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         description="TorchServes to balance over (JSON list), round-robin among the healthy ones",
     )
     upstream_check_interval_s: float = Field(default=5.0, gt=0, description="how often each upstream is pinged")
+    task_refresh_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often the upstreams' model lists are read for tasks added or removed (routes follow)",
+    )
     catalog_path: Path | None = Field(default=None, description="model catalog; default models.toml")
 
     upstream_timeout_s: float = Field(default=30.0, gt=0, description="wait for one TorchServe answer")
@@ -99,7 +104,7 @@ class Settings(BaseSettings):
     )
     max_image_body_bytes: int = Field(default=33_554_432, ge=1024, description="body limit on image routes")
     max_image_bytes: int = Field(default=10_485_760, ge=1024, description="most bytes in one image")
-    max_image_pixels: int = Field(default=40_000_000, ge=1, description="most pixels (width x height) in one image")
+    max_image_pixels: int = Field(default=MAX_PIXELS, ge=1, description="most pixels (width x height) in one image")
     max_images: int = Field(default=8, ge=1, description="most images in one request")
     image_forward_shorter_side: int = Field(
         default=512, ge=256, description="images are downscaled to this shorter side before TorchServe"

@@ -41,7 +41,7 @@ from gateway.http1 import Http1Transport
 from gateway.metrics import GatewayMetrics
 from gateway.observe import REQUEST_ID_HEADER, request_id
 from gateway.settings import Settings, UpstreamSettings
-from handlers.protocol import CARD_FIELD
+from handlers.protocol import CARD_FIELD, SPEC_FIELD
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +197,31 @@ class Upstream:
             raise Unreachable(f"management answered HTTP {response.status_code}")
         return orjson.loads(response.content)
 
+    async def models(self, wait: httpx.Timeout) -> dict[str, str]:
+        """Every model registered here, with the archive its default version was registered from."""
+        found: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            params = {"limit": "100", **({"next_page_token": token} if token else {})}
+            response = await self.send("GET", f"{self.config.management_url}/models", "management", wait, params=params)
+            if response.status_code != 200:
+                raise Unreachable(f"management answered HTTP {response.status_code}")
+            page = orjson.loads(response.content)
+            found.update({m["modelName"]: str(m.get("modelUrl", "")) for m in page.get("models", [])})
+            token = page.get("nextPageToken")
+            if not token:
+                return found
+
+
+@dataclass(frozen=True)
+class Described:
+    """What a model's serving version says of itself in a customized describe: its version, its model card and
+    its task spec (JSON text; "" for an archive built before archives carried one)."""
+
+    version: str | None
+    card: dict[str, Any]
+    spec: str
+
 
 class TorchServeClient:
     """Every configured TorchServe behind one pooled HTTP client; hands out predictions round-robin."""
@@ -312,9 +337,9 @@ class TorchServeClient:
             return APIError(413, "payload_too_large", detail)
         return APIError(502, "upstream_error", f"TorchServe {upstream.name} answered HTTP {status}: {detail}")
 
-    async def card(self, model: str) -> tuple[str | None, dict[str, Any]]:
-        """The serving version of `model` and the model card its handler loaded, from the first upstream with a
-        management API that has it loaded."""
+    async def described(self, model: str) -> Described:
+        """The serving version of `model`, the model card and the task spec its handler loaded, from the first
+        upstream with a management API that has it loaded."""
         problems = []
         for upstream in self._in_turn():
             if upstream.config.management_url is None:
@@ -326,12 +351,27 @@ class TorchServeClient:
                 problems.append(f"{upstream.name}: {exc.message if isinstance(exc, APIError) else exc}")
                 continue
             description = (described or [{}])[0]
-            card = _card(description.get("customizedMetadata"))
+            metadata = description.get("customizedMetadata")
+            card = _card(metadata)
             if card is None:
                 problems.append(f"{upstream.name}: model '{model}' has no worker that described it")
                 continue
-            return description.get("modelVersion"), card
+            spec = metadata.get(SPEC_FIELD) if isinstance(metadata, dict) else None
+            return Described(description.get("modelVersion"), card, spec if isinstance(spec, str) else "")
         raise self._unavailable("model_not_ready", f"no model card for '{model}': " + "; ".join(problems))
+
+    async def served(self) -> tuple[dict[str, str], bool]:
+        """Every model the upstreams with a management API serve, each with the archive of its default version
+        on the first upstream that has it; and whether every such upstream answered (when one did not, a model
+        missing from the answers may still be served there)."""
+        managed = [u for u in self.upstreams if u.config.management_url is not None]
+        answers = await asyncio.gather(*(u.models(self.check_timeout) for u in managed), return_exceptions=True)
+        served: dict[str, str] = {}
+        for answer in answers:
+            if isinstance(answer, dict):
+                served = answer | served
+        complete = bool(managed) and not any(isinstance(a, BaseException) for a in answers)
+        return served, complete
 
     async def status(self, models: list[str]) -> list[UpstreamStatus]:
         """What each upstream has loaded, asked concurrently."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from handlers.protocol import CARD_FIELD, MAX_INSTANCES
+from handlers.protocol import CARD_FIELD, MAX_INSTANCES, SPEC_FIELD, TASK_SPEC_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class BatchClassifier:
         self.runtime = "torch"
         self.model_info: dict[str, str] = {}
         self.card: dict[str, Any] = {}
+        self.spec_json = ""
         # what training fitted on its dev slice; every handler applies it last (`calibration.temper`)
         self.temperature = 1.0
 
@@ -144,6 +145,8 @@ class BatchClassifier:
         card = model_dir / "model_card.json"
         # what `GET /models/{name}?customized=true` returns: the card of the archive this worker loaded
         self.card = json.loads(card.read_text(encoding="utf-8")) if card.exists() else {}
+        spec = model_dir / TASK_SPEC_FILE
+        self.spec_json = spec.read_text(encoding="utf-8") if spec.exists() else ""  # archives before it: none
         self.load(model_dir)
         self.initialized = True
         logger.info(
@@ -211,7 +214,7 @@ class BatchClassifier:
         started = time.perf_counter()
         headers = [request_headers(context, idx) for idx in range(len(rows))]
         if any(marked(h, "describe") for h in headers):
-            return [{CARD_FIELD: json.dumps(self.card)} for _ in rows]
+            return [{CARD_FIELD: json.dumps(self.card), SPEC_FIELD: self.spec_json} for _ in rows]
         inputs, slots = self.preprocess(rows)
         # Predictions and explanations of one model share its queue, so one batch can hold both: each request
         # gets what it asked for. Explanations run one input at a time (each is many forward passes).

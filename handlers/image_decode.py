@@ -10,6 +10,11 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
+# Pillow's own bomb guard would refuse huge headers before ours can name the dimensions and the configured
+# limit: every reader (the gateway's intake, the handler, training, a user's data checks) gives `decode` a
+# `max_pixels`, checked from the header before any pixel is decoded.
+Image.MAX_IMAGE_PIXELS = None
+
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright 8-bit RGB: honours EXIF orientation, flattens alpha onto white, rescales 16/32-bit and float

@@ -25,10 +25,8 @@ from handlers.classifier_base import BatchClassifier, RequestError, request_body
 from handlers.image_decode import decode
 from handlers.image_ops import to_model_input
 from handlers.ort_model import ONNX_FILE, OrtModel
-from handlers.protocol import wants_overlay
+from handlers.protocol import MAX_PIXELS, wants_overlay
 
-# Serving-side guard for callers that reach TorchServe directly; the gateway enforces its limits first.
-MAX_PIXELS = 40_000_000
 # the model input's name, in the exported ONNX graph too
 PIXELS = "pixels"
 
@@ -77,7 +75,7 @@ class ImageClassifier(BatchClassifier):
     def parse(self, row: dict[str, Any]) -> torch.Tensor:
         data = image_bytes(row)
         try:
-            image = decode(data, MAX_PIXELS)
+            image = decode(data, MAX_PIXELS)  # for callers that reach TorchServe directly
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise RequestError(f"the image could not be decoded: {exc}") from None
         return to_model_input(image, int(self.config["image_size"]), int(self.config["resize_to"]))

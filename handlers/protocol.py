@@ -11,9 +11,16 @@ describe as JSON text: TorchServe re-serialises an object answer and drops its n
 OVERLAY_HEADER = "x-explain-overlay"
 # the field of a describe answer holding the loaded `model_card.json`, as JSON text
 CARD_FIELD = "model_card_json"
+# the task's spec (its catalog entry: name, kind, labels, limits, serving settings), packaged into every archive
+# as this file and answered in a describe's SPEC_FIELD: the gateway learns the tasks it routes from it
+TASK_SPEC_FILE = "task_spec.json"
+SPEC_FIELD = "task_spec_json"
 # Most inputs one KServe v1 `instances` request may carry, so one caller cannot make a model batch arbitrarily
 # large; the gateway sends a batch body's texts as one such request, so its batch limit stays within it.
 MAX_INSTANCES = 64
+# Most pixels (width x height) an image may have, checked from its header before decoding: a 20000x20000 PNG of a
+# few kilobytes would otherwise take gigabytes to decode. The gateway's default, the handler's and training's.
+MAX_PIXELS = 40_000_000
 
 
 def wants_overlay(headers: dict[str, str]) -> bool:

@@ -25,6 +25,7 @@ from handlers.classifier_base import BatchClassifier, RequestError, request_body
 from handlers.linear import LinearTextModel, blend, token_spans
 from handlers.linear import words as linear_words
 from handlers.ort_model import ONNX_FILE, OrtModel
+from handlers.pooled_encoder import PooledClassifier
 from handlers.text_encoding import TextEncoder, window
 from handlers.text_normalise import NORMALISERS
 from handlers.word_occlusion import ENCODER_PASSES, Word, spans, spread, without, word_weights, words_of
@@ -61,21 +62,41 @@ def label_scores(probabilities: Sequence[float], labels: Sequence[str]) -> dict[
 
 
 class TextClassifier(BatchClassifier):
-    def load(self, model_dir: Path) -> None:
-        self.encoder = TextEncoder.load(model_dir)
-        if self.runtime == "torch":
-            from transformers import AutoModelForSequenceClassification  # only here: ONNX workers never import it
+    """The encoder member is one of three (`encoder` in task.json): `finetuned`, a fine-tuned sequence
+    classifier; `frozen`, a frozen sentence encoder with a linear head (`pooled_encoder.py`); `none`, when
+    cross-validation found it did not earn its cost and the linear member answers alone."""
 
-            self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-        else:
-            self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
+    encoder_kind = "finetuned"
+
+    def load(self, model_dir: Path) -> None:
+        self.encoder_kind = str(self.config.get("encoder", "finetuned"))
         self.normalise = NORMALISERS[self.config.get("normalise", "none")]
         self.linear_weight = float(self.config.get("linear_weight") or 0.0)
         self.linear = LinearTextModel.load(model_dir) if self.linear_weight > 0 else None
+        if self.encoder_kind == "none":
+            if self.linear is None or self.linear_weight != 1.0:
+                raise ValueError("a text model without an encoder needs its linear member at weight 1")
+            return
+        self.encoder = TextEncoder.load(model_dir)
+        if self.runtime != "torch":
+            self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
+        elif self.encoder_kind == "frozen":
+            self.model = PooledClassifier.load(model_dir)
+        else:
+            from transformers import AutoModelForSequenceClassification  # only here: ONNX workers never import it
+
+            self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+
+    def torch_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The fp32 torch model's class logits: what an ONNX variant is exported from."""
+        if self.encoder_kind == "frozen":
+            logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            return logits
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def logits(self, encoded: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.runtime == "torch":
-            return self.model(**encoded).logits
+            return self.torch_logits(encoded["input_ids"], encoded["attention_mask"])
         if self.runtime == "onnx-int8":
             # int8 activations are quantised with one scale per tensor, taken from the batch's own range: each
             # text runs alone (unpadded), so an answer never depends on the requests it was batched with and
@@ -97,6 +118,9 @@ class TextClassifier(BatchClassifier):
 
     def infer(self, inputs: list[str]) -> list[list[float]]:
         texts = [self.normalise(text) for text in inputs]
+        if self.encoder_kind == "none":
+            assert self.linear is not None  # load() refuses a model with neither
+            return temper(self.linear.predict_proba(texts), self.temperature).tolist()
         probabilities = self.encoder_probabilities(texts)
         if self.linear is not None:
             probabilities = blend(probabilities, self.linear.predict_proba(texts), self.linear_weight)
@@ -151,21 +175,23 @@ class TextClassifier(BatchClassifier):
         label (before the temperature, where the members add up) drops when the word is removed."""
         words = words_of(item)
         variants = None if self.config.get("normalise", "none") == "none" else self._variants(item, words)
-        groups = spans(self._encoder_words(item, words, variants), ENCODER_PASSES)
-        occluded = [without(item, [words[i] for i in group]) for group in groups]
-        encoder = self.encoder_probabilities([self.normalise(t) for t in [item, *occluded]])
-        linear = None if self.linear is None else self._linear_without_each(item, words, variants)
-        encoder_weight = 1.0 if linear is None else 1.0 - self.linear_weight
-        blended = encoder[0] if linear is None else blend(encoder[0], linear[0], self.linear_weight)
+        # each member: its blend weight, and its probabilities for the text then for each occlusion
+        members: dict[str, tuple[float, torch.Tensor]] = {}
+        groups: list[list[int]] = []
+        if self.encoder_kind != "none":
+            groups = spans(self._encoder_words(item, words, variants), ENCODER_PASSES)
+            occluded = [without(item, [words[i] for i in group]) for group in groups]
+            encoder = self.encoder_probabilities([self.normalise(t) for t in [item, *occluded]])
+            members["encoder"] = (1.0 if self.linear is None else 1.0 - self.linear_weight, encoder)
+        if self.linear is not None:
+            members["linear"] = (self.linear_weight, self._linear_without_each(item, words, variants))
+        blended = torch.stack([weight * probs[0] for weight, probs in members.values()]).sum(dim=0)
         answer = self.describe(temper(blended[None], self.temperature)[0].tolist())
         target = self.config["labels"].index(answer["label"])
-        members = {"encoder": (encoder_weight, encoder)} | (
-            {} if linear is None else {"linear": (self.linear_weight, linear)}
-        )
-        shares = {
-            "encoder": encoder_weight * spread(encoder[0, target] - encoder[1:, target], groups, len(words)),
-            **({} if linear is None else {"linear": self.linear_weight * (linear[0, target] - linear[1:, target])}),
-        }
+        shares = {}
+        for name, (weight, probs) in members.items():
+            drops = probs[0, target] - probs[1:, target]
+            shares[name] = weight * (spread(drops, groups, len(words)) if name == "encoder" else drops)
         return {
             **answer,
             "explanation": {

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
-from contract.catalog import MAX_ACCURACY_DROP, TaskSpec
+from contract.catalog import (
+    MAX_ACCURACY_DROP,
+    ImageHeadsRecipe,
+    ImageRecipe,
+    Recipe,
+    TaskSpec,
+    TextHeadsRecipe,
+    TextRecipe,
+)
 from contract.logs import log_event
 from modelops.package.archive import package
 from modelops.store.s3 import ModelStore
@@ -24,17 +33,25 @@ class TrainOverrides(TypedDict, total=False):
     dev_examples: int | None
 
 
+# The trainer of each kind of recipe, as (module, function): imported only when used, since each pulls in its
+# own libraries. A new input kind or training method is one more entry.
+TRAINERS: dict[type[Recipe], tuple[str, str]] = {
+    TextRecipe: ("modelops.train.text", "train_text"),
+    TextHeadsRecipe: ("modelops.train.heads", "train_text_heads"),
+    ImageRecipe: ("modelops.train.image", "train_image"),
+    ImageHeadsRecipe: ("modelops.train.heads", "train_image_heads"),
+}
+
+
 def train_model(
     spec: TaskSpec, recipe_name: str, data_root: Path, out_dir: Path, **overrides: Unpack[TrainOverrides]
 ) -> dict[str, Any]:
-    """Fine-tune with the trainer for the task's kind (imported only then: each pulls in its own libraries)."""
-    if spec.kind == "image":
-        from modelops.train.image import train_image
-
-        return train_image(spec, spec.recipe(recipe_name), data_root, out_dir, **overrides)
-    from modelops.train.text import train_text
-
-    return train_text(spec, spec.recipe(recipe_name), data_root, out_dir, **overrides)
+    """Train with the trainer of the recipe's kind (`TRAINERS`)."""
+    recipe = spec.recipe(recipe_name)
+    module, function = TRAINERS[type(recipe)]
+    trainer = getattr(importlib.import_module(module), function)
+    record: dict[str, Any] = trainer(spec, recipe, data_root, out_dir, **overrides)
+    return record
 
 
 def build_archive(

@@ -7,6 +7,7 @@ build     train + package + publish (one task, or every task with nothing publis
 sync      download published archives into the model store and register them with TorchServe
 run       start S3, build what is missing, start TorchServe + gateway, supervise until Ctrl-C
 stop      stop what `run` started
+task      add a classifier from your own labelled data (CSV, TSV, JSON Lines or an image folder), list, remove
 """
 
 from __future__ import annotations
@@ -23,13 +24,23 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from contract.catalog import DEFAULT_RECIPE, MAX_ACCURACY_DROP, RECIPE_NAMES, REPO_ROOT, CatalogError, load_catalog
+from contract.catalog import (
+    DEFAULT_RECIPE,
+    MAX_ACCURACY_DROP,
+    RECIPE_NAMES,
+    REPO_ROOT,
+    CatalogError,
+    TaskSpec,
+    load_catalog,
+)
 from contract.logs import configure_logging, log_event
 from contract.torchserve import TorchServeError
 from modelops.store import StoreError
+from modelops.tasks import TaskError
 from modelops.train.data import data_dir
 
 if TYPE_CHECKING:
+    from modelops.local import stack
     from modelops.serve.torchserve import ManagementClient
 
 logger = logging.getLogger("modelops")
@@ -144,9 +155,16 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from modelops.local import stack
     from modelops.serve.sync import applied_default
+    from modelops.store.s3 import ModelStore
+    from modelops.tasks.manage import find_task
     from modelops.train.evaluate import evaluate, format_report
 
-    spec = load_catalog()[_tasks([args.task])[0]]
+    catalog = load_catalog()
+    if args.task in catalog:
+        spec = catalog[args.task]
+    else:  # a task added with `task add`: its published spec
+        _use_local_s3(stack.StackConfig())
+        spec = find_task(args.task, catalog, ModelStore())
     archive = Path(args.archive) if args.archive else None
     if archive is None and not args.via:
         synced = applied_default(stack.StackConfig().model_store, spec.model_name)
@@ -244,6 +262,88 @@ def cmd_run(args: argparse.Namespace) -> None:
             last_rotation = time.monotonic()
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_task_add(args: argparse.Namespace) -> None:
+    from modelops.local import stack
+    from modelops.store.s3 import ModelStore
+    from modelops.tasks.manage import DataOptions, add_task
+    from modelops.tasks.rollout import apply_locally
+
+    # a person reads this command's output: its own steps, not the libraries' load reports
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    cfg = stack.StackConfig()
+    _use_local_s3(cfg)
+    store = ModelStore()
+    store.ensure_bucket()
+    catalog = load_catalog()
+    options = DataOptions(args.text_column, args.label_column, args.max_chars, args.folds)
+    started = time.monotonic()
+    spec, _ = add_task(
+        args.name,
+        Path(args.data),
+        options,
+        catalog,
+        store,
+        WORK_DIR,
+        _say,
+        description=args.description,
+        replace=args.replace,
+    )
+    if apply_locally(cfg, catalog, store, spec.task, routed=True, say=_say):
+        _say(f"serving after {time.monotonic() - started:.0f} s: POST {cfg.gateway_url}{spec.route}")
+        _say(f"  try it: {_example(cfg.gateway_url, spec)}")
+        _say(f"  its page in the web UI: {cfg.ui_url}/{spec.task}")
+        _say(f"  its card (how it was trained, how well it does): GET {cfg.gateway_url}/v1/models/{spec.task}")
+
+
+def _example(gateway: str, spec: TaskSpec) -> str:
+    if spec.kind == "image":
+        return f"curl -s -F image=@photo.jpg {gateway}{spec.route}"
+    return f"curl -s {gateway}{spec.route} -H 'content-type: application/json' -d '{{\"text\": \"...\"}}'"
+
+
+def cmd_task_list(_args: argparse.Namespace) -> None:
+    from modelops.local import stack
+    from modelops.store.s3 import ModelStore
+    from modelops.tasks.manage import list_tasks
+
+    _use_local_s3(stack.StackConfig())
+    rows = list_tasks(load_catalog(), ModelStore())
+    print(f"{'task':<24} {'kind':<6} {'labels':>6}  {'source':<12} version")
+    for row in rows:
+        print(f"{row['task']:<24} {row['kind']:<6} {row['labels']:>6}  {row['source']:<12} {row['version'] or '-'}")
+
+
+def cmd_task_remove(args: argparse.Namespace) -> None:
+    from modelops.local import stack
+    from modelops.store.s3 import ModelStore
+    from modelops.tasks.manage import remove_task
+    from modelops.tasks.rollout import apply_locally
+
+    cfg = stack.StackConfig()
+    _use_local_s3(cfg)
+    store, catalog = ModelStore(), load_catalog()
+    versions = remove_task(args.name, catalog, store)
+    _say(f"unpublished {args.name} ({len(versions)} version(s)): every host's sync unregisters it")
+    if apply_locally(cfg, catalog, store, args.name, routed=False, say=_say):
+        _say(f"{cfg.gateway_url}/v1/{args.name} is gone")
+
+
+def _use_local_s3(cfg: stack.StackConfig) -> None:
+    """The local stack's S3 credentials unless the caller named an S3 of their own (as the Makefile's
+    operator targets do)."""
+    from modelops.local import stack
+
+    named = any(os.environ.get(k) for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"))
+    if not named and cfg.s3_env_file.exists():
+        for key, value in stack.local_s3_env(cfg).items():
+            os.environ.setdefault(key, value)
+
+
 def cmd_stop(_args: argparse.Namespace) -> None:
     from modelops.local import stack
 
@@ -253,7 +353,11 @@ def cmd_stop(_args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m modelops", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("LOG_LEVEL"),
+        help="JSON log lines at this level and above (default INFO; WARNING for `task`, which prints its own steps)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     data_help = "data folder (default $DATA_DIR or ../shared/data)"
 
@@ -338,10 +442,37 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("stop", help="stop the local stack")
     p.set_defaults(func=cmd_stop)
 
+    task = sub.add_parser("task", help="your own classifiers: add one from labelled data, list, remove")
+    tasks = task.add_subparsers(dest="task_command", required=True)
+    p = tasks.add_parser(
+        "add",
+        help="check the data, train (settings chosen by cross-validation), publish; the running stack serves it",
+        description="A CSV, TSV or JSON Lines file of labelled texts, or a folder of images with one sub-folder "
+        "per label. Nothing is trained or published when the data has a problem: each is named with its row "
+        "and the fix.",
+    )
+    p.add_argument("name", help="the task's name: its route /v1/<name> and its UI page")
+    p.add_argument("--data", required=True, help="the labelled file, or the image folder")
+    p.add_argument("--text-column", default="text", help="the column holding each text (default: text)")
+    p.add_argument("--label-column", default="label", help="the column holding each label (default: label)")
+    p.add_argument("--max-chars", type=int, default=10_000, help="the longest text accepted (default 10000)")
+    p.add_argument("--folds", type=int, default=5, choices=range(2, 11), metavar="2..10", help="cross-validation folds")
+    p.add_argument("--description", help="what the task does, for the API docs and the UI")
+    p.add_argument("--replace", action="store_true", help="retrain a task added before, on this data")
+    p.set_defaults(func=cmd_task_add)
+    p = tasks.add_parser("list", help="every task: the catalog's and the ones added")
+    p.set_defaults(func=cmd_task_list)
+    p = tasks.add_parser("remove", help="unpublish a task added with `task add`; its route goes away")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_task_remove)
+
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or ("WARNING" if args.command == "task" else "INFO"))
     try:
         args.func(args)
+    except TaskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except (StoreError, TorchServeError, CatalogError, FileNotFoundError) as exc:
         # Expected operational failures: one clear line, no traceback.
         log_event(logger, "command.failed", logging.ERROR, command=args.command, reason=str(exc))

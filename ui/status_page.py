@@ -99,6 +99,12 @@ def card_figures(answer: dict[str, Any]) -> dict[str, str | None]:
         "runtime served": (card.get("runtime") or {}).get("served"),
         "train examples": _formatted(data.get("train_examples_used"), ","),
         "validation examples": _formatted(data.get("validation_examples_used"), ","),
+        # a task added from a user's data is measured by cross-validation on all its rows, none held out
+        "measured on": None
+        if not validation.get("accuracy_ci95")
+        else "cross-validation"
+        if card.get("evaluation") == "cross-validation"
+        else "validation split",
     }
 
 
@@ -113,7 +119,7 @@ def _class_figures(task: str, validation: dict[str, Any]) -> None:
             st.dataframe(per_label, width="stretch", height="content")
         if confusion:
             labels = validation.get("labels")
-            st.caption("Confusion matrix on the validation split: rows are the true labels, columns the predicted.")
+            st.caption("Confusion matrix on held-out rows: rows are the true labels, columns the predicted.")
             st.dataframe(pd.DataFrame(confusion, index=labels, columns=labels), width="stretch", height="content")
 
 
@@ -130,9 +136,10 @@ def _model_cards(tasks: list[str]) -> None:
     if not answers:
         return
     st.caption(
-        "Validation figures of the serving version in the runtime it is served with, measured when it was built: "
-        "accuracy with its 95% interval, macro-F1 and ECE (expected calibration error: how far its scores are "
-        "from how often it is right)."
+        "Figures of the serving version in the runtime it is served with, measured when it was built on rows it "
+        "was not fitted on (a held-out validation split, or for a task added from your own data, each row held "
+        "out once by cross-validation): accuracy with its 95% interval, macro-F1 and ECE (expected calibration "
+        "error: how far its scores are from how often it is right)."
     )
     # a column per task: the figures read down, and tasks compare side by side
     figures = pd.DataFrame({task: card_figures(answer) for task, answer in answers.items()})

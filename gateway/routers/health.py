@@ -69,7 +69,7 @@ def _best(statuses: list[UpstreamStatus], model: str) -> dict[str, Any] | None:
     return next((info for info in loaded if info["ready"]), loaded[0] if loaded else None)
 
 
-@router.get("/v1/models", summary="The catalog's tasks and the model version TorchServe serves for each")
+@router.get("/v1/models", summary="The tasks routed (the catalog's and those added) and the version serving each")
 async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
     statuses = await _statuses(client, catalog)
     problem = _problems(statuses)
@@ -106,5 +106,7 @@ async def model_card(task: str, client: Client, catalog: Catalog) -> OrjsonRespo
     spec = catalog.get(task)
     if spec is None:
         raise APIError(404, "unknown_task", f"no task '{task}'; the tasks are {', '.join(catalog)}")
-    version, card = await client.card(spec.model_name)
-    return OrjsonResponse({"task": task, "model_name": spec.model_name, "version": version, "card": card})
+    described = await client.described(spec.model_name)
+    return OrjsonResponse(
+        {"task": task, "model_name": spec.model_name, "version": described.version, "card": described.card}
+    )

@@ -25,6 +25,7 @@ from gateway.errors import APIError
 from gateway.explain_slots import ExplainSlots
 from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
 from gateway.responses import OrjsonResponse
+from gateway.routers import operation_id
 from gateway.schemas import (
     EXPLAIN_ERRORS,
     PREDICT_ERRORS,
@@ -236,7 +237,7 @@ def openapi_components(catalog: dict[str, TaskSpec], settings: Settings) -> dict
 
 
 def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
-    router = APIRouter(tags=["classify"])
+    router = APIRouter(tags=["classify"], generate_unique_id_function=operation_id)
     for spec in catalog.values():
         for explain in (False, True):
             if spec.kind == "image":

@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from contract.catalog import MAX_ACCURACY_DROP, REPO_ROOT, TaskSpec
+from contract.catalog import MAX_ACCURACY_DROP, REPO_ROOT, TaskSpec, task_document
 from contract.logs import log_event
 from contract.model_card import MODEL_CARD
+from handlers.protocol import TASK_SPEC_FILE
 from modelops.package.onnx import choose_runtime
 from modelops.tools import bin_path
 
@@ -91,6 +92,8 @@ def package(
         (staging / "task.json").write_text(json.dumps(serving, indent=2), encoding="utf-8")
         card = {**build_model_card(spec, version, training), "runtime": runtime}
         (staging / MODEL_CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
+        # the task itself travels with its model: the gateway learns routes, limits and labels from it
+        (staging / TASK_SPEC_FILE).write_text(json.dumps(task_document(spec), indent=2), encoding="utf-8")
         config_file = staging / "model-config.yaml"
         config_file.write_text(yaml.safe_dump(torchserve_model_config(spec)), encoding="utf-8")
         # a folder's contents land at the archive root, so `package-root` contributes `handlers/`

@@ -13,6 +13,8 @@ import logging
 import shutil
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ import torch
 
 from contract.catalog import MAX_ACCURACY_DROP, CatalogError, TaskSpec
 from contract.logs import log_event
-from modelops.train.data import Example, carve_dev, load_split, validation_sample
+from handlers.pooled_encoder import PooledClassifier
+from modelops.train.data import Example, carve_dev, load_split, stratified_sample, validation_sample
 from modelops.train.evaluate import Timer, load_handler, predict_with
 from modelops.train.metrics import classification_report
 
@@ -32,24 +35,26 @@ OPSET = 17
 
 
 def _export_text(handler: Any, raw: Path, fused: Path) -> None:
-    """MiniLM/BERT -> ONNX with dynamic batch and sequence axes, then ORT's BERT fusions.
+    """The text model's fp32 forward pass (`TextClassifier.torch_logits`: a fine-tuned classifier, or a frozen
+    encoder with its head) -> ONNX with dynamic batch and sequence axes, then ORT's BERT fusions.
 
     Eager attention is exported (not SDPA) because the optimizer recognises its pattern and fuses it into one
     Attention kernel; the exported graph computes the same function.
     """
     from onnxruntime.transformers import optimizer
 
-    model = handler.model
-    model.set_attn_implementation("eager")
+    transformer: Any = handler.model.encoder if isinstance(handler.model, PooledClassifier) else handler.model
+    transformer.set_attn_implementation("eager")
     sample = handler.encoder.encode(["an example", "a second, longer example text"], 32, None)
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.model = model
+            self.model = handler.model
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            logits: torch.Tensor = handler.torch_logits(input_ids, attention_mask)
+            return logits
 
     axes = {0: "batch", 1: "tokens"}
     torch.onnx.export(
@@ -62,16 +67,17 @@ def _export_text(handler: Any, raw: Path, fused: Path) -> None:
         opset_version=OPSET,
         dynamo=False,
     )
-    config = model.config
+    config = transformer.config
     optimized = optimizer.optimize_model(
         str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
     )
     optimized.save_model_to_file(str(fused))
 
 
-def _export_image(handler: Any, raw: Path, fused: Path, image_size: int) -> None:
+def _export_image(handler: Any, raw: Path, fused: Path) -> None:
     """EfficientNet-Lite -> ONNX with a dynamic batch axis; ORT fuses conv/BN/activation when it loads it."""
-    sample = torch.zeros(2, 3, image_size, image_size)
+    size = int(handler.config["image_size"])
+    sample = torch.zeros(2, 3, size, size)
     torch.onnx.export(
         handler.model.eval(),
         (sample,),
@@ -85,6 +91,10 @@ def _export_image(handler: Any, raw: Path, fused: Path, image_size: int) -> None
     shutil.move(raw, fused)
 
 
+# How each input kind's fp32 model is exported: (handler loaded with the torch runtime, raw path, fused path).
+EXPORTERS: dict[str, Callable[[Any, Path, Path], None]] = {"text": _export_text, "image": _export_image}
+
+
 def export(spec: TaskSpec, model_dir: Path, runtime: str) -> Path:
     """Write `model_dir/model.onnx` for `runtime` (`onnx` or `onnx-int8`) from the fp32 model in model_dir."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -95,10 +105,11 @@ def export(spec: TaskSpec, model_dir: Path, runtime: str) -> Path:
     target = model_dir / ONNX_FILE
     with tempfile.TemporaryDirectory(prefix=f"onnx-{spec.task}-") as scratch:
         raw, fused = Path(scratch) / "raw.onnx", Path(scratch) / "fused.onnx"
-        if spec.kind == "text":
-            _export_text(handler, raw, fused)
-        else:
-            _export_image(handler, raw, fused, int(spec.image.image_size or 224))
+        with warnings.catch_warnings():
+            # the TorchScript exporter's deprecation notice and its tracer's notes on shape-dependent Python
+            # branches, every export: the graphs are checked by accuracy before a variant is served (below)
+            warnings.simplefilter("ignore")
+            EXPORTERS[spec.kind](handler, raw, fused)
         if runtime == "onnx-int8":
             # int8 weights for the MatMul/Gemm layers, activations quantised per batch at run time. The fused
             # graph holds ORT-only ops, so shape inference cannot type every tensor: say they are float.
@@ -124,6 +135,24 @@ def _accuracy(handler: Any, spec: TaskSpec, examples: list[Example], timer: Time
     return float(_report(handler, spec, examples, timer)["accuracy"])
 
 
+# Rows a heads recipe's variant is judged on: a stratified sample of its training rows. Its final heads were fitted
+# on them, so the accuracy there is not a generalisation figure; what is judged is what the variant changes.
+VARIANT_JUDGING_ROWS = 1000
+
+
+def _judging_sets(spec: TaskSpec, training: dict[str, Any], data_root: Path) -> tuple[list[Example], list[Example]]:
+    """The rows the variant is judged on and the rows its own figures are reported on: a fine-tuned model's dev
+    slice and validation split; a cross-validated (heads) model's training rows, none held out to report on."""
+    data = training["data"]
+    seed = int(data["seed"])
+    if training.get("evaluation") == "cross-validation":
+        split = load_split(spec, data_root, seed=seed, validation_fraction=0.0)
+        return stratified_sample(split.train, VARIANT_JUDGING_ROWS, seed), []
+    split = load_split(spec, data_root, seed=seed)
+    _, dev = carve_dev(split, int(data["dev_examples_used"]), seed)
+    return dev, validation_sample(split, int(data["validation_examples_used"]), seed)
+
+
 def choose_runtime(
     spec: TaskSpec,
     model_dir: Path,
@@ -136,30 +165,29 @@ def choose_runtime(
     reports the variant's own validation figures; the ONNX file is left in model_dir only if the variant is served.
 
     The decision is a setting, so it is taken on the dev slice like every other one, never on the validation
-    split the card reports. `max_drop` is the dev accuracy the variant may lose. Builds of a few optimiser
-    steps (the test suite's) pass 1.0: on a couple of dozen examples one flipped answer would otherwise decide
-    which code path the tests run.
+    split the card reports (a heads recipe, which has neither, judges on its training rows). `max_drop` is the
+    dev accuracy the variant may lose. Builds of a few optimiser steps (the test suite's) pass 1.0: on a couple
+    of dozen examples one flipped answer would otherwise decide which code path the tests run.
     """
     section: dict[str, Any] = {
         "requested": spec.runtime,
         "served": "torch",
         "max_accuracy_drop": max_drop,
-        "decided_on": "dev",
+        "decided_on": "dev" if training.get("evaluation") != "cross-validation" else "training rows",
         "variants": {"torch": {"accuracy": float(training["validation"]["accuracy"])}},
     }
     if spec.runtime == "torch":
+        return section
+    if training.get("serving", {}).get("encoder") == "none":
+        section["reason"] = "the linear member answers alone: no network to optimise"
         return section
     started = time.perf_counter()
     log_event(logger, "variant.export", task=spec.task, runtime=spec.runtime)
     onnx_file = export(spec, model_dir, spec.runtime)
     export_seconds = time.perf_counter() - started
-    data = training["data"]
-    seed = int(data["seed"])
-    split = load_split(spec, data_root, seed=seed)
-    _, dev = carve_dev(split, int(data["dev_examples_used"]), seed)
+    dev, validation = _judging_sets(spec, training, data_root)
     if not dev:
         raise CatalogError(f"task {spec.task!r}: judging the {spec.runtime} variant needs a dev slice (dev_examples)")
-    validation = validation_sample(split, int(data["validation_examples_used"]), seed)
     fp32_dev = _accuracy(load_handler(spec, model_dir, {"runtime": "torch"}), spec, dev, Timer())
     handler = load_handler(spec, model_dir, {"runtime": spec.runtime})
     variant_dev = _accuracy(handler, spec, dev, Timer())
@@ -167,8 +195,7 @@ def choose_runtime(
     # the variant's own validation figures (accuracy with its interval, macro-F1, calibration error, per class,
     # confusion): when it is served, its answers are what callers get, so these are the figures they see (the
     # card's `validation` and `calibration` are the fp32 model's)
-    report = _report(handler, spec, validation, timer)
-    accuracy = float(report["accuracy"])
+    report = _report(handler, spec, validation, timer) if validation else {}
     section["variants"]["torch"]["dev_accuracy"] = fp32_dev
     drop = round(fp32_dev - variant_dev, 4)
     kept = drop <= max_drop
@@ -191,7 +218,7 @@ def choose_runtime(
         "variant.done",
         task=spec.task,
         runtime=spec.runtime,
-        accuracy=accuracy,
+        accuracy=report.get("accuracy"),
         dev_accuracy=variant_dev,
         fp32_dev_accuracy=fp32_dev,
         served=section["served"],

@@ -1,10 +1,14 @@
 """Bring one TorchServe in line with the manifest in S3, without a restart and without failing a request.
 
-For each catalog model, one pass:
+For each model in the manifest (the catalog's and the tasks users added alike), one pass:
 1. download the manifest's default version if it is not already here (temp file, sha256 check, atomic rename);
-2. register it next to the version being served, wait until its workers are READY, send one warm-up request;
-3. make it TorchServe's default (requests switch over; nothing is dropped);
-4. drain and unregister every other version, and delete local archives no longer in the manifest.
+2. read the task spec packaged in the archive and check it against the one published beside it (and against
+   the catalog's entry, for a catalog task): an archive that disagrees is refused, the current one keeps serving;
+3. register it next to the version being served, wait until its workers are READY, send one warm-up request;
+4. make it TorchServe's default (requests switch over; nothing is dropped);
+5. drain and unregister every other version, and delete local archives no longer in the manifest.
+A model the manifest no longer lists (`modelops task remove`) is drained and unregistered, and its archives
+deleted.
 
 A failure at any step leaves the current default serving; it is logged and the loop retries with backoff.
 The last manifest applied is kept in the model store, so when S3 is unreachable a host (re)starts on the
@@ -20,17 +24,18 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
 
-from contract.catalog import TaskSpec
+from contract.catalog import CatalogError, TaskSpec, parse_task_document, task_document
 from contract.logs import log_event
 from contract.manifest import Manifest, PublishedVersion
 from contract.torchserve import TorchServeError, bearer, read_keys, ready_workers
 from modelops.serve.torchserve import ManagementClient
-from modelops.store.s3 import ModelStore, StoreError, local_archive
+from modelops.store.s3 import ModelStore, StoreError, archived_task_spec, local_archive
 from modelops.tools import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -49,6 +54,28 @@ def applied_default(model_store: Path, model_name: str) -> tuple[Path, str] | No
 
 
 DRAIN_GRACE_S = 3.0
+# What makes a task the same task: a serving setting (workers, batch size) may differ between an archive and the
+# catalog an operator edits, but these may not.
+IDENTITY = ("task", "kind", "model_name", "labels")
+
+
+def _grey_photo() -> tuple[bytes, str]:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="PNG")
+    return buffer.getvalue(), "application/octet-stream"
+
+
+# One request body per input kind that any model of the kind answers: the warm-up before it takes traffic.
+WARM_UPS: dict[str, Callable[[], tuple[bytes, str]]] = {
+    "text": lambda: (b'{"text": "warm-up"}', "application/json"),
+    "image": _grey_photo,
+}
+
+
+class SpecMismatch(StoreError):
+    """An archive's packaged task spec disagrees with the one published beside it, or with the catalog's."""
 
 
 @dataclass
@@ -81,6 +108,7 @@ class Syncer:
         self.status_file = status_file
         self.status = SyncStatus()
         self._verified: dict[Path, tuple[float, int]] = {}
+        self._catalog_models = {spec.model_name: spec for spec in catalog.values()}
 
     # --- the manifest: from S3, else the last one applied ----------------------------------------------
 
@@ -118,18 +146,57 @@ class Syncer:
         self._verified[path] = (stat.st_mtime, stat.st_size)
         return relative
 
+    def _spec(self, name: str, version: str, relative: str) -> TaskSpec:
+        """The spec to serve a version with: the one packaged in its archive, checked against the one published
+        beside it; for a catalog task, the catalog's entry (its serving settings are the operator's current
+        choice), checked against the archive's on what makes the task (IDENTITY). Archives built before they
+        carried a spec are served by their catalog entry."""
+        packaged = archived_task_spec(self.model_store / relative)
+        catalog = self._catalog_models.get(name)
+        if packaged is None:
+            if catalog is None:
+                raise SpecMismatch(f"{relative} carries no task spec and no catalog task serves model {name!r}")
+            return catalog
+        if self.status.s3_reachable:
+            published = self.store.task_spec(name, version)
+            if published is not None and published != packaged:
+                differ = sorted(k for k in {*published, *packaged} if published.get(k) != packaged.get(k))
+                raise SpecMismatch(
+                    f"{relative}: the task spec in the archive differs from the one published beside it "
+                    f"({', '.join(differ)}); republish the task"
+                )
+        try:
+            spec = parse_task_document(packaged)
+        except CatalogError as exc:
+            raise SpecMismatch(f"{relative}: its task spec is invalid: {exc}") from None
+        if spec.model_name != name:
+            raise SpecMismatch(f"{relative}: its task spec is for model {spec.model_name!r}, not {name!r}")
+        if catalog is None:
+            return spec
+        ours, theirs = task_document(catalog), task_document(spec)
+        differ = [k for k in IDENTITY if ours[k] != theirs[k]]
+        if differ:
+            raise SpecMismatch(
+                f"{relative}: models.toml's task {catalog.task!r} differs from the archive's in {', '.join(differ)}; "
+                "rebuild the model after changing them"
+            )
+        return catalog
+
+    def _retire(self, name: str) -> str:
+        """Stop serving a model the manifest no longer lists: drain and unregister its versions, delete its
+        archives."""
+        for version in {d["modelVersion"] for d in self.mgmt.describe(name, "all") or []}:
+            self.mgmt.wait_drained(name, version)
+            self.mgmt.unregister(name, version)
+            log_event(logger, "sync.unregistered", model=name, version=version)
+        self._prune(name, keep=set())
+        return "removed"
+
     def _warm_up(self, spec: TaskSpec, version: str) -> None:
         """One real request to the new version before it takes traffic (first calls pay one-off costs)."""
         if not self.inference_url:
             return
-        if spec.kind == "image":
-            from PIL import Image
-
-            buffer = io.BytesIO()
-            Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="PNG")
-            content, content_type = buffer.getvalue(), "application/octet-stream"
-        else:
-            content, content_type = b'{"text": "warm-up"}', "application/json"
+        content, content_type = WARM_UPS[spec.kind]()
         key = read_keys(self.mgmt.key_file).inference
         url = f"{self.inference_url}/predictions/{spec.model_name}/{version}"
         response = httpx.post(url, content=content, headers={**bearer(key), "Content-Type": content_type}, timeout=60)
@@ -187,21 +254,30 @@ class Syncer:
         manifest = self._manifest().models
         outcomes: dict[str, str] = {}
         for spec in self.catalog.values():
-            name = spec.model_name
-            entry = manifest.get(name)
-            if entry is None:
-                log_event(logger, "sync.model_missing", logging.WARNING, model=name, reason="not in the manifest")
-                outcomes[name] = "missing"
-                continue
+            if spec.model_name not in manifest:
+                log_event(logger, "sync.model_missing", logging.WARNING, model=spec.model_name, reason="not published")
+                outcomes[spec.model_name] = "missing"
+        for name, entry in manifest.items():
             version = entry.default
             try:
                 url = self._archive(name, version, entry.versions[version])
-                outcomes[name] = self._serve(spec, version, url)
+                outcomes[name] = self._serve(self._spec(name, version, url), version, url)
                 if self.status.s3_reachable:
                     self._prune(name, keep=set(entry.versions))
                 log_event(logger, "sync.model", model=name, version=version, outcome=outcomes[name])
             except (StoreError, TorchServeError, httpx.HTTPError, OSError) as exc:
                 log_event(logger, "sync.model_failed", logging.ERROR, model=name, version=version, reason=str(exc))
+                outcomes[name] = f"failed: {exc}"
+        # A model whose archives are here but that the manifest no longer lists was removed. Only a manifest read
+        # from S3 can say so (the local fallback is the last one applied); until its archives are gone, every
+        # pass tries again, so a removal that failed half-way is finished later.
+        here = {path.name.rsplit("-", 1)[0] for path in self.model_store.glob("*-*.mar")}
+        for name in sorted(here - manifest.keys() if self.status.s3_reachable else ()):
+            try:
+                outcomes[name] = self._retire(name)
+                log_event(logger, "sync.model", model=name, outcome="removed")
+            except (TorchServeError, httpx.HTTPError, OSError) as exc:
+                log_event(logger, "sync.model_failed", logging.ERROR, model=name, reason=str(exc))
                 outcomes[name] = f"failed: {exc}"
         self._record(outcomes)
         return outcomes

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 
-from contract.catalog import TaskSpec
+from contract.catalog import TaskSpec, parse_task_document
 from contract.logs import log_event
 from contract.manifest import Manifest
 from modelops.package.archive import torchserve_model_config
@@ -54,9 +54,19 @@ model_store=/mnt/models/model-store
 """
 
 
-def kserve_properties(manifest: Manifest, catalog: dict[str, TaskSpec]) -> str:
-    """config.properties for KServe's runtime: its standard ports, and a snapshot naming each default."""
+def serving_specs(store: ModelStore, manifest: Manifest, catalog: dict[str, TaskSpec]) -> dict[str, TaskSpec]:
+    """The spec each published default is served with: the catalog's entry for a catalog task, else the spec
+    published beside its archive (a task added with `modelops task add`)."""
     specs = {spec.model_name: spec for spec in catalog.values()}
+    for name, entry in manifest.models.items():
+        if name not in specs and (document := store.task_spec(name, entry.default)) is not None:
+            specs[name] = parse_task_document(document)
+    return specs
+
+
+def kserve_properties(manifest: Manifest, specs: dict[str, TaskSpec]) -> str:
+    """config.properties for KServe's runtime: its standard ports, and a snapshot naming each default (`specs`:
+    by model name, what `serving_specs` gives)."""
     models = {
         name: {
             entry.default: {
@@ -76,7 +86,10 @@ def refresh_kserve_view_if_stale(store: ModelStore, catalog: dict[str, TaskSpec]
     """Refresh the view unless its config is what this code would write for the current manifest (so the
     same defaults, with this version's settings); True when it was refreshed."""
     stored = store.get(f"{VIEW}/config/config.properties")
-    if stored is not None and stored[0].decode() == kserve_properties(store.read_manifest(), catalog):
+    manifest = store.read_manifest()
+    if stored is not None and stored[0].decode() == kserve_properties(
+        manifest, serving_specs(store, manifest, catalog)
+    ):
         return False
     refresh_kserve_view(store, catalog)
     return True
@@ -94,7 +107,8 @@ def refresh_kserve_view(store: ModelStore, catalog: dict[str, TaskSpec]) -> None
             Key=store.location.key(f"{VIEW}/model-store/{name}.mar"),
             CopySource={"Bucket": bucket, "Key": store.location.key(archive_path(name, entry.default))},
         )
-    store.put(f"{VIEW}/config/config.properties", kserve_properties(manifest, catalog).encode(), "text/plain")
+    specs = serving_specs(store, manifest, catalog)
+    store.put(f"{VIEW}/config/config.properties", kserve_properties(manifest, specs).encode(), "text/plain")
     log_event(
         logger,
         "kserve.view_refreshed",

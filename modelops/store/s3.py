@@ -5,6 +5,7 @@ Layout under `s3://$MODEL_BUCKET/$MODEL_PREFIX/`:
     model-store/<model>/<version>/<model>.mar           the archive TorchServe loads
     model-store/<model>/<version>/<model>.mar.sha256    its sha256 (for humans and other tools)
     model-store/<model>/<version>/model_card.json       how it was built and how well it does
+    model-store/<model>/<version>/task_spec.json        the task it serves (the archive holds the same)
     models.json                                         the manifest (below)
     kserve/config/config.properties + kserve/model-store/<model>.mar   the defaults, for KServe (kserve.py)
 
@@ -27,6 +28,7 @@ import os
 import random
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ from tqdm import tqdm
 from contract.logs import log_event
 from contract.manifest import Manifest, PublishedModel, PublishedVersion
 from contract.model_card import MODEL_CARD, read_model_card
+from handlers.protocol import TASK_SPEC_FILE
 from modelops.store import StoreError
 from modelops.tools import file_sha256
 
@@ -84,6 +87,16 @@ def local_archive(model: str, version: str) -> str:
 def archive_path(model: str, version: str) -> str:
     """A version's archive key relative to the prefix."""
     return f"model-store/{model}/{version}/{model}.mar"
+
+
+def archived_task_spec(archive: Path) -> dict[str, Any] | None:
+    """The task spec packaged inside a .mar, or None for an archive built before archives carried one."""
+    with zipfile.ZipFile(archive) as zf:
+        try:
+            spec: dict[str, Any] = json.loads(zf.read(TASK_SPEC_FILE))
+        except KeyError:
+            return None
+        return spec
 
 
 def _progress(total: int, desc: str) -> tqdm:
@@ -207,6 +220,9 @@ class ModelStore:
         self._upload(archive, key)
         self.put(f"{key}.sha256", f"{digest}  {archive.name}\n".encode(), "text/plain")
         self.put(f"{folder}/{MODEL_CARD}", json.dumps(card, indent=2).encode(), "application/json")
+        spec = archived_task_spec(archive)
+        if spec is not None:
+            self.put(f"{folder}/{TASK_SPEC_FILE}", json.dumps(spec, indent=2).encode(), "application/json")
 
         def add(manifest: Manifest) -> None:
             model = manifest.models.setdefault(name, PublishedModel(default=version))
@@ -238,6 +254,36 @@ class ModelStore:
         self.update_manifest(switch, f"set default of {model}")
         log_event(logger, "manifest.default_changed", model=model, previous=chosen["from"], default=chosen["to"])
         return chosen["to"]
+
+    def task_spec(self, model: str, version: str) -> dict[str, Any] | None:
+        """The task spec published beside a version's archive; None for a version published without one."""
+        found = self.get(f"{archive_path(model, version).rsplit('/', 1)[0]}/{TASK_SPEC_FILE}")
+        if found is None:
+            return None
+        spec: dict[str, Any] = json.loads(found[0])
+        return spec
+
+    def unpublish(self, model: str) -> list[str]:
+        """Take a model out of the manifest (each host's sync then stops serving it), then delete its objects;
+        returns the versions it had."""
+        removed: list[str] = []
+
+        def drop(manifest: Manifest) -> None:
+            entry = manifest.models.pop(model, None)
+            if entry is None:
+                raise StoreError(f"model {model!r} is not published")
+            removed[:] = sorted(entry.versions)
+
+        self.update_manifest(drop, f"unpublish {model}")
+        prefix = self.location.key(f"model-store/{model}/")
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in self.call("listing", paginator.paginate, Bucket=self.location.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                self.call(
+                    f"deleting {item['Key']}", self.s3.delete_object, Bucket=self.location.bucket, Key=item["Key"]
+                )
+        log_event(logger, "publish.removed", model=model, versions=removed)
+        return removed
 
     # --- download --------------------------------------------------------------------------------------
 

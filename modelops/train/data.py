@@ -5,7 +5,6 @@ The data is never copied into the project: the build is handed a folder (default
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import random
@@ -14,9 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.catalog import REPO_ROOT, TaskSpec
+from contract.catalog import REPO_ROOT, TaskSpec, TextTask
 from handlers.text_normalise import NORMALISERS
 from modelops.tools import file_sha256
+from modelops.train.formats import read_records
+
+# Whether a kind's inputs are image files (read as paths, hashed by their bytes) rather than the text itself.
+KIND_READS_IMAGES = {"text": False, "image": True}
 
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
@@ -58,23 +61,20 @@ class Split:
 
 
 def read_rows(spec: TaskSpec, path: Path) -> list[Example]:
-    """Every labelled row of a file in the shared data's format, in file order (image paths made absolute)."""
-    examples = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            text = (row.get(spec.input_column) or "").strip()
-            if not text:
-                continue
-            if spec.kind == "image":
-                text = str(path.parent / text)
-            examples.append(Example(text, spec.labels.index(spec.label_for_value(row[spec.label_column].strip()))))
-    return examples
+    """Every labelled row of a task's data file or image folder, in file order (image paths absolute); rows
+    without an input are skipped (`modelops.tasks.checks` names them before a user's task is trained)."""
+    images = KIND_READS_IMAGES[spec.kind]
+    return [
+        Example(record.text, spec.labels.index(spec.label_for_value(record.label)))
+        for record in read_records(path, spec.input_column, spec.label_column, images)
+        if record.text.strip() and not (images and not record.label)
+    ]
 
 
 def dedup_key(spec: TaskSpec) -> Callable[[str], str]:
     """What makes two inputs the same: the text after the task's normalisation (tweets that differ only in
     their t.co link are one tweet), the path for images."""
-    return NORMALISERS[spec.text.normalise] if spec.kind == "text" else str
+    return NORMALISERS[spec.text.normalise] if isinstance(spec, TextTask) else str
 
 
 def read_examples(spec: TaskSpec, path: Path) -> tuple[list[Example], int]:
@@ -130,10 +130,11 @@ def stratified_sample(examples: list[Example], n: int, seed: int) -> list[Exampl
 
 
 def data_sha256(spec: TaskSpec, path: Path, examples: list[Example]) -> str:
-    """Hash of what training reads: the CSV, and for image tasks every image's bytes in order too."""
-    if spec.kind != "image":
+    """Hash of what training reads: the table, and for image tasks every image's bytes in order too (an image
+    folder: the images alone)."""
+    if not KIND_READS_IMAGES[spec.kind]:
         return file_sha256(path)
-    digest = hashlib.sha256(file_sha256(path).encode())
+    digest = hashlib.sha256(b"" if path.is_dir() else file_sha256(path).encode())
     for example in examples:
         digest.update(file_sha256(Path(example.text)).encode())
     return digest.hexdigest()
@@ -141,7 +142,7 @@ def data_sha256(spec: TaskSpec, path: Path, examples: list[Example]) -> str:
 
 def load_split(spec: TaskSpec, root: Path, seed: int = 13, validation_fraction: float = 0.1) -> Split:
     path = root / spec.dataset
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"dataset for task {spec.task!r} not found at {path} (set DATA_DIR or --data)")
     examples, rows = read_examples(spec, path)
     train, validation = stratified_split(examples, validation_fraction, seed)
@@ -179,7 +180,7 @@ def extra_examples(spec: TaskSpec, root: Path, known: list[Example]) -> tuple[li
     described: dict[str, object] = {}
     for name in spec.extra_datasets:
         path = root / name
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(
                 f"extra dataset for task {spec.task!r} not found at {path} (set DATA_DIR or --data)"
             )

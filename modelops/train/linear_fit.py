@@ -48,7 +48,7 @@ def log_count_ratio(features: Any, positive: np.ndarray) -> np.ndarray:
     return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
 
 
-def _fit(features: Any, labels: np.ndarray, classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+def linear_weights(features: Any, labels: np.ndarray, classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
     """Weights (buckets, classes) and bias (classes,) for one C; with two classes class 0's logit is 0."""
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
@@ -76,7 +76,7 @@ def fit_linear(
     y = np.array(labels)
     fitted = []
     for c in C_GRID:
-        weight, bias = _fit(features, y, classes, c)
+        weight, bias = linear_weights(features, y, classes, c)
         model = LinearTextModel(BITS, NGRAMS, torch.from_numpy(weight), torch.from_numpy(bias))
         predicted = model.predict_proba(dev_texts).argmax(-1).tolist() if dev_texts else []
         accuracy = sum(p == t for p, t in zip(predicted, dev_labels, strict=True)) / max(1, len(dev_labels))

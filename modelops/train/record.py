@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from contract.catalog import Recipe, TaskSpec
+from contract.catalog import Recipe, RecipeBase, TaskSpec
 from contract.logs import log_event
 from modelops.train.data import Example, TrainingSets, training_sets
 from modelops.train.metrics import classification_report
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def start_training(
     spec: TaskSpec,
-    recipe: Recipe,
+    recipe: RecipeBase,
     data_root: Path,
     *,
     seed: int,
@@ -71,7 +71,7 @@ def write_training_record(
     record = {
         "task": spec.task,
         "base_checkpoint": spec.base_checkpoint,
-        "recipe": recipe.model_copy(update={"train_examples": len(sets.train)}).model_dump(),
+        "recipe": {**recipe.model_dump(), "train_examples": len(sets.train)},
         "max_steps": max_steps,
         "data": {
             **sets.split.describe(),

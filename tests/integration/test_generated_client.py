@@ -40,14 +40,15 @@ def keyed_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
         yield cfg.gateway_url
 
 
-def _generate(document: dict[str, Any], where: Path) -> str:
-    """Run the generator offline (no post hooks: formatting the output is not its job here); its output."""
+def _generate(document: dict[str, Any], where: Path, package: str = PACKAGE) -> str:
+    """Run the generator offline (no post hooks: formatting the output is not its job here) into `where/package`;
+    its output."""
     spec = where / "openapi.json"
     spec.write_text(json.dumps(document), encoding="utf-8")
     config = where / "generator.json"
     config.write_text(json.dumps({"post_hooks": []}), encoding="utf-8")
     command = [sys.executable, "-m", "openapi_python_client", "generate", "--path", str(spec)]
-    command += ["--output-path", str(where / PACKAGE), "--meta", "none", "--config", str(config)]
+    command += ["--output-path", str(where / package), "--meta", "none", "--config", str(config)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, output

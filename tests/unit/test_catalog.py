@@ -1,15 +1,14 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from contract.catalog import CatalogError, load_catalog, parse_catalog
+from contract.catalog import CatalogError, load_catalog, parse_catalog, parse_task_document, task_document
 
 ENTRY = """
 [tasks.{name}]
-route = "{route}"
-model_name = "{name}"
 description = "d"
-handler = "text_handler.py"
 labels = ["a", "b"]
 base_checkpoint = "pypi:x"
 dataset = "x.csv"
@@ -50,9 +49,9 @@ def test_repo_catalog_names_every_task_with_routes_labels_and_recipes() -> None:
 
 def test_kind_specific_fields_are_required() -> None:
     with pytest.raises(CatalogError, match=r"text\.max_chars: Field required"):
-        parse_catalog(ENTRY.format(name="one", route="/v1/x").replace("max_chars = 10\n", ""))
+        parse_catalog(ENTRY.format(name="one").replace("max_chars = 10\n", ""))
     with pytest.raises(CatalogError, match="kind must be one of"):
-        parse_catalog(ENTRY.format(name="one", route="/v1/x").replace('kind = "text"', 'kind = "audio"'))
+        parse_catalog(ENTRY.format(name="one").replace('kind = "text"', 'kind = "audio"'))
 
 
 def test_label_values_map_raw_dataset_labels() -> None:
@@ -64,33 +63,73 @@ def test_label_values_map_raw_dataset_labels() -> None:
     assert load_catalog()["sentiment"].label_for_value("positive") == "positive"
 
 
-def test_duplicate_routes_are_rejected() -> None:
-    text = ENTRY.format(name="one", route="/v1/x") + ENTRY.format(name="two", route="/v1/x")
-    with pytest.raises(CatalogError, match="route must be unique"):
-        parse_catalog(text)
+def test_routes_model_names_and_handlers_are_derived_and_checked() -> None:
+    spec = parse_catalog(ENTRY.format(name="one"))["one"]
+    assert (spec.route, spec.model_name, spec.handler) == ("/v1/one", "one", "text_handler.py")
+    named = ENTRY.format(name="one").replace('description = "d"', 'description = "d"\nroute = "/v1/one"')
+    assert parse_catalog(named)["one"].route == "/v1/one"
+    with pytest.raises(CatalogError, match=r"route: a task's route is /v1/<task> \(/v1/one\), not /v1/x"):
+        parse_catalog(named.replace('"/v1/one"', '"/v1/x"'))
+    with pytest.raises(
+        CatalogError, match=r"handler: text tasks are served by text_handler\.py, not image_handler\.py"
+    ):
+        parse_catalog(
+            ENTRY.format(name="one").replace('description = "d"', 'description = "d"\nhandler = "image_handler.py"')
+        )
+    twice = ENTRY.format(name="one") + ENTRY.format(name="two").replace(
+        'description = "d"', 'description = "d"\nmodel_name = "one"'
+    )
+    with pytest.raises(CatalogError, match="model_name must be unique across tasks, repeated: one"):
+        parse_catalog(twice)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("status", "task name 'status' is taken by the API or the UI"),
+        ("models", "task name 'models' is taken by the API or the UI"),
+        ("Tickets", "String should match pattern"),
+        ("support-tickets", "String should match pattern"),
+    ],
+)
+def test_task_names_are_safe_and_clash_with_no_route_or_page(name: str, message: str) -> None:
+    with pytest.raises(CatalogError, match=message):
+        parse_catalog(ENTRY.format(name=name).replace(f"[tasks.{name}]", f'[tasks."{name}"]'))
+
+
+def test_a_heads_recipe_and_a_task_document_round_trip() -> None:
+    heads = ENTRY.format(name="one").split("[tasks.one.recipes.fast]")[0] + (
+        '[tasks.one.recipes.fast]\nmethod = "heads"\nfolds = 3\nmax_length = 64\n'
+    )
+    spec = parse_catalog(heads)["one"]
+    recipe = spec.recipe("fast")
+    assert (type(recipe).__name__, recipe.folds, recipe.encoder) == ("TextHeadsRecipe", 3, True)
+    assert parse_task_document(json.loads(json.dumps(task_document(spec)))) == spec
+    for name, known in load_catalog().items():
+        assert parse_task_document(json.loads(json.dumps(task_document(known)))) == known, name
+    with pytest.raises(CatalogError, match="folds: Input should be greater than or equal to 2"):
+        parse_catalog(heads.replace("folds = 3", "folds = 1"))
 
 
 def test_missing_fields_are_named() -> None:
     with pytest.raises(CatalogError, match=r"'one': batch_size: Field required"):
-        parse_catalog(ENTRY.format(name="one", route="/v1/x").replace("batch_size = 4\n", ""))
+        parse_catalog(ENTRY.format(name="one").replace("batch_size = 4\n", ""))
 
 
 def test_unknown_recipe_lists_known_ones() -> None:
-    spec = parse_catalog(ENTRY.format(name="one", route="/v1/x"))["one"]
+    spec = parse_catalog(ENTRY.format(name="one"))["one"]
     with pytest.raises(CatalogError, match="no recipe 'full'"):
         spec.recipe("full")
 
 
 def test_label_values_must_pair_with_labels() -> None:
-    text = ENTRY.format(name="one", route="/v1/x").replace(
-        'labels = ["a", "b"]', 'labels = ["a", "b"]\nlabel_values = ["0"]'
-    )
+    text = ENTRY.format(name="one").replace('labels = ["a", "b"]', 'labels = ["a", "b"]\nlabel_values = ["0"]')
     with pytest.raises(CatalogError, match="pair one to one"):
         parse_catalog(text)
 
 
 def test_every_task_needs_the_recipe_make_run_builds() -> None:
-    entry = ENTRY.format(name="one", route="/v1/x")
+    entry = ENTRY.format(name="one")
     with pytest.raises(CatalogError, match=r"needs a \[tasks.one.recipes.fast\] recipe"):
         parse_catalog(entry.replace("[tasks.one.recipes.fast]", "[tasks.one.recipes.full]"))
     with pytest.raises(CatalogError, match=r"recipes\.other\.\[key\]: Input should be 'fast', 'full' or 'gpu'"):
@@ -106,7 +145,7 @@ def test_every_task_needs_the_recipe_make_run_builds() -> None:
 )
 def test_inconsistent_recipe_settings_are_rejected(extra: str, message: str) -> None:
     with pytest.raises(CatalogError, match=message):
-        parse_catalog(ENTRY.format(name="one", route="/v1/x") + extra + "\n")
+        parse_catalog(ENTRY.format(name="one") + extra + "\n")
 
 
 def test_serving_config_carries_the_recipe_settings_the_handler_needs() -> None:
@@ -121,7 +160,7 @@ def test_serving_config_carries_the_recipe_settings_the_handler_needs() -> None:
 
 
 def test_unknown_normalisations_and_misplaced_keys_are_rejected() -> None:
-    entry = ENTRY.format(name="one", route="/one")
+    entry = ENTRY.format(name="one")
     with pytest.raises(CatalogError, match=r"text\.normalise: Input should be 'none' or 'tweet'"):
         parse_catalog(entry.replace("max_chars = 10", 'max_chars = 10\nnormalise = "emoji"'))
     # a text setting at the task's level (a typo's usual shape) is named, not ignored
@@ -130,8 +169,8 @@ def test_unknown_normalisations_and_misplaced_keys_are_rejected() -> None:
 
 
 def test_runtime_defaults_to_torch_and_unknown_runtimes_are_rejected() -> None:
-    assert parse_catalog(ENTRY.format(name="one", route="/one"))["one"].runtime == "torch"
-    with_runtime = ENTRY.format(name="one", route="/one").replace(
+    assert parse_catalog(ENTRY.format(name="one"))["one"].runtime == "torch"
+    with_runtime = ENTRY.format(name="one").replace(
         "response_timeout_s = 10", 'response_timeout_s = 10\nruntime = "{}"'
     )
     with pytest.raises(CatalogError, match=r"judged on the dev slice, so recipe\(s\) fast need dev_examples"):
@@ -143,7 +182,7 @@ def test_runtime_defaults_to_torch_and_unknown_runtimes_are_rejected() -> None:
 
 
 def test_text_examples_must_carry_a_catalog_label_and_fit_the_limit() -> None:
-    entry = ENTRY.format(name="one", route="/one")
+    entry = ENTRY.format(name="one")
     good = entry.replace("max_chars = 10\n", 'max_chars = 10\nexamples = [{text = "fine", label = "a"}]\n')
     assert parse_catalog(good)["one"].text.examples[0].label == "a"
     with pytest.raises(CatalogError, match="label 'c' is not one of"):

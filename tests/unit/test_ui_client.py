@@ -112,6 +112,13 @@ def test_a_card_without_figures_leaves_them_empty() -> None:
     assert {name for name, value in figures.items() if value is None} == set(figures) - {"version", "accuracy"}
 
 
+def test_a_card_says_whether_its_figures_are_cross_validated() -> None:
+    validation = {"accuracy": 0.66, "accuracy_ci95": [0.63, 0.71]}
+    added = card_figures({"card": {"validation": validation, "evaluation": "cross-validation"}})
+    built_in = card_figures({"card": {"validation": validation}})
+    assert (added["measured on"], built_in["measured on"]) == ("cross-validation", "validation split")
+
+
 def test_a_card_shows_the_figures_of_the_runtime_that_answers_callers() -> None:
     """An int8 variant's answers are what callers get: its figures, not the fp32 model's it was made from."""
     fp32 = {"accuracy": 0.8226, "accuracy_ci95": [0.79, 0.855], "ece": 0.0187, "macro_f1": 0.8158}

@@ -1,0 +1,51 @@
+"""After `task add` or `task remove` on a machine running the local stack: apply the change now and wait until
+the gateway routes the task (or no longer does), instead of leaving it to the next pass of the sync loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from contract.catalog import TaskSpec
+from modelops.local import stack
+from modelops.store.s3 import ModelStore
+
+
+def apply_locally(
+    cfg: stack.StackConfig,
+    catalog: dict[str, TaskSpec],
+    store: ModelStore,
+    task: str,
+    routed: bool,
+    say: Callable[[str], None],
+    timeout_s: float = 300.0,
+) -> bool:
+    """Sync this machine's TorchServe now, then wait until its gateway lists `task` with a ready worker
+    (`routed`) or without it. False when no local stack runs (a deployment's own syncs apply it then)."""
+    if not stack.running_pid(cfg, "torchserve"):
+        say(
+            "no local stack runs here: each host's sync applies it on its next pass, and the gateways follow "
+            "(`make run` starts one)"
+        )
+        return False
+    syncer = stack.syncer(cfg, catalog, store)
+    try:
+        outcome = syncer.run_once().get(task, "")
+    finally:
+        syncer.mgmt.close()
+    if outcome.startswith("failed"):
+        raise RuntimeError(f"the local TorchServe could not serve {task}: {outcome}")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            models = httpx.get(f"{cfg.gateway_url}/v1/models", timeout=10).json()["models"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            models = None
+        if models is not None:
+            entry = next((m for m in models if m["task"] == task), None)
+            if (entry is not None and (entry.get("loaded") or {}).get("ready")) == routed:
+                return True
+        time.sleep(1.0)
+    raise RuntimeError(f"the gateway at {cfg.gateway_url} did not {'route' if routed else 'drop'} {task} in time")

@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ import httpx
 import numpy as np
 
 from contract.catalog import REPO_ROOT, load_catalog
+from modelops.kinds import KINDS
 from modelops.local import stack
 from modelops.store.s3 import ModelStore
 from modelops.tasks.manage import find_task
@@ -40,20 +42,26 @@ RATING_BANDS = (("bad", range(1, 5)), ("good", range(7, 9)), ("excellent", range
 
 
 def rating_files(out: Path, train_rows: int, held_out: int, seed: int) -> tuple[Path, Path]:
-    """Reviews labelled by star band: `train_rows` to train on, `held_out` others to score."""
+    """Reviews labelled by star band: `train_rows` to train on, `held_out` others to score (from the 24,817
+    reviews of both files)."""
     shared = data_dir() / "imdb"
-    with (
-        (shared / "reviews.csv").open(encoding="utf-8", newline="") as texts,
-        (shared / "reviews_source.csv").open(encoding="utf-8", newline="") as sources,
+    rows: list[tuple[str, str]] = []
+    for texts_file, sources_file in (
+        ("reviews.csv", "reviews_source.csv"),
+        ("reviews_extra.csv", "reviews_extra_source.csv"),
     ):
-        rows = [
-            (review["text"], next(band for band, stars in RATING_BANDS if int(source["rating"]) in stars))
-            for review, source in zip(csv.DictReader(texts), csv.DictReader(sources), strict=True)
-        ]
+        with (
+            (shared / texts_file).open(encoding="utf-8", newline="") as texts,
+            (shared / sources_file).open(encoding="utf-8", newline="") as sources,
+        ):
+            rows += [
+                (review["text"], next(band for band, stars in RATING_BANDS if int(source["rating"]) in stars))
+                for review, source in zip(csv.DictReader(texts), csv.DictReader(sources), strict=True)
+            ]
     random.Random(seed).shuffle(rows)
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "ratings.csv", out / "ratings-held-out.csv"
-    for path, part in zip(paths, (rows[:train_rows], rows[train_rows : train_rows + held_out]), strict=True):
+    for path, part in zip(paths, (rows[held_out : held_out + train_rows], rows[:held_out]), strict=True):
         with path.open("w", encoding="utf-8", newline="") as fh:
             csv.writer(fh).writerows([("review", "stars"), *part])
     return paths
@@ -63,10 +71,12 @@ def action_folders(out: Path, per_label: int, held_out: int, seed: int) -> tuple
     """ImageFolder copies of the action photos: `per_label` per action to train on, `held_out` others to score."""
     pose = data_dir() / "pose"
     paths = out / "actions", out / "actions-held-out"
+    for folder in paths:
+        shutil.rmtree(folder, ignore_errors=True)
     for label in sorted(p.name for p in pose.iterdir() if p.is_dir()):
         photos = sorted((pose / label).glob("*.jpg"))
         random.Random(seed).shuffle(photos)
-        for folder, part in zip(paths, (photos[:per_label], photos[per_label : per_label + held_out]), strict=True):
+        for folder, part in zip(paths, (photos[held_out : held_out + per_label], photos[:held_out]), strict=True):
             (folder / label).mkdir(parents=True, exist_ok=True)
             for photo in part:
                 (folder / label / photo.name).write_bytes(photo.read_bytes())
@@ -100,6 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", choices=("text", "image"), required=True)
     parser.add_argument("--name", help="the task's name (default: ratings, or actions)")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--rows",
+        type=int,
+        help="training rows (text, default 600, up to 22817) or photos per action (default 100, up to 370)",
+    )
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
     cfg = stack.StackConfig()
@@ -108,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     name = args.name or ("ratings" if args.kind == "text" else "actions")
     work = WORK / name
     if args.kind == "text":
-        data, held_out = rating_files(work, 600, 2000, args.seed)
+        data, held_out = rating_files(work, args.rows or 600, 2000, args.seed)
         options = ["--text-column", "review", "--label-column", "stars"]
     else:
-        data, held_out = action_folders(work, 100, 30, args.seed)
+        data, held_out = action_folders(work, args.rows or 100, 30, args.seed)
         options = []
     command = [sys.executable, "-m", "modelops", "task", "add", name, "--data", str(data), "--replace", *options]
     started = time.monotonic()
@@ -121,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault(key, value)
     spec = find_task(name, load_catalog(), ModelStore())
     train, test = read_rows(spec, data), read_rows(spec, held_out)
-    predictions = predict_via(spec, cfg.gateway_url, test, 32 if args.kind == "text" else 8, Timer())
+    predictions = predict_via(spec, cfg.gateway_url, test, KINDS[spec.kind].per_request, Timer())
     truth = np.array([ex.label for ex in test])
     served = np.array(predictions.labels) == truth
     train_labels = np.array([ex.label for ex in train])

@@ -30,7 +30,6 @@ from contract.catalog import (
     RECIPE_NAMES,
     REPO_ROOT,
     CatalogError,
-    TaskSpec,
     load_catalog,
 )
 from contract.logs import configure_logging, log_event
@@ -267,6 +266,7 @@ def _say(line: str) -> None:
 
 
 def cmd_task_add(args: argparse.Namespace) -> None:
+    from modelops.kinds import KINDS
     from modelops.local import stack
     from modelops.store.s3 import ModelStore
     from modelops.tasks.manage import DataOptions, add_task
@@ -295,15 +295,9 @@ def cmd_task_add(args: argparse.Namespace) -> None:
     )
     if apply_locally(cfg, catalog, store, spec.task, routed=True, say=_say):
         _say(f"serving after {time.monotonic() - started:.0f} s: POST {cfg.gateway_url}{spec.route}")
-        _say(f"  try it: {_example(cfg.gateway_url, spec)}")
+        _say(f"  try it: {KINDS[spec.kind].example_call.format(url=cfg.gateway_url + spec.route)}")
         _say(f"  its page in the web UI: {cfg.ui_url}/{spec.task}")
         _say(f"  its card (how it was trained, how well it does): GET {cfg.gateway_url}/v1/models/{spec.task}")
-
-
-def _example(gateway: str, spec: TaskSpec) -> str:
-    if spec.kind == "image":
-        return f"curl -s -F image=@photo.jpg {gateway}{spec.route}"
-    return f"curl -s {gateway}{spec.route} -H 'content-type: application/json' -d '{{\"text\": \"...\"}}'"
 
 
 def cmd_task_list(_args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from contract.catalog import TaskSpec
+from contract.catalog import TaskSpec, TextTask
 from gateway.dependencies import AppSettings, Catalog, Client, Metrics
 from gateway.errors import APIError
 from gateway.metrics import CONTENT_TYPE
@@ -81,7 +81,7 @@ async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
             "model_name": spec.model_name,
             "description": spec.description,
             "labels": list(spec.labels),
-            "max_chars": spec.text.max_chars if spec.kind == "text" else None,
+            "max_chars": spec.text.max_chars if isinstance(spec, TextTask) else None,
             "loaded": _best(statuses, spec.model_name),
         }
         for spec in catalog.values()

@@ -11,14 +11,15 @@ API one item at a time, inside one of the model's explanation slots (`gateway.ex
 """
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from contract.catalog import TaskSpec
+from contract.catalog import ImageTask, TaskSpec, TextTask
 from gateway.bodies import JSON, json_body_schema, read_json
 from gateway.dependencies import Client, Coalesce, Slots
 from gateway.errors import APIError
@@ -223,16 +224,64 @@ def _ok_examples(examples: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": {JSON: {"examples": examples}}}} if examples else {}
 
 
+@dataclass(frozen=True)
+class RouteParts:
+    """What a kind contributes to one of a task's routes: the endpoint, its response model, the OpenAPI
+    request body (with examples) and the 200 answer's examples."""
+
+    endpoint: Any
+    response_model: Any
+    request_body: dict[str, Any]
+    answers: dict[str, Any]
+
+
+def _text_route(spec: TextTask, settings: Settings, explain: bool) -> RouteParts:
+    request_model = text_request_model(spec, settings.max_batch_texts)
+    requests, answers = text_examples(spec, explain=explain)
+    return RouteParts(
+        _text_endpoint(spec, request_model, explain),
+        ExplainedPrediction | ExplainedBatch if explain else Prediction | BatchPrediction,
+        json_body_schema(request_model.openapi_schema(), requests),
+        answers,
+    )
+
+
+def _image_route(spec: ImageTask, settings: Settings, explain: bool) -> RouteParts:
+    requests, answers = image_examples(spec, explain=explain)
+    return RouteParts(
+        _image_endpoint(spec, settings, explain),
+        ExplainedImagePrediction | ExplainedImageBatch if explain else ImagePrediction | ImageBatchPrediction,
+        _image_request_body(settings, requests),
+        answers,
+    )
+
+
+def _text_components(spec: TextTask, settings: Settings) -> dict[str, Any]:
+    return text_request_model(spec, settings.max_batch_texts).openapi_forms()
+
+
+def _image_components(_spec: ImageTask, settings: Settings) -> dict[str, Any]:
+    return {
+        IMAGE_UPLOAD: _image_upload_schema(settings.max_images),
+        **image_request_model(settings.max_images).openapi_forms(),
+    }
+
+
+# Per input kind (its functions take that kind's spec): how its routes are made, and the schemas their request
+# bodies refer to.
+ROUTES: dict[str, Callable[..., RouteParts]] = {"text": _text_route, "image": _image_route}
+COMPONENTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "text": _text_components,
+    "image": _image_components,
+}
+
+
 def openapi_components(catalog: dict[str, TaskSpec], settings: Settings) -> dict[str, Any]:
     """The schemas the routes' request bodies refer to: each one-or-many request's two forms (a class each
     in generated clients) and the multipart image upload. `gateway.main` adds them to the document."""
     components: dict[str, Any] = {}
     for spec in catalog.values():
-        if spec.kind == "image":
-            components[IMAGE_UPLOAD] = _image_upload_schema(settings.max_images)
-            components.update(image_request_model(settings.max_images).openapi_forms())
-        else:
-            components.update(text_request_model(spec, settings.max_batch_texts).openapi_forms())
+        components.update(COMPONENTS[spec.kind](spec, settings))
     return components
 
 
@@ -240,29 +289,15 @@ def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
     router = APIRouter(tags=["classify"], generate_unique_id_function=operation_id)
     for spec in catalog.values():
         for explain in (False, True):
-            if spec.kind == "image":
-                endpoint = _image_endpoint(spec, settings, explain)
-                response_model: Any = (
-                    ExplainedImagePrediction | ExplainedImageBatch
-                    if explain
-                    else ImagePrediction | ImageBatchPrediction
-                )
-                requests, answers = image_examples(spec, explain=explain)
-                extra = _image_request_body(settings, requests)
-            else:
-                request_model = text_request_model(spec, settings.max_batch_texts)
-                endpoint = _text_endpoint(spec, request_model, explain)
-                response_model = ExplainedPrediction | ExplainedBatch if explain else Prediction | BatchPrediction
-                requests, answers = text_examples(spec, explain=explain)
-                extra = json_body_schema(request_model.openapi_schema(), requests)
+            parts = ROUTES[spec.kind](spec, settings, explain)
             router.add_api_route(
                 explain_path(spec) if explain else spec.route,
-                endpoint,
+                parts.endpoint,
                 methods=["POST"],
-                response_model=response_model,
+                response_model=parts.response_model,
                 summary=f"{spec.description}: the answer and why" if explain else spec.description,
-                name=endpoint.__name__,
-                responses={**(EXPLAIN_ERRORS if explain else PREDICT_ERRORS), **_ok_examples(answers)},
-                openapi_extra=extra,
+                name=parts.endpoint.__name__,
+                responses={**(EXPLAIN_ERRORS if explain else PREDICT_ERRORS), **_ok_examples(parts.answers)},
+                openapi_extra=parts.request_body,
             )
     return router

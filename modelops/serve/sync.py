@@ -18,13 +18,11 @@ archives it already has, and the loop recovers by itself when S3 returns.
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from contract.catalog import CatalogError, TaskSpec, parse_task_document, task_d
 from contract.logs import log_event
 from contract.manifest import Manifest, PublishedVersion
 from contract.torchserve import TorchServeError, bearer, read_keys, ready_workers
+from modelops.kinds import KINDS
 from modelops.serve.torchserve import ManagementClient
 from modelops.store.s3 import ModelStore, StoreError, archived_task_spec, local_archive
 from modelops.tools import file_sha256
@@ -57,21 +56,6 @@ DRAIN_GRACE_S = 3.0
 # What makes a task the same task: a serving setting (workers, batch size) may differ between an archive and the
 # catalog an operator edits, but these may not.
 IDENTITY = ("task", "kind", "model_name", "labels")
-
-
-def _grey_photo() -> tuple[bytes, str]:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="PNG")
-    return buffer.getvalue(), "application/octet-stream"
-
-
-# One request body per input kind that any model of the kind answers: the warm-up before it takes traffic.
-WARM_UPS: dict[str, Callable[[], tuple[bytes, str]]] = {
-    "text": lambda: (b'{"text": "warm-up"}', "application/json"),
-    "image": _grey_photo,
-}
 
 
 class SpecMismatch(StoreError):
@@ -196,7 +180,7 @@ class Syncer:
         """One real request to the new version before it takes traffic (first calls pay one-off costs)."""
         if not self.inference_url:
             return
-        content, content_type = WARM_UPS[spec.kind]()
+        content, content_type = KINDS[spec.kind].warm_up()
         key = read_keys(self.mgmt.key_file).inference
         url = f"{self.inference_url}/predictions/{spec.model_name}/{version}"
         response = httpx.post(url, content=content, headers={**bearer(key), "Content-Type": content_type}, timeout=60)

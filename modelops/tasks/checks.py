@@ -44,6 +44,7 @@ class DataReport:
     """What the data holds (the usable records, per label) and every problem found."""
 
     source: Path
+    unit: str = "rows"
     records: list[Record] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -107,7 +108,7 @@ def check_table(path: Path, text_column: str, label_column: str, max_chars: int,
         )
     usable = [r for r in records if r.text.strip() and r.label and len(r.text) <= max_chars]
     report.records = _without_conflicts(report, usable)
-    _check_labels(report, folds, "rows")
+    _check_labels(report, folds)
     return report
 
 
@@ -140,16 +141,16 @@ def _without_conflicts(report: DataReport, records: list[Record]) -> list[Record
     return [copies[0] for copies in by_text.values() if len({r.label for r in copies}) == 1]
 
 
-def _check_labels(report: DataReport, folds: int, unit: str) -> None:
+def _check_labels(report: DataReport, folds: int) -> None:
     counts = report.labels
     name = report.source.name
     if not report.records and not report.errors:
-        report.error(name, f"no labelled {unit}", "Add labelled examples")
+        report.error(name, f"no labelled {report.unit}", "Add labelled examples")
         return
     if len(counts) < 2:
         only = f"only one label ({next(iter(counts))!r})" if counts else "no label"
         count = len(report.records)
-        unit = unit.removesuffix("s") if count == 1 else unit
+        unit = report.unit.removesuffix("s") if count == 1 else report.unit
         report.error(name, f"{only} in {count} {unit}", "A classifier needs examples of two labels or more")
         return
     least = min_examples_per_label(folds)
@@ -173,7 +174,7 @@ def _check_labels(report: DataReport, folds: int, unit: str) -> None:
 def check_image_folder(root: Path, max_pixels: int, folds: int) -> DataReport:
     """An image task's folder: one sub-folder per label, every image decodable within `max_pixels`, enough
     images of each label for `folds`-fold cross-validation."""
-    report = DataReport(root)
+    report = DataReport(root, unit="images")
     try:
         records = list(read_image_folder(root))
     except DataFileError as exc:
@@ -188,7 +189,7 @@ def check_image_folder(root: Path, max_pixels: int, folds: int) -> DataReport:
             "Rename them if they are images (.jpg, .jpeg, .png, .webp, .bmp, .gif)",
         )
     report.records = [r for r in records if r.label and _decodes(report, r, max_pixels)]
-    _check_labels(report, folds, "images")
+    _check_labels(report, folds)
     return report
 
 

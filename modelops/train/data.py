@@ -15,11 +15,9 @@ from pathlib import Path
 
 from contract.catalog import REPO_ROOT, TaskSpec, TextTask
 from handlers.text_normalise import NORMALISERS
+from modelops.kinds import KINDS
 from modelops.tools import file_sha256
 from modelops.train.formats import read_records
-
-# Whether a kind's inputs are image files (read as paths, hashed by their bytes) rather than the text itself.
-KIND_READS_IMAGES = {"text": False, "image": True}
 
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
@@ -63,7 +61,7 @@ class Split:
 def read_rows(spec: TaskSpec, path: Path) -> list[Example]:
     """Every labelled row of a task's data file or image folder, in file order (image paths absolute); rows
     without an input are skipped (`modelops.tasks.checks` names them before a user's task is trained)."""
-    images = KIND_READS_IMAGES[spec.kind]
+    images = KINDS[spec.kind].reads_images
     return [
         Example(record.text, spec.labels.index(spec.label_for_value(record.label)))
         for record in read_records(path, spec.input_column, spec.label_column, images)
@@ -132,7 +130,7 @@ def stratified_sample(examples: list[Example], n: int, seed: int) -> list[Exampl
 def data_sha256(spec: TaskSpec, path: Path, examples: list[Example]) -> str:
     """Hash of what training reads: the table, and for image tasks every image's bytes in order too (an image
     folder: the images alone)."""
-    if not KIND_READS_IMAGES[spec.kind]:
+    if not KINDS[spec.kind].reads_images:
         return file_sha256(path)
     digest = hashlib.sha256(b"" if path.is_dir() else file_sha256(path).encode())
     for example in examples:

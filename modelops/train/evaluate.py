@@ -6,6 +6,7 @@ and batching code), so `--via` answers must agree with it; a disagreement points
 
 from __future__ import annotations
 
+import importlib
 import json
 import statistics
 import tempfile
@@ -20,12 +21,10 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from contract.catalog import TaskSpec, TextTask
+from contract.catalog import TaskSpec
+from modelops.kinds import KINDS
 from modelops.train.data import Example, load_split, read_rows
 from modelops.train.metrics import classification_report
-
-TEXTS_PER_REQUEST = 32
-IMAGES_PER_REQUEST = 8
 
 
 class _Context:
@@ -40,11 +39,6 @@ class _Context:
 def _chunks(items: list[Example], size: int) -> Iterator[list[Example]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _text(spec: TextTask, example: Example) -> str:
-    """Texts longer than the route accepts are cut to its limit, the same way for both paths."""
-    return example.text[: spec.text.max_chars]
 
 
 def _argmax(row: list[float]) -> int:
@@ -93,15 +87,8 @@ def load_handler(spec: TaskSpec, model_dir: Path, overrides: dict[str, Any] | No
     `overrides` replace serving settings in the folder's `task.json` before loading: `runtime` (e.g. `torch`
     to measure the fp32 model an optimised archive was exported from), `threads_per_worker`.
     """
-    handler: Any
-    if spec.kind == "image":
-        from handlers.image_handler import ImageClassifier
-
-        handler = ImageClassifier()
-    else:
-        from handlers.text_handler import TextClassifier
-
-        handler = TextClassifier()
+    module, name = KINDS[spec.kind].handler.split(":")
+    handler: Any = getattr(importlib.import_module(module), name)()  # imported only here: each pulls in torch
     if overrides:
         task_file = model_dir / "task.json"
         task_file.write_text(json.dumps({**json.loads(task_file.read_text()), **overrides}), encoding="utf-8")
@@ -122,9 +109,7 @@ def open_handler(spec: TaskSpec, archive: Path, overrides: dict[str, Any] | None
 
 def handler_rows(spec: TaskSpec, examples: list[Example]) -> list[dict[str, Any]]:
     """Examples as TorchServe request rows (JSON text bodies, raw image bytes)."""
-    if spec.kind == "image":
-        return [{"body": Path(ex.text).read_bytes()} for ex in examples]
-    return [{"body": {"text": _text(spec, ex)}} for ex in examples]
+    return [KINDS[spec.kind].handler_row(spec, ex.text) for ex in examples]
 
 
 def predict_with(handler: Any, spec: TaskSpec, examples: list[Example], batch: int, timer: Timer) -> Predictions:
@@ -147,11 +132,8 @@ def predict_via(spec: TaskSpec, base_url: str, examples: list[Example], batch: i
     predictions = Predictions()
     with httpx.Client(base_url=base_url, timeout=120) as http:
         for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} via {base_url}", unit="request"):
-            if spec.kind == "image":
-                files = [("images", (Path(ex.text).name, Path(ex.text).read_bytes())) for ex in chunk]
-                request = http.build_request("POST", spec.route, files=files, params={"top_k": 1})
-            else:
-                request = http.build_request("POST", spec.route, json={"texts": [_text(spec, ex) for ex in chunk]})
+            body = KINDS[spec.kind].gateway_body(spec, [ex.text for ex in chunk])
+            request = http.build_request("POST", spec.route, **body)
             with timer:
                 response = http.send(request)
             response.raise_for_status()
@@ -178,7 +160,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class figures and confusion, plus request latency and throughput."""
     examples = read_labelled(spec, data, limit)
-    batch = batch or (IMAGES_PER_REQUEST if spec.kind == "image" else TEXTS_PER_REQUEST)
+    batch = batch or KINDS[spec.kind].per_request
     timer = Timer()
     if via:
         predictions = predict_via(spec, via.rstrip("/"), examples, batch, timer)

@@ -97,8 +97,12 @@ def read_table(path: Path, text_column: str, label_column: str) -> Iterator[Reco
     delimiter = TABLE_DELIMITERS.get(suffix)
     if delimiter is None:
         raise DataFileError(path.name, f"unknown file type {suffix or '(none)'!r}", f"Use {describe_formats()}")
+    text = read_text(path)
+    header = text.split("\n", 1)[0]
+    if delimiter == "," and "," not in header and ";" in header:
+        delimiter = ";"  # spreadsheets in locales whose decimal mark is a comma save CSV with semicolons
     # strict: a stray quote is an error naming its line, not a field that silently swallows the rows after it
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, strict=True)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     start = 1
     try:
         _missing(path, [name for name in reader.fieldnames or [] if name], wanted)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from contract.catalog import ImageHeadsRecipe, ImageTask, TextHeadsRecipe, TextTask
+from contract.catalog import ImageHeadsRecipe, ImageTask, TaskSpec, TextHeadsRecipe, TextTask
 from contract.logs import log_event
 from handlers.calibration import temper
 from handlers.linear import LinearTextModel
@@ -73,6 +73,39 @@ def _full_weights(model: Any, classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _cv_record(choice: Choice, labels: np.ndarray) -> dict[str, Any]:
     return {"setting": choice.setting, "accuracy": round(choice.accuracy, 4), "log_loss": round(choice.log_loss, 4)}
+
+
+def _record(
+    out_dir: Path,
+    spec: TaskSpec,
+    recipe: TextHeadsRecipe | ImageHeadsRecipe,
+    sets: TrainingSets,
+    served: np.ndarray,
+    started: float,
+    cross_validation: dict[str, Any],
+    serving: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Fit the temperature on the served combination's out-of-fold probabilities and write the training record:
+    its `validation` figures are those out-of-fold answers, tempered as the handler will temper them."""
+    labels = [ex.label for ex in sets.train]
+    probabilities = torch.from_numpy(served).float()
+    temperature = fit_temperature(probabilities, labels)
+    return write_training_record(
+        out_dir,
+        spec,
+        recipe,
+        sets,
+        temper(probabilities, temperature),
+        max_steps=None,
+        train_seconds=time.perf_counter() - started,
+        device="cpu",
+        evaluation="cross-validation",
+        cross_validation=cross_validation,
+        serving={**serving, "temperature": temperature},
+        calibration=calibration_record(probabilities, labels, temperature),
+        **extra,
+    )
 
 
 # --- text ----------------------------------------------------------------------------------------------------
@@ -177,7 +210,6 @@ def train_text_heads(
         members["blend_vs_linear"] = vs_linear
         if earns:
             served, weight = blended.probabilities, float(blended.setting)
-    temperature = fit_temperature(torch.from_numpy(served).float(), labels.tolist())
     baseline = _tfidf_baseline(texts, labels, folds, classes)
     majority = np.zeros_like(served)
     majority[:, np.bincount(labels).argmax()] = 1.0
@@ -201,26 +233,8 @@ def train_text_heads(
         encoder_model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         save_head(out_dir, torch.from_numpy(head_weight), torch.from_numpy(head_bias))
-    served_t = torch.from_numpy(served).float()
-    calibration = calibration_record(served_t, labels.tolist(), temperature)
-    return write_training_record(
-        out_dir,
-        spec,
-        recipe,
-        sets,
-        temper(served_t, temperature),
-        max_steps=None,
-        train_seconds=time.perf_counter() - started,
-        device="cpu",
-        evaluation="cross-validation",
-        cross_validation=cross_validation,
-        serving={
-            "encoder": cross_validation["encoder"],
-            "linear_weight": weight,
-            "temperature": temperature,
-        },
-        calibration=calibration,
-    )
+    serving = {"encoder": cross_validation["encoder"], "linear_weight": weight}
+    return _record(out_dir, spec, recipe, sets, served, started, cross_validation, serving)
 
 
 # --- image ---------------------------------------------------------------------------------------------------
@@ -283,7 +297,6 @@ def train_image_heads(
         return run
 
     head = choose({c: out_of_fold(folds, classes, fold(c)) for c in IMAGE_C}, labels)
-    temperature = fit_temperature(torch.from_numpy(head.probabilities).float(), labels.tolist())
     majority = np.zeros_like(head.probabilities)
     majority[:, np.bincount(labels).argmax()] = 1.0
     cross_validation = {
@@ -302,19 +315,14 @@ def train_image_heads(
         model._fc.bias.copy_(torch.from_numpy(bias - (weight / scale) @ mean))
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(out_dir / "model.safetensors"))
-    served = torch.from_numpy(head.probabilities).float()
-    return write_training_record(
+    return _record(
         out_dir,
         spec,
         recipe,
         sets,
-        temper(served, temperature),
-        max_steps=None,
-        train_seconds=time.perf_counter() - started,
-        device="cpu",
-        evaluation="cross-validation",
-        cross_validation=cross_validation,
-        serving={"temperature": temperature},
-        calibration=calibration_record(served, labels.tolist(), temperature),
+        head.probabilities,
+        started,
+        cross_validation,
+        {},
         architecture=spec.image.architecture,
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
+from contract.catalog import task_document
 from modelops.build import build_missing
 from modelops.store.kserve import refresh_kserve_view, refresh_kserve_view_if_stale
 from modelops.store.s3 import IntegrityError, ModelStore, StoreLocation, archive_path
@@ -26,8 +28,10 @@ def test_publish_writes_archive_sha_card_then_manifest(live_stack: Stack, tmp_pa
         f"roundtrip/{key}",
         f"roundtrip/{key}.sha256",
         f"roundtrip/model-store/disaster/{version}/model_card.json",
+        f"roundtrip/model-store/disaster/{version}/task_spec.json",
         "roundtrip/models.json",
     }
+    assert store.task_spec("disaster", version) == task_document(live_stack.catalog["disaster"])
     model = store.read_manifest().models["disaster"]
     assert model.default == version
     assert model.versions[version].sha256 == file_sha256(archive)
@@ -80,6 +84,25 @@ def test_sync_is_idempotent_when_published_versions_are_served(live_stack: Stack
         "disaster": "already-serving",
         "pose": "already-serving",
     }
+
+
+def test_an_archive_whose_spec_disagrees_with_the_published_one_is_refused(live_stack: Stack) -> None:
+    """The spec published beside the serving version is changed (as a hand edit, or a half-finished upload
+    would): sync refuses the archive with the reason and keeps the version serving; put back, all is well."""
+    entry = live_stack.store.read_manifest().models["pose"]
+    key = f"model-store/pose/{entry.default}/task_spec.json"
+    original, _ = live_stack.store.get(key) or (b"", "")
+    edited = json.loads(original) | {"labels": ["a", "b"], "description": "edited"}
+    live_stack.store.put(key, json.dumps(edited).encode(), "application/json")
+    try:
+        outcome = live_stack.sync()["pose"]
+        assert outcome.startswith("failed: ")
+        assert "the task spec in the archive differs from the one published beside it (description, labels)" in outcome
+        models = httpx.get(f"{live_stack.gateway}/v1/models", timeout=30).json()["models"]
+        assert next(m for m in models if m["task"] == "pose")["loaded"]["ready"]  # the served version stays
+    finally:
+        live_stack.store.put(key, original, "application/json")
+    assert live_stack.sync()["pose"] == "already-serving"
 
 
 def test_build_missing_reuses_every_published_model(live_stack: Stack, tmp_path) -> None:

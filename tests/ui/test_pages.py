@@ -177,6 +177,7 @@ def test_status_page_shows_each_model_card(stub: StubGateway) -> None:
         "runtime served": "onnx-int8",
         "train examples": "400",
         "validation examples": "20",
+        "measured on": "validation split",
     }
     assert [e.label for e in app.expander] == [
         f"{task}: per-class figures and confusion matrix" for task in ("spam", "birds", "birdsong")

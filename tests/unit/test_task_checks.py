@@ -38,6 +38,16 @@ def test_good_files_in_every_format_pass_with_their_labels(tmp_path: Path) -> No
         assert dict(report.labels) == {"good": 12, "bad": 12}
 
 
+def test_a_csv_saved_with_semicolons_reads_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "semicolons.csv"
+    path.write_text(
+        "text;label\n" + "".join(f'"{t}; with a semicolon";{label}\n' for t, label in GOOD), encoding="utf-8"
+    )
+    report = check_table(path, "text", "label", 100, folds=5)
+    assert report.problems == []
+    assert report.records[0].text == "a good text number 0; with a semicolon"
+
+
 def test_a_multi_line_quoted_text_is_one_row_and_rows_are_named_by_their_first_line(tmp_path: Path) -> None:
     path = table(tmp_path / "t.csv", [("line one\nline two", "good"), *GOOD, ("", "bad")])
     assert problems(path) == ["error: t.csv, line 28: the 'text' cell is empty. Fill it in or delete the row"]

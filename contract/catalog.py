@@ -37,11 +37,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CATALOG = REPO_ROOT / "models.toml" if (REPO_ROOT / "models.toml").exists() else Path("models.toml")
 PYPI_CHECKPOINT_PREFIX = "pypi:"
 
-# `fast`: what `make run` builds when nothing is published (all tasks in about 15 minutes on 2 cores);
-# `full`: `make models`, the most accurate this machine reaches in about 35 minutes; `gpu`: for a machine with a
-# CUDA device (training picks it up by itself), never needed by `make run` or the tests.
-RecipeName: TypeAlias = Literal["fast", "full", "gpu"]
-RECIPE_NAMES: tuple[RecipeName, ...] = ("fast", "full", "gpu")
+# `quick`: what `make run` serves first when nothing is published (seconds to a minute or two per task: heads
+# on frozen backbones), replaced in the background by `fast`, what `make run` builds next (all tasks in about 15
+# minutes on 2 cores); `full`: `make models`, the most accurate this machine reaches in about 35 minutes; `gpu`:
+# for a machine with a CUDA device (training picks it up by itself), never needed by `make run` or the tests.
+RecipeName: TypeAlias = Literal["quick", "fast", "full", "gpu"]
+RECIPE_NAMES: tuple[RecipeName, ...] = ("quick", "fast", "full", "gpu")
 # A task's name is its route (`/v1/<task>`), its UI page (`/<task>`) and its TorchServe model name: lower-case
 # letters, digits and underscores, starting with a letter, so it is safe in a URL path, a file name and a
 # Prometheus label alike.
@@ -60,6 +61,12 @@ Runtime: TypeAlias = Literal["torch", "onnx", "onnx-int8"]
 MAX_ACCURACY_DROP = 0.005
 # Text clean-up before the model sees a text (handlers/text_normalise.py); the names are that module's too.
 Normalisation: TypeAlias = Literal["none", "tweet"]
+
+
+# C0 control characters other than tab, newline and carriage return (NUL among them), as a regex character class:
+# never part of a real text, so the API refuses a text holding one, and a user's data is checked for them.
+CONTROL_CHARACTERS = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f"
+CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 class CatalogError(ValueError):
@@ -127,6 +134,10 @@ class HeadsRecipe(_Spec):
     name: RecipeName
     method: Literal["heads"]
     folds: int = Field(default=5, ge=2, le=20)
+    # a catalog task's split: its validation rows held out of everything, so the figures compare with its other
+    # recipes'; a task added from a user's data keeps every row for training (0) and reports cross-validation
+    validation_fraction: float = Field(default=0.0, ge=0.0, le=0.5)
+    train_examples: PositiveInt | None = None
 
 
 class TextHeadsRecipe(HeadsRecipe):

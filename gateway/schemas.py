@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from contract.catalog import ImageTask, TextTask
+from contract.catalog import CONTROL_CHARACTER, CONTROL_CHARACTERS, ImageTask, TextTask
 
 
 class ModelRef(BaseModel):
@@ -158,19 +158,17 @@ class TextRequestBase(OneOrManyRequest):
         return [self.text] if self.text is not None else []
 
 
-# C0 control characters other than tab, newline and carriage return (NUL among them): never part of a real
-# review or tweet, and a classic way to smuggle text past filters or break logs downstream.
-_CONTROL_CLASS = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f"
-_CONTROL = re.compile(f"[{_CONTROL_CLASS}]")
-# The same two rules as a JSON Schema pattern, so the published schema says what is accepted (schema-driven
-# clients and fuzzers generate valid texts from it); `_plain_text` still does the checking, with clearer messages.
-PLAIN_TEXT_PATTERN = f"^[^{_CONTROL_CLASS}]*[^\\s{_CONTROL_CLASS}][^{_CONTROL_CLASS}]*$"
+# Control characters (contract.catalog.CONTROL_CHARACTERS): never part of a real review or tweet, and a classic
+# way to smuggle text past filters or break logs downstream. With "not only whitespace", as a JSON Schema pattern,
+# so the published schema says what is accepted (schema-driven clients and fuzzers generate valid texts from it);
+# `_plain_text` still does the checking, with clearer messages.
+PLAIN_TEXT_PATTERN = f"^[^{CONTROL_CHARACTERS}]*[^\\s{CONTROL_CHARACTERS}][^{CONTROL_CHARACTERS}]*$"
 
 
 def _plain_text(value: str) -> str:
     if not value.strip():
         raise ValueError("must contain non-whitespace characters")
-    control = _CONTROL.search(value)
+    control = CONTROL_CHARACTER.search(value)
     if control:
         raise ValueError(
             f"contains the control character U+{ord(control.group()):04X} at position {control.start()}; "

@@ -23,7 +23,7 @@ import torch
 from contract.catalog import MAX_ACCURACY_DROP, CatalogError, TaskSpec
 from contract.logs import log_event
 from handlers.pooled_encoder import PooledClassifier
-from modelops.train.data import Example, carve_dev, load_split, stratified_sample, validation_sample
+from modelops.train.data import Example, carve_dev, load_split, stratified_sample, training_sets, validation_sample
 from modelops.train.evaluate import Timer, load_handler, predict_with
 from modelops.train.metrics import classification_report
 
@@ -137,17 +137,18 @@ def _accuracy(handler: Any, spec: TaskSpec, examples: list[Example], timer: Time
 
 # Rows a heads recipe's variant is judged on: a stratified sample of its training rows. Its final heads were fitted
 # on them, so the accuracy there is not a generalisation figure; what is judged is what the variant changes.
-VARIANT_JUDGING_ROWS = 1000
+VARIANT_JUDGING_ROWS = 500
 
 
 def _judging_sets(spec: TaskSpec, training: dict[str, Any], data_root: Path) -> tuple[list[Example], list[Example]]:
     """The rows the variant is judged on and the rows its own figures are reported on: a fine-tuned model's dev
-    slice and validation split; a cross-validated (heads) model's training rows, none held out to report on."""
+    slice and validation split; a heads model's training rows, and its validation split when it kept one."""
     data = training["data"]
     seed = int(data["seed"])
-    if training.get("evaluation") == "cross-validation":
-        split = load_split(spec, data_root, seed=seed, validation_fraction=0.0)
-        return stratified_sample(split.train, VARIANT_JUDGING_ROWS, seed), []
+    if training["recipe"].get("method") == "heads":
+        fraction = float(data["validation_fraction"])
+        sets = training_sets(spec, data_root, seed, None, None, validation_fraction=fraction)
+        return stratified_sample(sets.train, VARIANT_JUDGING_ROWS, seed), sets.validation
     split = load_split(spec, data_root, seed=seed)
     _, dev = carve_dev(split, int(data["dev_examples_used"]), seed)
     return dev, validation_sample(split, int(data["validation_examples_used"]), seed)
@@ -173,7 +174,7 @@ def choose_runtime(
         "requested": spec.runtime,
         "served": "torch",
         "max_accuracy_drop": max_drop,
-        "decided_on": "dev" if training.get("evaluation") != "cross-validation" else "training rows",
+        "decided_on": "training rows" if training["recipe"].get("method") == "heads" else "dev",
         "variants": {"torch": {"accuracy": float(training["validation"]["accuracy"])}},
     }
     if spec.runtime == "torch":

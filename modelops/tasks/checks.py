@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from contract.catalog import CONTROL_CHARACTER
 from handlers.image_decode import decode
 from modelops.train.formats import DataFileError, Record, read_image_folder, read_table
 
@@ -106,6 +107,14 @@ def check_table(path: Path, text_column: str, label_column: str, max_chars: int,
             f"texts over {_thousands(max_chars)} characters",
             "Shorten them, or raise the limit with --max-chars",
         )
+    controlled = [r.where for r in records if CONTROL_CHARACTER.search(r.text)]
+    report.each(
+        controlled,
+        "the text holds a control character (U+0000-U+001F but tab and line breaks, or U+007F), which the API "
+        "refuses in requests; it is trained on without it",
+        "Nothing to do; callers must leave such characters out of their texts",
+        severity="warning",
+    )
     usable = [r for r in records if r.text.strip() and r.label and len(r.text) <= max_chars]
     report.records = _without_conflicts(report, usable)
     _check_labels(report, folds)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.catalog import REPO_ROOT, TaskSpec, TextTask
+from contract.catalog import CONTROL_CHARACTER, REPO_ROOT, TaskSpec, TextTask
 from handlers.text_normalise import NORMALISERS
 from modelops.kinds import KINDS
 from modelops.tools import file_sha256
@@ -60,10 +60,14 @@ class Split:
 
 def read_rows(spec: TaskSpec, path: Path) -> list[Example]:
     """Every labelled row of a task's data file or image folder, in file order (image paths absolute); rows
-    without an input are skipped (`modelops.tasks.checks` names them before a user's task is trained)."""
+    without an input are skipped (`modelops.tasks.checks` names them before a user's task is trained). Control
+    characters are dropped from texts: the API refuses them, so a model never sees them served."""
     images = KINDS[spec.kind].reads_images
     return [
-        Example(record.text, spec.labels.index(spec.label_for_value(record.label)))
+        Example(
+            record.text if images else CONTROL_CHARACTER.sub("", record.text),
+            spec.labels.index(spec.label_for_value(record.label)),
+        )
         for record in read_records(path, spec.input_column, spec.label_column, images)
         if record.text.strip() and not (images and not record.label)
     ]
@@ -197,10 +201,11 @@ def training_sets(
     train_examples: int | None,
     eval_examples: int | None,
     dev_examples: int = 0,
+    validation_fraction: float = 0.1,
 ) -> TrainingSets:
     """The split, with `dev_examples` carved out of its train part and the extra datasets' rows added to
     train, then (optionally) sub-sampled, label shares kept throughout."""
-    split = load_split(spec, root, seed=seed)
+    split = load_split(spec, root, seed=seed, validation_fraction=validation_fraction)
     train, dev = carve_dev(split, dev_examples, seed)
     extra, described = extra_examples(spec, root, [*train, *dev, *split.validation])
     if extra:

@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ from handlers.text_encoding import TextEncoder
 from handlers.text_normalise import NORMALISERS
 from modelops.train.calibrate import calibration_record, fit_temperature
 from modelops.train.crossval import Choice, blend_grid, choose, fold_ids, out_of_fold, paired
-from modelops.train.data import Example, TrainingSets, load_split, stratified_sample
+from modelops.train.data import Example, TrainingSets, training_sets
 from modelops.train.linear_fit import BITS, NGRAMS, feature_matrix, linear_weights
+from modelops.train.metrics import classification_report
 from modelops.train.record import write_training_record
 
 logger = logging.getLogger(__name__)
@@ -47,12 +49,20 @@ IMAGE_C = (0.01, 0.03, 0.1, 0.3, 1.0)
 EMBED_BATCH = 32
 
 
-def heads_sets(spec: TextTask | ImageTask, data_root: Path, seed: int, train_examples: int | None) -> TrainingSets:
-    """Every deduplicated row for training (none held out: cross-validation holds each out once), or a
-    stratified sample of `train_examples` of them (CI-sized runs)."""
-    split = load_split(spec, data_root, seed=seed, validation_fraction=0.0)
-    train = stratified_sample(split.train, train_examples, seed) if train_examples else split.train
-    return TrainingSets(split, train, [], train, {})
+def heads_sets(
+    spec: TextTask | ImageTask, recipe: TextHeadsRecipe | ImageHeadsRecipe, data_root: Path, seed: int, sizes: Any
+) -> TrainingSets:
+    """The rows to cross-validate on: every deduplicated row when the recipe holds none out (a user's task), else
+    the train part of the task's usual split (with its extra datasets); a stratified sample of them with
+    `train_examples` (the recipe's, or a CI-sized run's)."""
+    return training_sets(
+        spec,
+        data_root,
+        seed,
+        sizes.get("train_examples") or recipe.train_examples,
+        sizes.get("eval_examples"),
+        validation_fraction=recipe.validation_fraction,
+    )
 
 
 def _logistic(features: np.ndarray, labels: np.ndarray, c: float) -> Any:
@@ -81,16 +91,25 @@ def _record(
     recipe: TextHeadsRecipe | ImageHeadsRecipe,
     sets: TrainingSets,
     served: np.ndarray,
+    validation: np.ndarray | None,
     started: float,
     cross_validation: dict[str, Any],
     serving: dict[str, Any],
     **extra: Any,
 ) -> dict[str, Any]:
-    """Fit the temperature on the served combination's out-of-fold probabilities and write the training record:
-    its `validation` figures are those out-of-fold answers, tempered as the handler will temper them."""
+    """Fit the temperature on the served combination's out-of-fold probabilities and write the training record.
+    Its `validation` figures are the held-out validation split's (`validation`: the final model's probabilities
+    there) when the recipe keeps one, else the out-of-fold answers'; both tempered as the handler tempers."""
     labels = [ex.label for ex in sets.train]
-    probabilities = torch.from_numpy(served).float()
-    temperature = fit_temperature(probabilities, labels)
+    out_of_fold_probabilities = torch.from_numpy(served).float()
+    temperature = fit_temperature(out_of_fold_probabilities, labels)
+    confidence, predicted = temper(out_of_fold_probabilities, temperature).max(dim=-1)
+    report = classification_report(labels, predicted.tolist(), spec.labels, confidence.tolist())
+    cross_validation["report"] = {k: report[k] for k in ("examples", "accuracy", "accuracy_ci95", "macro_f1", "ece")}
+    if validation is None:
+        sets, probabilities = replace(sets, validation=sets.train), out_of_fold_probabilities
+    else:
+        probabilities = torch.from_numpy(validation).float()
     return write_training_record(
         out_dir,
         spec,
@@ -100,10 +119,10 @@ def _record(
         max_steps=None,
         train_seconds=time.perf_counter() - started,
         device="cpu",
-        evaluation="cross-validation",
+        evaluation="cross-validation" if validation is None else "validation split",
         cross_validation=cross_validation,
         serving={**serving, "temperature": temperature},
-        calibration=calibration_record(probabilities, labels, temperature),
+        calibration=calibration_record(probabilities, [ex.label for ex in sets.validation], temperature),
         **extra,
     )
 
@@ -153,7 +172,7 @@ def train_text_heads(
     what the handler loads and the training record."""
     started = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
-    sets = heads_sets(spec, data_root, seed, sizes.get("train_examples"))
+    sets = heads_sets(spec, recipe, data_root, seed, sizes)
     normalise = NORMALISERS[spec.text.normalise]
     texts = [normalise(ex.text) for ex in sets.train]
     labels = np.array([ex.label for ex in sets.train])
@@ -225,16 +244,27 @@ def train_text_heads(
         },
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    held_out = [normalise(ex.text) for ex in sets.validation]
+    validation = np.zeros((len(held_out), classes))
     if weight > 0.0:  # the handler loads the linear member only when it has a weight
         linear_weight, linear_bias = linear_weights(features, labels, classes, float(linear.setting))
-        LinearTextModel(BITS, NGRAMS, torch.from_numpy(linear_weight), torch.from_numpy(linear_bias)).save(out_dir)
+        member = LinearTextModel(BITS, NGRAMS, torch.from_numpy(linear_weight), torch.from_numpy(linear_bias))
+        member.save(out_dir)
+        if held_out:
+            validation += weight * member.predict_proba(held_out).numpy()
     if weight < 1.0 and encoder_choice is not None and encoder_model is not None and tokenizer is not None:
-        head_weight, head_bias = _full_weights(_logistic(embeddings, labels, float(encoder_choice.setting)), classes)
+        fitted = _logistic(embeddings, labels, float(encoder_choice.setting))
+        head_weight, head_bias = _full_weights(fitted, classes)
         encoder_model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         save_head(out_dir, torch.from_numpy(head_weight), torch.from_numpy(head_bias))
+        if held_out:
+            encoder = TextEncoder(tokenizer.backend_tokenizer, tokenizer.pad_token_id)
+            validation += (1 - weight) * fitted.predict_proba(embed_texts(encoder, encoder_model, held_out, recipe))
     serving = {"encoder": cross_validation["encoder"], "linear_weight": weight}
-    return _record(out_dir, spec, recipe, sets, served, started, cross_validation, serving)
+    return _record(
+        out_dir, spec, recipe, sets, served, validation if held_out else None, started, cross_validation, serving
+    )
 
 
 # --- image ---------------------------------------------------------------------------------------------------
@@ -278,7 +308,7 @@ def train_image_heads(
 
     started = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
-    sets = heads_sets(spec, data_root, seed, sizes.get("train_examples"))
+    sets = heads_sets(spec, recipe, data_root, seed, sizes)
     labels = np.array([ex.label for ex in sets.train])
     classes = len(spec.labels)
     folds = fold_ids(labels.tolist(), recipe.folds, seed)
@@ -306,9 +336,12 @@ def train_image_heads(
         "feature_seconds": round(feature_seconds, 1),
         "baselines": {"majority_class": paired(head.probabilities, majority, labels)},
     }
-    weight, bias = _full_weights(
-        _logistic(np.concatenate(standard), np.tile(labels, len(standard)), float(head.setting)), classes
-    )
+    fitted = _logistic(np.concatenate(standard), np.tile(labels, len(standard)), float(head.setting))
+    weight, bias = _full_weights(fitted, classes)
+    validation = None
+    if sets.validation:
+        held_out = (pooled_features(model, spec, sets.validation, recipe.tta_flip) - mean) / scale
+        validation = np.mean([fitted.predict_proba(view) for view in held_out], axis=0)
     # the standardisation folded into the layer: w . (x - mean) / scale + b = (w / scale) . x + (b - w . mean / scale)
     with torch.no_grad():
         model._fc.weight.copy_(torch.from_numpy(weight / scale))
@@ -321,6 +354,7 @@ def train_image_heads(
         recipe,
         sets,
         head.probabilities,
+        validation,
         started,
         cross_validation,
         {},

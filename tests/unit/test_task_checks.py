@@ -161,6 +161,15 @@ def test_the_same_text_with_two_labels_names_both_rows(tmp_path: Path) -> None:
     ]
 
 
+def test_a_control_character_is_a_warning_since_training_drops_it(tmp_path: Path) -> None:
+    path = table(tmp_path / "t.csv", [*GOOD, ("\bbackspaced review", "good")])
+    assert problems(path) == [
+        "warning: t.csv, line 26: the text holds a control character (U+0000-U+001F but tab and line breaks, or "
+        "U+007F), which the API refuses in requests; it is trained on without it. Nothing to do; callers must "
+        "leave such characters out of their texts"
+    ]
+
+
 def test_repeats_with_the_same_label_and_heavy_imbalance_are_warnings(tmp_path: Path) -> None:
     rows = [(f"common text {i}", "common") for i in range(110)] + [(f"rare text {i}", "rare") for i in range(10)]
     path = table(tmp_path / "t.csv", [*rows, rows[0]])

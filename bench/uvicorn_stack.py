@@ -23,7 +23,7 @@ STACKS = {
 
 def main(argv: list[str] | None = None) -> None:
     args = parser("python -m bench.uvicorn_stack", __doc__.split("\n\n")[0]).parse_args(argv)
-    cfg = stack.StackConfig()
+    cfg = stack.StackConfig.from_env()
     with ExitStack() as running:
         gateways = {
             name: running.enter_context(second_gateway(cfg, uvicorn_args=flags)) for name, flags in STACKS.items()

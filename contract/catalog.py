@@ -138,6 +138,12 @@ class HeadsRecipe(_Spec):
     # recipes'; a task added from a user's data keeps every row for training (0) and reports cross-validation
     validation_fraction: float = Field(default=0.0, ge=0.0, le=0.5)
     train_examples: PositiveInt | None = None
+    # cross-validate the simple baselines on the same folds for the card (a TF-IDF fit per fold and penalty:
+    # a minute on 20,000 reviews, which a recipe meant to answer within minutes may skip)
+    baselines: bool = True
+    # the runtime its versions are served with when not the task's: `torch` skips exporting and judging an
+    # optimised variant (a minute or more), for a version meant to answer first and be replaced soon
+    runtime: Runtime | None = None
 
 
 class TextHeadsRecipe(HeadsRecipe):
@@ -258,9 +264,10 @@ class TaskBase(_Spec):
                 f"task {self.task!r}: unknown label value {raw!r} (expected one of {self.label_values})"
             ) from None
 
-    def _serving_common(self) -> dict[str, Any]:
+    def _serving_common(self, recipe: str) -> dict[str, Any]:
         return {
             "task": self.task,
+            "recipe": recipe,
             "kind": self.kind,
             "model_name": self.model_name,
             "labels": list(self.labels),
@@ -322,7 +329,7 @@ class TextTask(TaskBase):
         """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""
         recipe = self.recipe(recipe_name)
         return {
-            **self._serving_common(),
+            **self._serving_common(recipe_name),
             "max_length": recipe.max_length,
             "head_tokens": recipe.head_tokens,
             "normalise": self.text.normalise,
@@ -343,7 +350,7 @@ class ImageTask(TaskBase):
         """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""
         recipe = self.recipe(recipe_name)
         return {
-            **self._serving_common(),
+            **self._serving_common(recipe_name),
             "architecture": self.image.architecture,
             "image_size": self.image.image_size,
             "resize_to": self.image.resize_to,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter as LibraryJsonFormatter
 
@@ -34,9 +34,9 @@ class JsonFormatter(LibraryJsonFormatter):
         super().add_fields(log_data, record, message_dict)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send JSON lines to stderr (stdout stays free for command results)."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:
+    """Send JSON lines to `stream`, by default stderr (stdout stays free for command results)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

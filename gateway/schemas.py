@@ -27,6 +27,11 @@ from contract.catalog import CONTROL_CHARACTER, CONTROL_CHARACTERS, ImageTask, T
 class ModelRef(BaseModel):
     name: str
     version: str
+    recipe: str | None = Field(
+        default=None,
+        description="the recipe that built this version: `quick` (served first, minutes after a fresh start, until "
+        "a better one replaces it), `fast`, `full`, or `gpu`",
+    )
 
 
 class Prediction(BaseModel):

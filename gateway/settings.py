@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         description="TorchServes to balance over (JSON list), round-robin among the healthy ones",
     )
     upstream_check_interval_s: float = Field(default=5.0, gt=0, description="how often each upstream is pinged")
+    training_status_dir: Path | None = Field(
+        default=None,
+        description="a build's progress folder (`make run` sets it): `GET /v1/models` says what is being trained",
+    )
     task_refresh_interval_s: float = Field(
         default=5.0,
         gt=0,

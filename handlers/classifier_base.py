@@ -140,6 +140,8 @@ class BatchClassifier:
         self.model_info = {
             "name": context.model_name,
             "version": str(manifest.get("model", {}).get("modelVersion", "unknown")),
+            # which recipe built it (`quick` first, then better ones): archives before it said nothing
+            **({"recipe": str(self.config["recipe"])} if "recipe" in self.config else {}),
         }
         started = time.perf_counter()
         card = model_dir / "model_card.json"

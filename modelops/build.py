@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 from contract.catalog import (
+    DEFAULT_RECIPE,
     MAX_ACCURACY_DROP,
+    RECIPE_NAMES,
     ImageHeadsRecipe,
     ImageRecipe,
     Recipe,
@@ -89,6 +91,11 @@ def _accuracy(published: dict[str, Any]) -> float | None:
     return published.get("card", {}).get("validation", {}).get("accuracy")
 
 
+def recipe_or_default(spec: TaskSpec, recipe_name: str) -> str:
+    """The recipe asked for when the task has it, else its default one (a catalog task without `quick`)."""
+    return recipe_name if recipe_name in spec.recipes else DEFAULT_RECIPE
+
+
 def build_missing(
     catalog: dict[str, TaskSpec], recipe_name: str, data_root: Path, store: ModelStore, work_dir: Path
 ) -> list[str]:
@@ -100,6 +107,29 @@ def build_missing(
             entry = published[spec.model_name]
             log_event(logger, "build.reuse_published", model=spec.model_name, version=entry.default)
             continue
-        build_and_publish(spec, recipe_name, data_root, store, work_dir)
+        build_and_publish(spec, recipe_or_default(spec, recipe_name), data_root, store, work_dir)
         built.append(spec.model_name)
     return built
+
+
+def upgrade_published(
+    catalog: dict[str, TaskSpec], recipe_name: str, data_root: Path, store: ModelStore, work_dir: Path
+) -> list[str]:
+    """Build and publish `recipe_name` for each task whose published default was built by a recipe listed
+    before it (RECIPE_NAMES: quick, fast, full, gpu), and that has the recipe: `make run`'s background upgrade."""
+    rank: Any = RECIPE_NAMES.index
+    published = store.read_manifest().models
+    due = []
+    for spec in catalog.values():
+        entry = published.get(spec.model_name)
+        if entry is None or recipe_name not in spec.recipes:
+            continue
+        card = store.model_card(spec.model_name, entry.default) or {}
+        built_by = str((card.get("recipe") or {}).get("name", DEFAULT_RECIPE))
+        if built_by in RECIPE_NAMES and rank(built_by) < rank(recipe_name):
+            log_event(logger, "build.upgrade", model=spec.model_name, version=entry.default, built_by=built_by)
+            progress().stage(spec.task, "queued", recipe=recipe_name)
+            due.append(spec)
+    for spec in due:
+        build_and_publish(spec, recipe_name, data_root, store, work_dir)
+    return [spec.model_name for spec in due]

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -101,7 +100,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from modelops.build import build_and_publish, build_missing
+    from modelops.build import build_and_publish, build_missing, recipe_or_default, upgrade_published
     from modelops.store.kserve import refresh_kserve_view, refresh_kserve_view_if_stale
     from modelops.store.s3 import ModelStore
 
@@ -110,15 +109,19 @@ def cmd_build(args: argparse.Namespace) -> None:
     store.ensure_bucket()
     if args.task or args.all:
         for name in _tasks(None if args.all else args.task):
-            build_and_publish(catalog[name], args.recipe, data_dir(args.data), store, WORK_DIR)
+            recipe = recipe_or_default(catalog[name], args.recipe)
+            build_and_publish(catalog[name], recipe, data_dir(args.data), store, WORK_DIR)
         refresh_kserve_view(store, catalog)
     else:
         build_missing(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
+        if args.upgrade:
+            upgrade_published(catalog, args.recipe, data_dir(args.data), store, WORK_DIR)
         refresh_kserve_view_if_stale(store, catalog)
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
     from modelops.local import stack
+    from modelops.local.supervisor import key_rotation_period_s
     from modelops.store.s3 import ModelStore
 
     host = args.torchserve_host or stack.LOOPBACK
@@ -128,7 +131,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         if args.rotate_keys:
-            every_s = _key_rotation_period_s(REPO_ROOT / "config.properties")
+            every_s = key_rotation_period_s(REPO_ROOT / "config.properties")
             threading.Thread(target=_rotate_keys, args=(syncer.mgmt, every_s, stop), daemon=True).start()
         syncer.run_forever(args.interval, stop)
         return
@@ -162,11 +165,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.task in catalog:
         spec = catalog[args.task]
     else:  # a task added with `task add`: its published spec
-        _use_local_s3(stack.StackConfig())
+        _use_local_s3(stack.StackConfig.from_env())
         spec = find_task(args.task, catalog, ModelStore())
     archive = Path(args.archive) if args.archive else None
     if archive is None and not args.via:
-        synced = applied_default(stack.StackConfig().model_store, spec.model_name)
+        synced = applied_default(stack.StackConfig.from_env().model_store, spec.model_name)
         if synced is None:
             raise SystemExit("no synced archive for this task in model_store/: pass --archive or --via")
         archive = synced[0]
@@ -187,78 +190,14 @@ def _rotate_keys(mgmt: ManagementClient, every_s: float, stop: threading.Event) 
             log_event(logger, "torchserve.key_rotation_failed", logging.ERROR, reason=repr(exc))
 
 
-def _key_rotation_period_s(config: Path) -> float:
-    """Half of TorchServe's key lifetime (`token_expiration_min`): rotating then, no reader holds an expired key."""
-    for line in config.read_text().splitlines():
-        if line.strip().startswith("token_expiration_min="):
-            return float(line.split("=", 1)[1]) * 60 / 2
-    return 60.0 * 60 / 2
-
-
 def cmd_run(args: argparse.Namespace) -> None:
-    from modelops.local import stack
-    from modelops.store.s3 import ModelStore
+    from modelops.local import stack, supervisor
 
-    cfg = stack.StackConfig()
-    if stack.running_pid(cfg, "supervisor"):
-        raise SystemExit("the stack is already supervised by another `make run`; use `make stop` first")
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.run_dir / "supervisor.pid").write_text(str(os.getpid()))
-
-    def shutdown(signum: int, _frame: object) -> None:
-        log_event(logger, "stack.shutdown", signal=signal.Signals(signum).name)
-        for name in stack.SERVICES:
-            stack.stop(cfg, name)
-        (cfg.run_dir / "supervisor.pid").unlink(missing_ok=True)
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGINT, shutdown)
-    signal.signal(signal.SIGTERM, shutdown)
-
-    catalog = load_catalog()
-    stack.start_s3(cfg)
-    for key, value in stack.local_s3_env(cfg).items():
-        os.environ.setdefault(key, value)
-    store = ModelStore()
-    # Training runs in a child process (`build` with no task: what has nothing published, then the KServe view
-    # if stale), so this supervisor, which stays up for the stack's lifetime, never holds torch's memory.
-    build = [sys.executable, "-m", "modelops", "build", "--recipe", args.recipe, "--data", str(data_dir(args.data))]
-    if subprocess.run(build, check=False).returncode != 0:
-        raise SystemExit("building the missing models failed (its log is above); nothing was started but S3")
-    stack.start_torchserve(cfg)
-    syncer = stack.syncer(cfg, catalog, store)
-    syncer.run_once()
-    stack.start_gateway(cfg)
-    stack.start_ui(cfg)
-    routes = "\n".join(f"  {cfg.gateway_url}{spec.route}" for spec in catalog.values())
-    print(
-        f"\nServing. Web UI: {cfg.ui_url}\nGateway: {cfg.gateway_url} (API docs: {cfg.gateway_url}/docs)\n{routes}\n"
-        f"TorchServe inference {cfg.inference_url}, management {cfg.management_url} (loopback, token auth)\n"
-        f"S3: {cfg.s3_url} (credentials in {cfg.s3_env_file}). Logs: {cfg.log_dir}\n"
-        "Press Ctrl-C (or run `make stop`) to stop everything.\n",
-        flush=True,
-    )
-    rotate_every = _key_rotation_period_s(stack.torchserve_config(cfg))
-    last_rotation = time.monotonic()
-    next_sync = time.monotonic() + syncer.next_delay(args.sync_interval)
-    while True:
-        time.sleep(5)
-        for name, start in (("s3", stack.start_s3), ("torchserve", stack.start_torchserve)):
-            if not stack.running_pid(cfg, name):
-                log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
-                start(cfg)
-                if name == "torchserve":
-                    next_sync = last_rotation = time.monotonic()
-        if time.monotonic() >= next_sync:
-            syncer.run_once()
-            next_sync = time.monotonic() + syncer.next_delay(args.sync_interval)
-        for name, start_web in (("gateway", stack.start_gateway), ("ui", stack.start_ui)):
-            if not stack.running_pid(cfg, name):
-                log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
-                start_web(cfg)
-        if time.monotonic() - last_rotation > rotate_every:
-            syncer.mgmt.rotate_keys()
-            last_rotation = time.monotonic()
+    cfg = stack.StackConfig.from_env()
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    # the terminal is for people (`supervisor.Terminal`); the JSON lines go to the log
+    configure_logging(args.log_level or "INFO", stream=(cfg.log_dir / "supervisor.log").open("a", encoding="utf-8"))
+    supervisor.run(cfg, load_catalog(), args.recipe, data_dir(args.data), args.sync_interval)
 
 
 def _say(line: str) -> None:
@@ -275,7 +214,7 @@ def cmd_task_add(args: argparse.Namespace) -> None:
     # a person reads this command's output: its own steps, not the libraries' load reports
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    cfg = stack.StackConfig()
+    cfg = stack.StackConfig.from_env()
     _use_local_s3(cfg)
     store = ModelStore()
     store.ensure_bucket()
@@ -305,7 +244,7 @@ def cmd_task_list(_args: argparse.Namespace) -> None:
     from modelops.store.s3 import ModelStore
     from modelops.tasks.manage import list_tasks
 
-    _use_local_s3(stack.StackConfig())
+    _use_local_s3(stack.StackConfig.from_env())
     rows = list_tasks(load_catalog(), ModelStore())
     print(f"{'task':<24} {'kind':<6} {'labels':>6}  {'source':<12} version")
     for row in rows:
@@ -318,7 +257,7 @@ def cmd_task_remove(args: argparse.Namespace) -> None:
     from modelops.tasks.manage import remove_task
     from modelops.tasks.rollout import apply_locally
 
-    cfg = stack.StackConfig()
+    cfg = stack.StackConfig.from_env()
     _use_local_s3(cfg)
     store, catalog = ModelStore(), load_catalog()
     versions = remove_task(args.name, catalog, store)
@@ -341,7 +280,7 @@ def _use_local_s3(cfg: stack.StackConfig) -> None:
 def cmd_stop(_args: argparse.Namespace) -> None:
     from modelops.local import stack
 
-    stopped = stack.stop_all(stack.StackConfig())
+    stopped = stack.stop_all(stack.StackConfig.from_env())
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
@@ -390,6 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("build", help="train + package + publish")
     p.add_argument("--task", action="append", help="task to (re)build; default: every unpublished task")
     p.add_argument("--all", action="store_true", help="(re)build every task in the catalog")
+    p.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="also rebuild, with --recipe, each task whose published default a lower recipe built (quick -> fast)",
+    )
     p.add_argument("--recipe", choices=RECIPE_NAMES, default=DEFAULT_RECIPE)
     p.add_argument("--data", help=data_help)
     p.set_defaults(func=cmd_build)

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import GatewayError, explain_path
-from ui.common import cached, client, readiness_banner, record_latency, show_error
+from ui.common import cached, client, model_caption, readiness_banner, record_latency, show_error
 from ui.explanations import show_overlay
 
 DEFAULT_TOP_K = 5
@@ -62,4 +62,4 @@ def render(info: dict[str, Any]) -> None:
         st.progress(result["score"], text=f"score {result['score']:.2f}")
         ranked = pd.DataFrame({"probability": {_readable(r["label"]): r["score"] for r in result["top_k"]}})
         st.bar_chart(ranked, horizontal=True, sort=False, height=60 + 30 * len(ranked))
-        st.caption(f"model {result['model']['name']} version {result['model']['version']}")
+        st.caption(model_caption(result["model"]))

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import GatewayError
-from ui.common import client
+from ui.common import client, training_text
 
 
 def render(models: list[dict[str, Any]]) -> None:
@@ -38,6 +38,7 @@ def render(models: list[dict[str, Any]]) -> None:
             "ready workers": m["loaded"]["ready_workers"] if m["loaded"] else 0,
             "batch size": m["loaded"]["batch_size"] if m["loaded"] else None,
             "batch delay (ms)": m["loaded"]["max_batch_delay_ms"] if m["loaded"] else None,
+            "training": training_text(m.get("training")),
         }
         for m in models
     ]

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import GatewayError, explain_path
-from ui.common import cached, client, readiness_banner, record_latency, show_error
+from ui.common import cached, client, model_caption, readiness_banner, record_latency, show_error
 from ui.explanations import show_words
 
 BATCH = 32  # texts per request: the gateway's default limit
@@ -50,7 +50,7 @@ def _single(task: str, route: str, max_chars: int) -> None:
         if explain:
             show_words(text, result["explanation"])
         _score_chart(result["scores"])
-        st.caption(f"model {result['model']['name']} version {result['model']['version']}")
+        st.caption(model_caption(result["model"]))
 
 
 def classify_frame(

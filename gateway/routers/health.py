@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from contract.catalog import TaskSpec, TextTask
+from contract.progress import read_progress
 from gateway.dependencies import AppSettings, Catalog, Client, Metrics
 from gateway.errors import APIError
 from gateway.metrics import CONTENT_TYPE
@@ -70,9 +71,10 @@ def _best(statuses: list[UpstreamStatus], model: str) -> dict[str, Any] | None:
 
 
 @router.get("/v1/models", summary="The tasks routed (the catalog's and those added) and the version serving each")
-async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
+async def list_models(client: Client, catalog: Catalog, settings: AppSettings) -> dict[str, Any]:
     statuses = await _statuses(client, catalog)
     problem = _problems(statuses)
+    training = read_progress(settings.training_status_dir) if settings.training_status_dir else {}
     models = [
         {
             "task": spec.task,
@@ -83,6 +85,8 @@ async def list_models(client: Client, catalog: Catalog) -> dict[str, Any]:
             "labels": list(spec.labels),
             "max_chars": spec.text.max_chars if isinstance(spec, TextTask) else None,
             "loaded": _best(statuses, spec.model_name),
+            # a better version being built for it (`make run`'s background training), if any
+            "training": training.get(spec.task),
         }
         for spec in catalog.values()
     ]

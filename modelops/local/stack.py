@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,28 @@ class StackConfig:
     s3_internal_ports: dict[str, int] = field(
         default_factory=lambda: {"master": 9333, "volume": 9340, "filer": 8888, "admin": 23646}
     )
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        """The documented defaults, each replaced by `STACK_<FIELD>` when set: `STACK_STATE_DIR`,
+        `STACK_MODEL_STORE`, `STACK_HOST` (the address every service binds), `STACK_GATEWAY_PORT`,
+        `STACK_UI_PORT`, `STACK_INFERENCE_PORT`, `STACK_MANAGEMENT_PORT`, `STACK_METRICS_PORT`,
+        `STACK_GRPC_INFERENCE_PORT`, `STACK_GRPC_MANAGEMENT_PORT`, `STACK_S3_PORT`, and
+        `STACK_S3_INTERNAL_PORTS` (JSON: master, volume, filer, admin)."""
+        changes: dict[str, Any] = {}
+        for item in fields(cls):
+            raw = os.environ.get(f"STACK_{item.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(cls(), item.name)
+            changes[item.name] = (
+                Path(raw)
+                if isinstance(default, Path)
+                else json.loads(raw)
+                if isinstance(default, dict)
+                else type(default)(raw)
+            )
+        return cls(**changes)
 
     @property
     def run_dir(self) -> Path:

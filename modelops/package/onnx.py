@@ -170,27 +170,28 @@ def choose_runtime(
     dev accuracy the variant may lose. Builds of a few optimiser steps (the test suite's) pass 1.0: on a couple
     of dozen examples one flipped answer would otherwise decide which code path the tests run.
     """
+    requested: str = training["recipe"].get("runtime") or spec.runtime
     section: dict[str, Any] = {
-        "requested": spec.runtime,
+        "requested": requested,
         "served": "torch",
         "max_accuracy_drop": max_drop,
         "decided_on": "training rows" if training["recipe"].get("method") == "heads" else "dev",
         "variants": {"torch": {"accuracy": float(training["validation"]["accuracy"])}},
     }
-    if spec.runtime == "torch":
+    if requested == "torch":
         return section
     if training.get("serving", {}).get("encoder") == "none":
         section["reason"] = "the linear member answers alone: no network to optimise"
         return section
     started = time.perf_counter()
-    log_event(logger, "variant.export", task=spec.task, runtime=spec.runtime)
-    onnx_file = export(spec, model_dir, spec.runtime)
+    log_event(logger, "variant.export", task=spec.task, runtime=requested)
+    onnx_file = export(spec, model_dir, requested)
     export_seconds = time.perf_counter() - started
     dev, validation = _judging_sets(spec, training, data_root)
     if not dev:
-        raise CatalogError(f"task {spec.task!r}: judging the {spec.runtime} variant needs a dev slice (dev_examples)")
+        raise CatalogError(f"task {spec.task!r}: judging the {requested} variant needs a dev slice (dev_examples)")
     fp32_dev = _accuracy(load_handler(spec, model_dir, {"runtime": "torch"}), spec, dev, Timer())
-    handler = load_handler(spec, model_dir, {"runtime": spec.runtime})
+    handler = load_handler(spec, model_dir, {"runtime": requested})
     variant_dev = _accuracy(handler, spec, dev, Timer())
     timer = Timer()
     # the variant's own validation figures (accuracy with its interval, macro-F1, calibration error, per class,
@@ -200,7 +201,7 @@ def choose_runtime(
     section["variants"]["torch"]["dev_accuracy"] = fp32_dev
     drop = round(fp32_dev - variant_dev, 4)
     kept = drop <= max_drop
-    section["variants"][spec.runtime] = {
+    section["variants"][requested] = {
         **report,
         "dev_accuracy": variant_dev,
         "dev_accuracy_drop": drop,
@@ -210,15 +211,15 @@ def choose_runtime(
         "eval_examples_per_s": timer.report(len(validation)).get("examples_per_s"),
     }
     if kept:
-        section["served"] = spec.runtime
+        section["served"] = requested
     else:
         onnx_file.unlink()
-        section["reason"] = f"{spec.runtime} loses {drop:.4f} dev accuracy; the limit is {max_drop}"
+        section["reason"] = f"{requested} loses {drop:.4f} dev accuracy; the limit is {max_drop}"
     log_event(
         logger,
         "variant.done",
         task=spec.task,
-        runtime=spec.runtime,
+        runtime=requested,
         accuracy=report.get("accuracy"),
         dev_accuracy=variant_dev,
         fp32_dev_accuracy=fp32_dev,

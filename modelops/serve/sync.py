@@ -248,7 +248,9 @@ class Syncer:
                 outcomes[name] = self._serve(self._spec(name, version, url), version, url)
                 if self.status.s3_reachable:
                     self._prune(name, keep=set(entry.versions))
-                log_event(logger, "sync.model", model=name, version=version, outcome=outcomes[name])
+                # every pass says what it changed; a model already serving is news only at debug level
+                level = logging.DEBUG if outcomes[name] == "already-serving" else logging.INFO
+                log_event(logger, "sync.model", level, model=name, version=version, outcome=outcomes[name])
             except (StoreError, TorchServeError, httpx.HTTPError, OSError) as exc:
                 log_event(logger, "sync.model_failed", logging.ERROR, model=name, version=version, reason=str(exc))
                 outcomes[name] = f"failed: {exc}"

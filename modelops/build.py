@@ -10,7 +10,6 @@ from typing import Any, TypedDict, Unpack
 from contract.catalog import (
     DEFAULT_RECIPE,
     MAX_ACCURACY_DROP,
-    RECIPE_NAMES,
     ImageHeadsRecipe,
     ImageRecipe,
     Recipe,
@@ -21,6 +20,7 @@ from contract.catalog import (
 from contract.logs import log_event
 from modelops.package.archive import package
 from modelops.store.s3 import ModelStore
+from modelops.store.upgrades import due_for_upgrade
 from modelops.train.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -115,21 +115,12 @@ def build_missing(
 def upgrade_published(
     catalog: dict[str, TaskSpec], recipe_name: str, data_root: Path, store: ModelStore, work_dir: Path
 ) -> list[str]:
-    """Build and publish `recipe_name` for each task whose published default was built by a recipe listed
-    before it (RECIPE_NAMES: quick, fast, full, gpu), and that has the recipe: `make run`'s background upgrade."""
-    rank: Any = RECIPE_NAMES.index
-    published = store.read_manifest().models
-    due = []
-    for spec in catalog.values():
-        entry = published.get(spec.model_name)
-        if entry is None or recipe_name not in spec.recipes:
-            continue
-        card = store.model_card(spec.model_name, entry.default) or {}
-        built_by = str((card.get("recipe") or {}).get("name", DEFAULT_RECIPE))
-        if built_by in RECIPE_NAMES and rank(built_by) < rank(recipe_name):
-            log_event(logger, "build.upgrade", model=spec.model_name, version=entry.default, built_by=built_by)
-            progress().stage(spec.task, "queued", recipe=recipe_name)
-            due.append(spec)
+    """Build and publish `recipe_name` for each task due for it (`due_for_upgrade`), one after the other:
+    `make run`'s background upgrade."""
+    due = due_for_upgrade(catalog, recipe_name, store)
+    for spec in due:
+        log_event(logger, "build.upgrade", model=spec.model_name, recipe=recipe_name)
+        progress().stage(spec.task, "queued", recipe=recipe_name)
     for spec in due:
         build_and_publish(spec, recipe_name, data_root, store, work_dir)
     return [spec.model_name for spec in due]

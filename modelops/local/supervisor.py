@@ -30,6 +30,7 @@ from contract.progress import PROGRESS_DIR_ENV, read_progress
 from modelops.local import stack
 from modelops.serve.sync import Syncer
 from modelops.store.s3 import ModelStore
+from modelops.store.upgrades import due_for_upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,10 @@ class Terminal:
     # stages too short to be worth a line of their own
     QUIET = frozenset({"queued", "preparing", "publishing"})
 
-    def __init__(self, out: IO[str], every_s: float = 60.0) -> None:
+    def __init__(self, out: IO[str], every_s: float = 60.0, started_at: float | None = None) -> None:
+        """`started_at`: the wall-clock time (epoch seconds) the clock counts from, `make run`'s own start."""
         self.out = out
-        self.started = time.monotonic()
+        self.started = time.monotonic() - (time.time() - started_at if started_at else 0.0)
         self.every_s = every_s
         self._last: dict[str, tuple[float, str]] = {}
         self._fraction: dict[str, float | None] = {}
@@ -177,8 +179,12 @@ class Supervisor:
         say(f"serving: web UI {cfg.ui_url}   API {cfg.gateway_url} (docs: {cfg.gateway_url}/docs)")
         say(f"  routes: {routes}")
         say("  Ctrl-C (or `make stop` in another terminal) stops everything; logs and state are in var/")
-        if self.recipe != QUICK:
-            say(f"better ({self.recipe}) versions: training in the background; each one is served as soon as published")
+        due = [spec.task for spec in due_for_upgrade(self.catalog, self.recipe, store)]
+        if due:
+            say(
+                f"better ({self.recipe}) versions of {', '.join(due)}: training in the background, one after the other;"
+            )
+            say("  each is served as soon as it is published")
             with self._log() as log:
                 command = self._build(self.recipe, "--upgrade")
                 self.upgrade = subprocess.Popen(command, stdout=log, stderr=log, env=self._child_env())
@@ -242,7 +248,9 @@ def run(cfg: stack.StackConfig, catalog: dict[str, TaskSpec], recipe: str, data:
         raise SystemExit("the stack is already supervised by another `make run`; use `make stop` first")
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "supervisor.pid").write_text(str(os.getpid()))
-    supervisor = Supervisor(cfg, catalog, recipe or DEFAULT_RECIPE, data, sync_interval_s, Terminal(sys.stdout))
+    started_at = float(os.environ.get("MAKE_RUN_STARTED", "0")) or None  # the Makefile's clock, install included
+    terminal = Terminal(sys.stdout, started_at=started_at)
+    supervisor = Supervisor(cfg, catalog, recipe or DEFAULT_RECIPE, data, sync_interval_s, terminal)
 
     def shutdown(signum: int, _frame: object) -> None:
         log_event(logger, "stack.shutdown", signal=signal.Signals(signum).name)

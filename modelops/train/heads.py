@@ -287,7 +287,9 @@ def train_text_heads(
 # --- image ---------------------------------------------------------------------------------------------------
 
 
-def pooled_features(model: Any, spec: ImageTask, examples: list[Example], flip: bool) -> np.ndarray:
+def pooled_features(
+    model: Any, spec: ImageTask, examples: list[Example], flip: bool, report: bool = False
+) -> np.ndarray:
     """(views, photos, dims) pooled backbone features of each photo's centre crop (and its mirror with `flip`),
     computed the way the handler prepares a photo."""
     from tqdm import tqdm
@@ -297,7 +299,8 @@ def pooled_features(model: Any, spec: ImageTask, examples: list[Example], flip: 
     from modelops.train.image import trunk_forward
 
     views: list[list[np.ndarray]] = [[], []] if flip else [[]]
-    progress().stage(spec.task, "features")
+    if report:
+        progress().stage(spec.task, "features")
     with torch.inference_mode(), tqdm(total=len(examples), desc=f"features {spec.task}", unit="img") as bar:
         for start in range(0, len(examples), 16):
             chunk = examples[start : start + 16]
@@ -312,7 +315,8 @@ def pooled_features(model: Any, spec: ImageTask, examples: list[Example], flip: 
                 x = model._swish(model._bn1(model._conv_head(x)))
                 view.append(model._avg_pooling(x).flatten(1).numpy())
             bar.update(len(chunk))
-            progress().step(spec.task, bar.n, len(examples))
+            if report:
+                progress().step(spec.task, start + len(chunk), len(examples))
     return np.stack([np.concatenate(view) for view in views])
 
 
@@ -333,7 +337,7 @@ def train_image_heads(
     folds = fold_ids(labels.tolist(), recipe.folds, seed)
     log_event(logger, "train.start", task=spec.task, recipe=recipe.model_dump(), rows=len(labels), folds=recipe.folds)
     model = build_model(spec).to(memory_format=torch.channels_last).eval()
-    views = pooled_features(model, spec, sets.train, recipe.tta_flip)
+    views = pooled_features(model, spec, sets.train, recipe.tta_flip, report=True)
     feature_seconds = time.perf_counter() - started
     mean, scale = views[0].mean(axis=0), views[0].std(axis=0) + 1e-6
     standard = (views - mean) / scale

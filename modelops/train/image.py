@@ -99,10 +99,19 @@ def _views(spec: ImageTask, example: Example, views: int, rng: random.Random) ->
 
 
 def cache_trunk(
-    model: Any, spec: ImageTask, examples: list[Example], split: int, views: int, seed: int, desc: str
+    model: Any,
+    spec: ImageTask,
+    examples: list[Example],
+    split: int,
+    views: int,
+    seed: int,
+    desc: str,
+    report: bool = False,
 ) -> torch.Tensor:
-    """Trunk outputs, shape (views, examples, ...): view 0 the centre crop, 1 its mirror, then random views."""
-    progress().stage(spec.task, "features")
+    """Trunk outputs, shape (views, examples, ...): view 0 the centre crop, 1 its mirror, then random views;
+    with `report`, the build's progress follows (the training rows': the bulk of the time)."""
+    if report:
+        progress().stage(spec.task, "features")
     rng = random.Random(seed)
     outputs: list[torch.Tensor] = []
     batch = 16
@@ -115,7 +124,8 @@ def cache_trunk(
             features = trunk_forward(model, images, split)
             outputs.append(features.view(views, len(chunk), *features.shape[1:]))
             bar.update(len(chunk))
-            progress().step(spec.task, bar.n, len(examples))
+            if report:
+                progress().step(spec.task, start + len(chunk), len(examples))
     return torch.cat(outputs, dim=1)
 
 
@@ -167,7 +177,7 @@ def train_image(
     model = model.to(device, memory_format=torch.channels_last).eval()
     views = recipe.train_views
     eval_views = 2 if recipe.tta_flip else 1
-    train_x = cache_trunk(model, spec, sets.train, split, views, seed, f"trunk features (train, {views} views)")
+    train_x = cache_trunk(model, spec, sets.train, split, views, seed, f"trunk features (train, {views} views)", True)
     train_x = train_x.flatten(0, 1)
     train_y = torch.tensor([ex.label for ex in sets.train] * views, device=device)
     val_x = cache_trunk(model, spec, sets.validation, split, eval_views, seed, "trunk features (validation)")

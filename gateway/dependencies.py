@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from contract.catalog import TaskSpec
 from gateway.coalesce import Coalescer
 from gateway.explain_slots import ExplainSlots
+from gateway.fairshare import FairShare
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.upstream import TorchServeClient
@@ -39,6 +40,10 @@ async def get_coalescer(request: Request) -> Coalescer | None:
     return request.app.state.coalescer
 
 
+async def get_fair_share(request: Request) -> FairShare:
+    return request.app.state.fair_share
+
+
 async def get_explain_slots(request: Request) -> ExplainSlots:
     return request.app.state.explain_slots
 
@@ -49,3 +54,4 @@ AppSettings = Annotated[Settings, Depends(get_app_settings)]
 Metrics = Annotated[GatewayMetrics, Depends(get_metrics)]
 Slots = Annotated[ExplainSlots, Depends(get_explain_slots)]
 Coalesce = Annotated[Coalescer | None, Depends(get_coalescer)]
+Share = Annotated[FairShare, Depends(get_fair_share)]

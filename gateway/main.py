@@ -16,6 +16,7 @@ from gateway.apikeys import KeyStore
 from gateway.coalesce import Coalescer
 from gateway.errors import install_error_handlers
 from gateway.explain_slots import ExplainSlots
+from gateway.fairshare import FairShare
 from gateway.guard import API_KEY_HEADER, OPEN_PATHS, Guard
 from gateway.limits import RequestLimits
 from gateway.metrics import GatewayMetrics
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tasks = tasks
     app.state.metrics = metrics
     app.state.explain_slots = ExplainSlots(settings.explain_concurrency, settings.retry_after_s, metrics)
+    app.state.fair_share = FairShare()
     # Added last = outermost. Observe sees every request (refused ones too); the guard refuses before the body
     # is read; the size limits refuse before anything parses it. Both read the task set's live mappings.
     app.add_middleware(

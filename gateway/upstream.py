@@ -273,11 +273,15 @@ class TorchServeClient:
         content_type: str = "application/json",
         api: str = PREDICTIONS,
         headers: dict[str, str] | None = None,
+        version: str | None = None,
     ) -> tuple[dict[str, Any], float]:
         """One prediction (or, with `api=EXPLANATIONS`, one explanation); returns TorchServe's JSON answer and
-        the round-trip time in ms (of the last try). `headers` reach the handler with the request."""
+        the round-trip time in ms (of the last try). `headers` reach the handler with the request; `version`
+        asks for that version of the model rather than its default (a bulk job pins one)."""
         try:
-            return await self._predict(model, content, content_type, api, headers or {})
+            return await self._predict(
+                f"{model}/{version}" if version else model, content, content_type, api, headers or {}
+            )
         except APIError as exc:
             self.metrics.upstream_errors.labels(model, exc.code).inc()
             raise
@@ -448,15 +452,20 @@ Answer = tuple[dict[str, Any], float]
 
 
 async def predict_texts(
-    client: TorchServeClient, model: str, texts: list[str], headers: dict[str, str] | None = None
+    client: TorchServeClient,
+    model: str,
+    texts: list[str],
+    headers: dict[str, str] | None = None,
+    version: str | None = None,
 ) -> list[Answer]:
     """Texts in one upstream call: a plain `{"text"}` body for one, a KServe v1 `instances` body for more, which
     the handler answers as one batch slot. Answers come back in the texts' order, each with the call's round
     trip. The router's chunks of a batch body and the coalescer's groups of single requests both travel this
     way."""
     if len(texts) == 1:
-        return [await client.predict(model, orjson.dumps({"text": texts[0]}), headers=headers)]
-    answer, ms = await client.predict(model, orjson.dumps({"instances": [{"text": t} for t in texts]}), headers=headers)
+        return [await client.predict(model, orjson.dumps({"text": texts[0]}), headers=headers, version=version)]
+    body = orjson.dumps({"instances": [{"text": t} for t in texts]})
+    answer, ms = await client.predict(model, body, headers=headers, version=version)
     return [(prediction, ms) for prediction in answer["predictions"]]
 
 

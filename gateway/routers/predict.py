@@ -11,6 +11,7 @@ API one item at a time, inside one of the model's explanation slots (`gateway.ex
 """
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -21,9 +22,10 @@ from starlette.concurrency import run_in_threadpool
 
 from contract.catalog import ImageTask, TaskSpec, TextTask
 from gateway.bodies import JSON, json_body_schema, read_json
-from gateway.dependencies import Client, Coalesce, Slots
+from gateway.dependencies import Client, Coalesce, Share, Slots
 from gateway.errors import APIError
 from gateway.explain_slots import ExplainSlots
+from gateway.fairshare import BULK, PRIORITY_HEADER, FairShare
 from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
 from gateway.responses import OrjsonResponse
 from gateway.routers import operation_id
@@ -70,6 +72,30 @@ def explain_path(spec: TaskSpec) -> str:
     return f"{spec.route}/explain"
 
 
+@dataclass(frozen=True)
+class Routing:
+    """How a prediction request asks to be served: a pinned model `version` (`X-Model-Version`; a bulk job pins
+    the version it started with) and whether it is `bulk` work (`X-Priority: bulk`), which yields to
+    interactive requests (`gateway.fairshare`)."""
+
+    version: str | None = None
+    bulk: bool = False
+
+
+VERSION_HEADER = "x-model-version"
+_VERSION = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+
+
+def routing(request: Request) -> Routing:
+    version = request.headers.get(VERSION_HEADER)
+    priority = request.headers.get(PRIORITY_HEADER, "interactive")
+    if version is not None and not _VERSION.fullmatch(version):
+        raise APIError(422, "validation_error", "header X-Model-Version: 1 to 64 letters, digits and ._- (a version)")
+    if priority not in ("interactive", BULK):
+        raise APIError(422, "validation_error", "header X-Priority: `interactive` (the default) or `bulk`")
+    return Routing(version, priority == BULK)
+
+
 async def _forward(
     client: TorchServeClient,
     slots: ExplainSlots | None,
@@ -77,10 +103,21 @@ async def _forward(
     payloads: Sequence[bytes],
     content_type: str,
     headers: dict[str, str] | None = None,
+    route: Routing = Routing(),
+    share: FairShare | None = None,
+    model_slots: int = 1,
 ) -> list[tuple[dict[str, Any], float]]:
-    """Predictions: every item at once. Explanations (`slots` given): one item after another, in one slot."""
+    """Predictions: every item at once (bulk ones each in a bulk slot of `share`). Explanations (`slots`
+    given): one item after another, in one slot."""
     if slots is None:
-        return list(await asyncio.gather(*(client.predict(model, data, content_type) for data in payloads)))
+
+        async def one(data: bytes) -> tuple[dict[str, Any], float]:
+            if share is None:
+                return await client.predict(model, data, content_type, version=route.version)
+            async with share.bulk_call(model, model_slots):
+                return await client.predict(model, data, content_type, version=route.version)
+
+        return list(await asyncio.gather(*(one(data) for data in payloads)))
     async with slots.hold(model):
         answers = [await client.predict(model, data, content_type, EXPLANATIONS, headers) for data in payloads]
     if any("explanation" not in answer for answer, _ in answers):
@@ -99,26 +136,46 @@ def _upstream_slots(spec: TaskSpec, client: TorchServeClient) -> int:
     return spec.workers * spec.batch_size * len(client.upstreams)
 
 
-async def _predict_texts(client: TorchServeClient, spec: TaskSpec, texts: list[str]) -> list[Answer]:
+async def _predict_texts(
+    client: TorchServeClient,
+    spec: TaskSpec,
+    texts: list[str],
+    route: Routing = Routing(),
+    share: FairShare | None = None,
+) -> list[Answer]:
     """A body's texts in as many upstream calls as the model's workers take in one round of batches (workers x
     batch size, per upstream), at most one per text. One call per text pays TorchServe's hand-off 32 times for 32
     texts; one call for all of them lands in one worker's batch while the others idle (measured: sentiment's
-    texts/s halved). Answers come back in the texts' order."""
-    calls = min(len(texts), _upstream_slots(spec, client))
+    texts/s halved). Answers come back in the texts' order. With `share` (bulk work), each call waits for a
+    bulk slot."""
+    slots = _upstream_slots(spec, client)
+    calls = min(len(texts), slots)
     size = -(-len(texts) // calls)
     chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
-    answers = await asyncio.gather(*(predict_texts(client, spec.model_name, chunk) for chunk in chunks))
+
+    async def call(chunk: list[str]) -> list[Answer]:
+        if share is None:
+            return await predict_texts(client, spec.model_name, chunk, version=route.version)
+        async with share.bulk_call(spec.model_name, slots):
+            return await predict_texts(client, spec.model_name, chunk, version=route.version)
+
+    answers = await asyncio.gather(*(call(chunk) for chunk in chunks))
     return [answer for chunk in answers for answer in chunk]
 
 
 def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase], explain: bool) -> Any:
-    async def classify(request: Request, client: Client, coalescer: Coalesce) -> OrjsonResponse:
+    async def classify(request: Request, client: Client, coalescer: Coalesce, share: Share) -> OrjsonResponse:
+        route = routing(request)
         body = await read_json(request, request_model)
         texts = body.items()
-        if coalescer is not None and len(texts) == 1:
-            answers = [await coalescer.predict(spec.model_name, texts[0], _upstream_slots(spec, client))]
+        if route.bulk or route.version:
+            answers = await _predict_texts(client, spec, texts, route, share if route.bulk else None)
         else:
-            answers = await _predict_texts(client, spec, texts)
+            async with share.interactive_call(spec.model_name):
+                if coalescer is not None and len(texts) == 1:
+                    answers = [await coalescer.predict(spec.model_name, texts[0], _upstream_slots(spec, client))]
+                else:
+                    answers = await _predict_texts(client, spec, texts)
         return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)
 
     async def explain_text(request: Request, client: Client, slots: Slots) -> OrjsonResponse:
@@ -149,16 +206,31 @@ def _image_endpoint(spec: TaskSpec, settings: Settings, explain: bool) -> Any:
     overlay_query = Query(description="add `explanation.overlay_png_base64`: the classified crop with the heat map")
 
     async def answer(
-        request: Request, client: Client, slots: ExplainSlots | None, top_k: int, headers: dict[str, str]
+        request: Request,
+        client: Client,
+        slots: ExplainSlots | None,
+        top_k: int,
+        headers: dict[str, str],
+        share: FairShare | None = None,
     ) -> OrjsonResponse:
+        route = routing(request)
         uploads, single = await read_uploads(request, json_model, settings.max_images)
         # Decoding is CPU work: keep it off the event loop. All images are checked before any is forwarded.
         prepared = [await run_in_threadpool(prepare_image, u.data, u.field, limits) for u in uploads]
-        answers = await _forward(client, slots, spec.model_name, prepared, "application/octet-stream", headers)
+        content_type, model_slots = "application/octet-stream", spec.workers * spec.batch_size
+        if share is None or route.bulk:
+            bulk = share if route.bulk else None
+            args = (client, slots, spec.model_name, prepared, content_type, headers, route, bulk, model_slots)
+            answers = await _forward(*args)
+        else:
+            async with share.interactive_call(spec.model_name):
+                answers = await _forward(client, slots, spec.model_name, prepared, content_type, headers, route)
         return _answer([_result(answer, ms, top_k=answer["top_k"][:top_k]) for answer, ms in answers], single)
 
-    async def classify(request: Request, client: Client, top_k: Annotated[int, top_k_query] = 3) -> OrjsonResponse:
-        return await answer(request, client, None, top_k, {})
+    async def classify(
+        request: Request, client: Client, share: Share, top_k: Annotated[int, top_k_query] = 3
+    ) -> OrjsonResponse:
+        return await answer(request, client, None, top_k, {}, share)
 
     async def explain_image(
         request: Request,

@@ -40,7 +40,7 @@ def test_each_format_is_classified(client: httpx.Client, live_stack: Stack, fmt:
     scores = [item["score"] for item in body["top_k"]]
     assert scores == sorted(scores, reverse=True)
     assert body["top_k"][0] == {"label": body["label"], "score": body["score"]}
-    assert body["model"] == {"name": "pose", "version": live_stack.published["pose"]["version"]}
+    assert body["model"] == {"name": "pose", "version": live_stack.published["pose"]["version"], "recipe": "full"}
 
 
 def test_top_k_parameter(client: httpx.Client) -> None:

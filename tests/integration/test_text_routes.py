@@ -26,7 +26,9 @@ def test_single_text_answers_with_label_scores_and_model(
     assert body["label"] in spec.labels
     assert body["score"] == max(body["scores"].values())
     assert sum(body["scores"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert body["model"] == {"name": spec.model_name, "version": live_stack.published[task]["version"]}
+    built_by = live_stack.published[task]["card"]["recipe"]["name"]
+    version = live_stack.published[task]["version"]
+    assert body["model"] == {"name": spec.model_name, "version": version, "recipe": built_by}
     assert body["latency_ms"] > 0
 
 

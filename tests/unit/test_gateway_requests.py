@@ -60,7 +60,13 @@ class EchoServer:
         self.calls: list[tuple[dict[str, Any], dict[str, str]]] = []
 
     async def predict(
-        self, model: str, content: bytes, content_type: str = "", api: str = "", headers: dict[str, str] | None = None
+        self,
+        model: str,
+        content: bytes,
+        content_type: str = "",
+        api: str = "",
+        headers: dict[str, str] | None = None,
+        version: str | None = None,
     ) -> tuple[dict[str, Any], float]:
         body = orjson.loads(content)
         self.calls.append((body, headers or {}))

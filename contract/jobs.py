@@ -74,6 +74,10 @@ class JobStatus(BaseModel):
     reason: str | None = None
 
 
+def valid_job_id(job: str) -> bool:
+    return re.fullmatch(JOB_ID_PATTERN, job) is not None
+
+
 def owner_of(key_name: str | None) -> str:
     """The owner recorded for a caller: its API key's name, or `anonymous` when the gateway has no keys."""
     if key_name is None:

@@ -14,6 +14,7 @@ from contract.catalog import TaskSpec
 from gateway.coalesce import Coalescer
 from gateway.explain_slots import ExplainSlots
 from gateway.fairshare import FairShare
+from gateway.jobstore import JobStore
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.upstream import TorchServeClient
@@ -40,6 +41,10 @@ async def get_coalescer(request: Request) -> Coalescer | None:
     return request.app.state.coalescer
 
 
+async def get_jobs(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
 async def get_fair_share(request: Request) -> FairShare:
     return request.app.state.fair_share
 
@@ -55,3 +60,4 @@ Metrics = Annotated[GatewayMetrics, Depends(get_metrics)]
 Slots = Annotated[ExplainSlots, Depends(get_explain_slots)]
 Coalesce = Annotated[Coalescer | None, Depends(get_coalescer)]
 Share = Annotated[FairShare, Depends(get_fair_share)]
+Jobs = Annotated[JobStore, Depends(get_jobs)]

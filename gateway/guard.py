@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.apikeys import KeyStore
 from gateway.errors import error_response
 from gateway.metrics import GatewayMetrics
-from gateway.observe import KEY_NAME_SCOPE
+from gateway.observe import KEY_NAME_SCOPE, KEY_SCOPE
 from gateway.ratelimit import RateLimiter
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -76,6 +76,7 @@ class Guard:
                 return
             caller = key.name
             scope[KEY_NAME_SCOPE] = key.name
+            scope[KEY_SCOPE] = key
         if self.limiter is not None:
             wait = self.limiter.take(caller)
             if wait > 0:

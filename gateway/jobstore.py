@@ -91,16 +91,7 @@ class JobStore:
         )
 
     def _get(self, relative: str) -> bytes | None:
-        try:
-            response = self._call(f"reading {relative}", self.client.get_object, self.bucket, self.key(relative))
-        except KeyError:
-            return None
-        try:
-            data: bytes = response.read()
-            return data
-        finally:
-            response.close()
-            response.release_conn()
+        return self._read_object(self.bucket, self.key(relative))
 
     def _list(self, relative: str, recursive: bool = True) -> list[str]:
         objects = self._call(
@@ -169,8 +160,21 @@ class JobStore:
     async def cancel(self, job: Job) -> None:
         await run_in_threadpool(self._cancel, job)
 
-    async def read_input(self, uri_key: str) -> bytes | None:
-        return await run_in_threadpool(self._get, uri_key)
+    def _read_object(self, bucket: str, key: str) -> bytes | None:
+        try:
+            response = self._call(f"reading s3://{bucket}/{key}", self.client.get_object, bucket, key)
+        except KeyError:
+            return None
+        try:
+            data: bytes = response.read()
+            return data
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def read_object(self, bucket: str, key: str) -> bytes | None:
+        """Any object (a job's input named by its s3:// URI, inside the prefix the routes allow)."""
+        return await run_in_threadpool(self._read_object, bucket, key)
 
     def results(self, spec: JobSpec) -> AsyncIterator[bytes]:
         """The parts in shard order: every row's line once, in input order."""

@@ -18,12 +18,13 @@ from gateway.errors import install_error_handlers
 from gateway.explain_slots import ExplainSlots
 from gateway.fairshare import FairShare
 from gateway.guard import API_KEY_HEADER, OPEN_PATHS, Guard
+from gateway.jobstore import JobStore
 from gateway.limits import RequestLimits
 from gateway.metrics import GatewayMetrics
 from gateway.observe import Observe, RequestIdFilter
 from gateway.ratelimit import RateLimiter
 from gateway.responses import OrjsonResponse
-from gateway.routers import health, operation_id, predict
+from gateway.routers import health, jobs, operation_id, predict
 from gateway.settings import Settings, get_settings
 from gateway.tasks import TaskSet
 from gateway.upstream import TorchServeClient
@@ -63,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = GatewayMetrics()
     # a task route's own body limit, by input kind: image uploads are larger than texts
     body_limits = {"image": settings.max_image_body_bytes}
-    tasks = TaskSet(load_catalog(settings.catalog_path), lambda spec: body_limits.get(spec.kind))
+    # a bulk job's file, with room for the multipart envelope around it
+    static_limits = {"/v1/jobs": settings.job_max_bytes + 64 * 1024}
+    tasks = TaskSet(load_catalog(settings.catalog_path), lambda spec: body_limits.get(spec.kind), static_limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.explain_slots = ExplainSlots(settings.explain_concurrency, settings.retry_after_s, metrics)
     app.state.fair_share = FairShare()
+    app.state.jobs = JobStore()
     # Added last = outermost. Observe sees every request (refused ones too); the guard refuses before the body
     # is read; the size limits refuse before anything parses it. Both read the task set's live mappings.
     app.add_middleware(
@@ -110,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Observe, metrics=metrics)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(jobs.router)
     installed: list[Any] = []
 
     def install_task_routes() -> None:

@@ -26,6 +26,9 @@ _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 # Set by the API-key guard: the *name* of the caller's key (never the key), for the access log.
 KEY_NAME_SCOPE = "gateway.api_key_name"
+# The caller's key itself (`gateway.apikeys.ApiKey`), for routes that check a grant the guard cannot see from the
+# path (a bulk job's task).
+KEY_SCOPE = "gateway.api_key"
 
 
 class RequestIdFilter(logging.Filter):

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from contract.catalog import CONTROL_CHARACTER, CONTROL_CHARACTERS, ImageTask, TextTask
+from contract.jobs import JobState
 
 
 class ModelRef(BaseModel):
@@ -438,3 +439,84 @@ EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
     501: _error("`explain_unsupported`: the serving version's archive was built before explanations"),
 }
+
+
+# --- bulk jobs -----------------------------------------------------------------------------------------------
+
+
+class JobSubmission(BaseModel):
+    """What `POST /v1/jobs` takes besides the file: multipart form fields, or a JSON body naming the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(description="the task to classify the rows with, e.g. `sentiment`")
+    input_column: str | None = Field(
+        default=None,
+        description="the column (CSV) or key (JSON Lines) holding each input: the text, or for a photo task the "
+        "photo's s3:// URI; default `text`, or `image` for a photo task",
+    )
+    id_column: str | None = Field(default=None, description="a column whose value names each row in the results")
+    input_uri: str | None = Field(
+        default=None, description="JSON bodies only: the file's s3:// URI, inside the gateway's jobs input prefix"
+    )
+
+    @classmethod
+    def openapi_request_body(cls) -> dict[str, Any]:
+        schema = cls.model_json_schema()
+        form = {
+            "type": "object",
+            "required": ["task", "file"],
+            "properties": {
+                **{k: v for k, v in schema["properties"].items() if k != "input_uri"},
+                "file": {"type": "string", "format": "binary", "description": "a CSV, TSV or JSON Lines file"},
+            },
+        }
+        json_form = {**schema, "required": ["task", "input_uri"]}
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": form}, "application/json": {"schema": json_form}},
+            }
+        }
+
+
+class JobRows(BaseModel):
+    total: int
+    done: int = Field(description="rows answered so far, refused ones included")
+    refused: int = Field(description="rows answered with their own error (an empty text, a text over the limit, ...)")
+
+
+class JobView(BaseModel):
+    id: str
+    task: str
+    state: JobState
+    rows: JobRows
+    refused: dict[str, int] = Field(description="refused rows by error code")
+    rows_per_s: float | None
+    eta_s: float | None = Field(description="seconds to go at the rate so far, while running")
+    model: ModelRef = Field(description="the model version pinned for the whole job")
+    input: str = Field(description="the input file's name")
+    created: str
+    started: float | None
+    finished: float | None
+    reason: str | None = Field(description="why the job failed")
+    results: str | None = Field(description="where the results are, once the job has succeeded")
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+
+
+_JOB_ERRORS = {
+    404: "no such job of yours",
+    409: "the job has not succeeded (yet): no results",
+    413: "the file is over the byte or row limit",
+    415: "the file is not CSV or JSON Lines",
+    422: "a malformed file (its line named), a missing column, an unknown task or form field",
+    429: "too many of your jobs are unfinished (Retry-After set)",
+    503: "the job store (S3) or the task's model is not available now (Retry-After set)",
+}
+
+
+def job_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: _error(_JOB_ERRORS[status]) for status in statuses}

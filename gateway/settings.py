@@ -83,6 +83,18 @@ class Settings(BaseSettings):
         description="TorchServes to balance over (JSON list), round-robin among the healthy ones",
     )
     upstream_check_interval_s: float = Field(default=5.0, gt=0, description="how often each upstream is pinged")
+    jobs_input_prefix: str | None = Field(
+        default=None,
+        pattern=r"^s3://[^/]+/",
+        description="bulk jobs may read their file (or an image task's photos) from s3:// URIs under this prefix "
+        "only; unset: files are uploaded",
+    )
+    job_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="largest bulk job file")
+    job_max_rows: int = Field(default=200_000, ge=1, description="most rows in one bulk job")
+    job_max_active: int = Field(default=4, ge=1, description="bulk jobs one caller (API key) may have unfinished")
+    job_shard_rows: int = Field(
+        default=256, ge=1, description="rows per shard: what a job worker claims, and redoes if it dies"
+    )
     training_status_dir: Path | None = Field(
         default=None,
         description="a build's progress folder (`make run` sets it): `GET /v1/models` says what is being trained",

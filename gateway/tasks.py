@@ -30,7 +30,12 @@ logger = logging.getLogger(__name__)
 class TaskSet:
     """The catalog's tasks plus the discovered ones; `on_change` callbacks run after the set changed."""
 
-    def __init__(self, catalog: dict[str, TaskSpec], body_limit: Callable[[TaskSpec], int | None]) -> None:
+    def __init__(
+        self,
+        catalog: dict[str, TaskSpec],
+        body_limit: Callable[[TaskSpec], int | None],
+        static_limits: dict[str, int] | None = None,
+    ) -> None:
         self.catalog = dict(catalog)
         self.discovered: dict[str, TaskSpec] = {}
         # why a served model is not routed (an invalid spec, a name another task has), by model
@@ -41,6 +46,7 @@ class TaskSet:
         self.body_limits: dict[str, int] = {}
         self.on_change: list[Callable[[], None]] = []
         self._body_limit = body_limit
+        self._static_limits = static_limits or {}
         # the archive each discovered (or refused) model was described from: described again only when it changes
         self._archives: dict[str, str] = {}
         self._publish()
@@ -52,6 +58,7 @@ class TaskSet:
         }
         self.paths.clear()
         self.body_limits.clear()
+        self.body_limits.update(self._static_limits)
         for spec in self.tasks.values():
             for path in (spec.route, f"{spec.route}/explain"):
                 self.paths[path] = spec.task

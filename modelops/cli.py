@@ -277,6 +277,20 @@ def _use_local_s3(cfg: stack.StackConfig) -> None:
             os.environ.setdefault(key, value)
 
 
+def cmd_jobs_worker(args: argparse.Namespace) -> None:
+    from modelops.jobs.worker import JobWorker, Settings
+    from modelops.local import stack
+    from modelops.store.s3 import ModelStore
+
+    cfg = stack.StackConfig.from_env()
+    _use_local_s3(cfg)
+    settings = Settings(args.gateway or cfg.gateway_url, args.api_key, retention_days=args.retention_days)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    JobWorker(ModelStore(), settings).run_forever(stop)
+
+
 def cmd_stop(_args: argparse.Namespace) -> None:
     from modelops.local import stack
 
@@ -379,6 +393,23 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("stop", help="stop the local stack")
     p.set_defaults(func=cmd_stop)
+
+    jobs = sub.add_parser("jobs", help="bulk jobs (POST /v1/jobs): the worker that classifies them")
+    job_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    p = job_commands.add_parser(
+        "worker", help="claim shards of unfinished jobs in S3 and classify them through the gateway, until stopped"
+    )
+    p.add_argument("--gateway", default=os.environ.get("JOB_GATEWAY_URL"), help="the gateway (env JOB_GATEWAY_URL)")
+    p.add_argument(
+        "--api-key", default=os.environ.get("JOB_WORKER_API_KEY"), help="a gateway API key (env JOB_WORKER_API_KEY)"
+    )
+    p.add_argument(
+        "--retention-days",
+        type=float,
+        default=float(os.environ.get("JOB_RETENTION_DAYS", "7")),
+        help="delete finished jobs, results included, after this many days (env JOB_RETENTION_DAYS)",
+    )
+    p.set_defaults(func=cmd_jobs_worker)
 
     task = sub.add_parser("task", help="your own classifiers: add one from labelled data, list, remove")
     tasks = task.add_subparsers(dest="task_command", required=True)

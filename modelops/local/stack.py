@@ -462,7 +462,11 @@ def upstream_entry(cfg: StackConfig) -> dict[str, str]:
 
 
 def gateway_env(cfg: StackConfig) -> dict[str, str]:
-    return {"GATEWAY_UPSTREAMS": json.dumps([upstream_entry(cfg)])}
+    """The gateway's upstream, and S3 for its bulk jobs (the local S3's credentials, unless the caller's
+    environment names an S3 of its own)."""
+    named = any(os.environ.get(k) for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"))
+    s3 = {} if named or not cfg.s3_env_file.exists() else local_s3_env(cfg)
+    return {"GATEWAY_UPSTREAMS": json.dumps([upstream_entry(cfg)]), **s3}
 
 
 def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None, uvicorn_args: Sequence[str] = ()) -> None:
@@ -511,6 +515,19 @@ def second_gateway(
         yield second
 
 
+# --- bulk job worker -----------------------------------------------------------------------------------
+
+
+def start_jobs_worker(cfg: StackConfig, extra_env: dict[str, str] | None = None) -> None:
+    """The bulk job worker (`modelops jobs worker`), calling this stack's gateway."""
+    if running_pid(cfg, "jobs"):
+        log_event(logger, "stack.reused", service="jobs")
+        return
+    env = {**gateway_env(cfg), "JOB_GATEWAY_URL": cfg.gateway_url, **(extra_env or {})}
+    env.pop("GATEWAY_UPSTREAMS")
+    spawn(cfg, "jobs", [sys.executable, "-m", "modelops", "jobs", "worker"], env=env)
+
+
 # --- UI ------------------------------------------------------------------------------------------------
 
 
@@ -535,7 +552,7 @@ def start_ui(cfg: StackConfig) -> None:
     _start_web_service(cfg, "ui", cmd, env, cfg.ui_url, "/_stcore/health", cwd=REPO_ROOT / "ui")
 
 
-SERVICES = ("ui", "gateway", "torchserve", "s3")
+SERVICES = ("ui", "jobs", "gateway", "torchserve", "s3")
 
 
 def stop_all(cfg: StackConfig) -> list[str]:

@@ -174,6 +174,7 @@ class Supervisor:
         syncer.run_once()
         stack.start_gateway(self.cfg, {"GATEWAY_TRAINING_STATUS_DIR": str(self.progress_dir)})
         stack.start_ui(self.cfg)
+        stack.start_jobs_worker(self.cfg)
         cfg = self.cfg
         routes = "  ".join(f"{cfg.gateway_url}{spec.route}" for spec in self.catalog.values())
         say(f"serving: web UI {cfg.ui_url}   API {cfg.gateway_url} (docs: {cfg.gateway_url}/docs)")
@@ -217,7 +218,7 @@ class Supervisor:
             if time.monotonic() >= next_sync:
                 syncer.run_once()
                 next_sync = time.monotonic() + syncer.next_delay(self.sync_interval_s)
-            for name in ("gateway", "ui"):
+            for name in ("gateway", "ui", "jobs"):
                 if not stack.running_pid(cfg, name):
                     log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
                     self._start_web(name)
@@ -228,6 +229,8 @@ class Supervisor:
     def _start_web(self, name: str) -> None:
         if name == "gateway":
             stack.start_gateway(self.cfg, {"GATEWAY_TRAINING_STATUS_DIR": str(self.progress_dir)})
+        elif name == "jobs":
+            stack.start_jobs_worker(self.cfg)
         else:
             stack.start_ui(self.cfg)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from contract import jobs
 from contract.catalog import CatalogError, TaskSpec, parse_task_document, task_document
 from contract.logs import log_event
 from contract.manifest import Manifest, PublishedVersion
@@ -166,6 +167,19 @@ class Syncer:
             )
         return catalog
 
+    def _pinned(self, name: str, published: set[str]) -> set[str]:
+        """The versions of a model that unfinished bulk jobs were pinned to (`contract.jobs`)."""
+        keys = self.store.keys(jobs.pins_prefix(name))
+        return {key.split("/")[3] for key in keys if len(key.split("/")) > 4} & published
+
+    def _hold(self, spec: TaskSpec, version: str, url: str) -> None:
+        """Keep a pinned version registered beside the default (again after a TorchServe restart)."""
+        if version in {d["modelVersion"] for d in self.mgmt.describe(spec.model_name, "all") or []}:
+            return
+        self.mgmt.register(spec, url, version)
+        self.mgmt.wait_ready(spec.model_name, version)
+        log_event(logger, "sync.held_for_job", model=spec.model_name, version=version)
+
     def _retire(self, name: str) -> str:
         """Stop serving a model the manifest no longer lists: drain and unregister its versions, delete its
         archives."""
@@ -187,7 +201,9 @@ class Syncer:
         if response.status_code != 200:
             raise TorchServeError(f"warm-up of {spec.model_name} {version}: HTTP {response.status_code}")
 
-    def _serve(self, spec: TaskSpec, version: str, url: str) -> str:
+    def _serve(self, spec: TaskSpec, version: str, url: str, pinned: set[str] | None) -> str:
+        """Serve `version` as the default; unregister every other version but the `pinned` ones (None: S3 could
+        not say which are, so none is unregistered)."""
         name = spec.model_name
         loaded = {d["modelVersion"]: d for d in self.mgmt.describe(name, "all") or []}
         default_now = (self.mgmt.describe(name) or [{}])[0].get("modelVersion") if loaded else None
@@ -206,7 +222,7 @@ class Syncer:
             # worker's batch: unregistering then would kill them. Give them time, then wait for the queue.
             time.sleep(DRAIN_GRACE_S)
         for old in loaded:
-            if old != version:
+            if old != version and pinned is not None and old not in pinned:
                 self.mgmt.wait_drained(name, old)
                 self.mgmt.unregister(name, old)
                 log_event(logger, "sync.unregistered", model=name, version=old)
@@ -245,7 +261,11 @@ class Syncer:
             version = entry.default
             try:
                 url = self._archive(name, version, entry.versions[version])
-                outcomes[name] = self._serve(self._spec(name, version, url), version, url)
+                spec = self._spec(name, version, url)
+                pinned = self._pinned(name, set(entry.versions)) if self.status.s3_reachable else None
+                outcomes[name] = self._serve(spec, version, url, pinned)
+                for held in sorted((pinned or set()) - {version}):
+                    self._hold(spec, held, self._archive(name, held, entry.versions[held]))
                 if self.status.s3_reachable:
                     self._prune(name, keep=set(entry.versions))
                 # every pass says what it changed; a model already serving is news only at debug level

@@ -255,6 +255,21 @@ class ModelStore:
         log_event(logger, "manifest.default_changed", model=model, previous=chosen["from"], default=chosen["to"])
         return chosen["to"]
 
+    def keys(self, relative: str) -> list[str]:
+        """Every object key under a prefix, relative to the store's prefix."""
+        found: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.key(relative))
+        try:
+            for page in pages:
+                found += [item["Key"].removeprefix(self.location.key("")) for item in page.get("Contents", [])]
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise StoreError(f"S3 refused listing {relative}: {err.get('Code')}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"S3 unreachable while listing {relative}: {exc}") from exc
+        return found
+
     def model_card(self, model: str, version: str) -> dict[str, Any] | None:
         """The model card published beside a version's archive."""
         found = self.get(f"{archive_path(model, version).rsplit('/', 1)[0]}/{MODEL_CARD}")

@@ -1,0 +1,419 @@
+"""The bulk job worker: `python -m modelops jobs worker` (the local stack and compose run one).
+
+It looks for unfinished jobs in S3 (the layout: `contract.jobs`), claims one shard at a time with a
+conditional create (or, once a dead worker's lease has expired, a conditional overwrite), classifies the
+shard's rows through the gateway's batch-body route with the job's pinned version and bulk priority, writes
+the shard's results once (If-None-Match), and checkpoints the job's status. Any number of workers can run:
+S3's conditional writes are the only coordination. A worker killed mid-shard loses that shard's rows in flight;
+its lease expires and another worker (or itself, restarted) redoes them, and the results still hold each row
+exactly once, since a part is created only if absent.
+
+A row the model cannot take (an empty text, a text over the limit, a photo that does not decode) gets its own
+error line, as the gateway words it: a refused request body names the item, which leaves the body and is
+answered with that error, and the rest goes again. Transient trouble (the gateway or TorchServe restarting, a
+rate limit) is waited out with backoff.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import httpx
+from botocore.exceptions import BotoCoreError, ClientError
+
+from contract import jobs
+from contract.jobs import JobSpec, JobState, JobStatus
+from contract.logs import log_event
+from contract.tables import TableError, read_rows
+from modelops.store import StoreError
+from modelops.store.s3 import ModelStore
+
+logger = logging.getLogger(__name__)
+
+LEASE_S = 120.0
+TEXTS_PER_REQUEST = 32
+IMAGES_PER_REQUEST = 8
+RETENTION_SWEEP_S = 3600.0
+
+
+class JobFailed(Exception):
+    """The job cannot go on (its task is gone, its input unreadable): it fails with this reason."""
+
+
+class Cancelled(Exception):
+    """The caller cancelled the job while a shard was in flight."""
+
+
+@dataclass
+class Row:
+    index: int
+    row_id: str
+    value: str
+
+
+@dataclass
+class Settings:
+    """Where the gateway is and how to call it; how long a claim lasts; how long results are kept."""
+
+    gateway_url: str
+    api_key: str | None = None
+    lease_s: float = LEASE_S
+    poll_s: float = 2.0
+    retention_days: float = 7.0
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{random.randrange(1 << 16):04x}"
+    )
+
+
+class JobWorker:
+    def __init__(self, store: ModelStore, settings: Settings, http: httpx.Client | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        headers = {"X-Priority": "bulk", **({"X-API-Key": settings.api_key} if settings.api_key else {})}
+        self.http = http or httpx.Client(base_url=settings.gateway_url, timeout=120, headers=headers)
+        self._inputs: dict[str, list[Row]] = {}
+        self._last_sweep = 0.0
+
+    # --- S3 ---------------------------------------------------------------------------------------------
+
+    def _get(self, relative: str) -> tuple[bytes, str] | None:
+        return self.store.get(relative)
+
+    def _put(self, relative: str, body: bytes, **condition: str) -> bool:
+        """Write; with `IfNoneMatch`/`IfMatch`, False when the condition failed (someone else won)."""
+        try:
+            self.store.s3.put_object(
+                Bucket=self.store.location.bucket, Key=self.store.location.key(relative), Body=body, **condition
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+                return False
+            raise
+        return True
+
+    def _delete(self, relative: str) -> None:
+        self.store.call(
+            f"deleting {relative}",
+            self.store.s3.delete_object,
+            Bucket=self.store.location.bucket,
+            Key=self.store.location.key(relative),
+        )
+
+    def _list(self, relative: str) -> list[str]:
+        return self.store.keys(relative)
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def run_forever(self, stop: threading.Event) -> None:
+        log_event(logger, "jobs.worker_started", worker=self.settings.worker_id, gateway=self.settings.gateway_url)
+        while not stop.is_set():
+            try:
+                busy = self.pass_once()
+                self._sweep()
+            except (ClientError, BotoCoreError, StoreError, OSError) as exc:
+                log_event(logger, "jobs.store_unavailable", logging.WARNING, reason=str(exc))
+                busy = False
+            if not busy:
+                stop.wait(self.settings.poll_s)
+
+    def pass_once(self) -> bool:
+        """One shard of the oldest unfinished job that has one free; True when some work was done."""
+        active = sorted(self._list(f"{jobs.ROOT}/active/"), key=lambda key: key.rsplit("/", 1)[-1])
+        for key in active:
+            owner, job = key.split("/")[2:4]
+            if self._work_on(owner, job):
+                return True
+        return False
+
+    def _spec(self, owner: str, job: str) -> JobSpec | None:
+        found = self._get(jobs.spec_key(owner, job))
+        return JobSpec.model_validate_json(found[0]) if found else None
+
+    def _work_on(self, owner: str, job: str) -> bool:
+        spec = self._spec(owner, job)
+        if spec is None:
+            self._delete(jobs.active_key(owner, job))  # a marker left by a job deleted underneath
+            return False
+        if self._get(jobs.cancel_key(owner, job)) is not None:
+            self._finish(spec, "cancelled")
+            return True
+        try:
+            rows = self._rows(spec)
+            done = {
+                int(key.rsplit("/", 1)[-1].split(".")[0]) for key in self._list(f"{jobs.job_prefix(owner, job)}/parts/")
+            }
+            for shard in range(spec.shards):
+                if shard in done or not self._claim(spec, shard):
+                    continue
+                try:
+                    self._do_shard(spec, shard, rows)
+                finally:
+                    self._delete(jobs.claim_key(owner, job, shard))
+                return True
+            if len(done) == spec.shards:
+                self._finish(spec, "succeeded")
+                return True
+        except Cancelled:
+            self._finish(spec, "cancelled")
+            return True
+        except JobFailed as exc:
+            self._finish(spec, "failed", str(exc))
+            return True
+        return False
+
+    def _rows(self, spec: JobSpec) -> list[Row]:
+        """The job's input rows (read once per worker and job)."""
+        if spec.id not in self._inputs:
+            found = self._get(spec.input_key)
+            if found is None:
+                raise JobFailed(f"the input file {spec.input_name} is gone from the job store")
+            optional = (spec.id_column,) if spec.id_column else ()
+            try:
+                parsed = read_rows(found[0], spec.input_name, {spec.input_column: "input_column"}, optional)
+                self._inputs[spec.id] = [
+                    Row(i, row.cells.get(spec.id_column or "", "") or str(i + 1), row.cells[spec.input_column])
+                    for i, row in enumerate(parsed)
+                ]
+            except TableError as exc:
+                raise JobFailed(f"the input file cannot be read: {exc}") from None
+        return self._inputs[spec.id]
+
+    def _claim(self, spec: JobSpec, shard: int) -> bool:
+        """A lease on the shard: created if there is none, taken over if the one there has expired."""
+        key = jobs.claim_key(spec.owner, spec.id, shard)
+        lease = json.dumps({"worker": self.settings.worker_id, "expires": time.time() + self.settings.lease_s}).encode()
+        if self._put(key, lease, IfNoneMatch="*"):
+            return True
+        found = self._get(key)
+        if found is None:
+            return self._put(key, lease, IfNoneMatch="*")
+        if json.loads(found[0]).get("expires", 0) > time.time():
+            return False
+        log_event(
+            logger, "jobs.lease_taken_over", job=spec.id, shard=shard, previous=json.loads(found[0]).get("worker")
+        )
+        return self._put(key, lease, IfMatch=found[1])
+
+    def _do_shard(self, spec: JobSpec, shard: int, rows: list[Row]) -> None:
+        started = time.time()
+        mine = [rows[i] for i in spec.shard_range(shard)]
+        classify = self._classify_texts if spec.kind == "text" else self._classify_images
+        lines = classify(spec, mine)
+        body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        if not self._put(jobs.part_key(spec.owner, spec.id, shard), body, IfNoneMatch="*"):
+            log_event(logger, "jobs.part_already_written", job=spec.id, shard=shard)  # another worker redid it first
+            return
+        refused = Counter(line["error"]["code"] for line in lines if "error" in line)
+        self._checkpoint(spec, len(lines), refused, started)
+        log_event(
+            logger,
+            "jobs.shard_done",
+            job=spec.id,
+            shard=shard,
+            rows=len(lines),
+            refused=sum(refused.values()),
+            seconds=round(time.time() - started, 2),
+        )
+
+    def _checkpoint(self, spec: JobSpec, rows: int, refused: Counter[str], started: float) -> None:
+        """Add a shard to the status (read, change, conditional write; again when another worker won)."""
+        key = jobs.status_key(spec.owner, spec.id)
+        for _ in range(20):
+            found = self._get(key)
+            status = JobStatus.model_validate_json(found[0]) if found else JobStatus()
+            if status.state in jobs.FINISHED:
+                return
+            status.state, status.rows_done = "running", status.rows_done + rows
+            status.started = status.started or started
+            status.updated = time.time()
+            status.refused = dict(Counter(status.refused) + refused)
+            condition = {"IfMatch": found[1]} if found else {"IfNoneMatch": "*"}
+            if self._put(key, status.model_dump_json().encode(), **condition):
+                return
+            time.sleep(random.uniform(0.05, 0.3))
+
+    def _finish(self, spec: JobSpec, state: JobState, reason: str | None = None) -> None:
+        """Write the final status (for a success, counted again from every part), then drop the job's active
+        marker, its pin and any claim left."""
+        key = jobs.status_key(spec.owner, spec.id)
+        found = self._get(key)
+        status = JobStatus.model_validate_json(found[0]) if found else JobStatus()
+        if status.state not in jobs.FINISHED:
+            if state == "succeeded":
+                refused: Counter[str] = Counter()
+                rows = 0
+                for shard in range(spec.shards):
+                    part = self._get(jobs.part_key(spec.owner, spec.id, shard))
+                    lines = [json.loads(line) for line in (part[0] if part else b"").splitlines() if line.strip()]
+                    rows += len(lines)
+                    refused.update(line["error"]["code"] for line in lines if "error" in line)
+                status.rows_done, status.refused = rows, dict(refused)
+            status.state, status.reason = state, reason
+            status.finished = status.updated = time.time()
+            status.started = status.started or status.finished
+            self._put(key, status.model_dump_json().encode())
+            log_event(logger, "jobs.finished", job=spec.id, state=state, rows=status.rows_done, reason=reason)
+        for leftover in (jobs.active_key(spec.owner, spec.id), jobs.pin_key(spec.model, spec.version, spec.id)):
+            self._delete(leftover)
+        for claim in self._list(f"{jobs.job_prefix(spec.owner, spec.id)}/claims/"):
+            self._delete(claim)
+        self._inputs.pop(spec.id, None)
+
+    # --- classifying through the gateway ------------------------------------------------------------------
+
+    def _call(self, spec: JobSpec, send: Callable[[], httpx.Response]) -> httpx.Response:
+        """One request, again after transient trouble (backoff up to 30 s), checking for a cancel meanwhile."""
+        wait = 1.0
+        while True:
+            try:
+                response = send()
+            except httpx.TransportError as exc:
+                reason = f"the gateway is not reachable ({type(exc).__name__})"
+            else:
+                reason = f"HTTP {response.status_code}"
+                if response.status_code not in (429, 502, 503, 504):
+                    return response
+                wait = float(response.headers.get("Retry-After", wait))
+            if self._get(jobs.cancel_key(spec.owner, spec.id)) is not None:
+                raise Cancelled
+            log_event(logger, "jobs.retry", logging.WARNING, job=spec.id, reason=reason, wait_s=wait)
+            time.sleep(wait)
+            wait = min(30.0, wait * 2)
+
+    def _answered(
+        self, spec: JobSpec, rows: list[Row], send: Callable[[list[Row]], httpx.Response], item: str
+    ) -> list[dict[str, Any]]:
+        """Answers for `rows` in one request or, when the gateway refuses an item (`texts.3`, `images[3]`), that
+        item's error and the others again; a 413 splits the request."""
+        lines: dict[int, dict[str, Any]] = {}
+        pending = list(rows)
+        while pending:
+            response = self._call(spec, partial(send, list(pending)))
+            if response.status_code == 200:
+                body = response.json()
+                results = body.get("results", [body])
+                for row, answer in zip(pending, results, strict=True):
+                    lines[row.index] = jobs.result_line(row.index, row.row_id, _answer(answer))
+                break
+            error, status = _error(response), response.status_code
+            if status == 413 and len(pending) > 1:
+                half = len(pending) // 2
+                for part in (pending[:half], pending[half:]):
+                    for line in self._answered(spec, part, send, item):
+                        lines[line["row"] - 1] = line
+                break
+            if status == 404 and error.get("code") == "not_found":
+                raise JobFailed(f"the task {spec.task} is no longer served")
+            bad = _item_index(error, item, len(pending))
+            if bad is None and len(pending) == 1 and status < 500:
+                bad = 0
+            if bad is None:
+                raise JobFailed(f"the gateway answered HTTP {status} without naming a row: {error.get('message')}")
+            row = pending.pop(bad)
+            lines[row.index] = jobs.result_line(row.index, row.row_id, {"error": _row_error(error, item, bad)})
+        return [lines[row.index] for row in rows]
+
+    def _classify_texts(self, spec: JobSpec, rows: list[Row]) -> list[dict[str, Any]]:
+        headers = {"X-Model-Version": spec.version, "X-Request-ID": f"job-{spec.id}"}
+
+        def send(batch: list[Row]) -> httpx.Response:
+            return self.http.post(f"/v1/{spec.task}", json={"texts": [r.value for r in batch]}, headers=headers)
+
+        lines: list[dict[str, Any]] = []
+        for start in range(0, len(rows), TEXTS_PER_REQUEST):
+            lines += self._answered(spec, rows[start : start + TEXTS_PER_REQUEST], send, "texts")
+        return lines
+
+    def _classify_images(self, spec: JobSpec, rows: list[Row]) -> list[dict[str, Any]]:
+        lines: list[dict[str, Any]] = []
+        for start in range(0, len(rows), IMAGES_PER_REQUEST):
+            readable, photos = [], {}
+            for row in rows[start : start + IMAGES_PER_REQUEST]:
+                data = self._image(row.value)
+                if data is None:
+                    error = {"code": "image_not_found", "message": f"no image at {row.value}"}
+                    lines.append(jobs.result_line(row.index, row.row_id, {"error": error}))
+                else:
+                    readable.append(row)
+                    photos[row.index] = data
+
+            if readable:
+                lines += self._answered(spec, readable, self._photo_sender(spec, photos), "images")
+        return sorted(lines, key=lambda line: int(line["row"]))
+
+    def _photo_sender(self, spec: JobSpec, photos: dict[int, bytes]) -> Callable[[list[Row]], httpx.Response]:
+        headers = {"X-Model-Version": spec.version, "X-Request-ID": f"job-{spec.id}"}
+
+        def send(batch: list[Row]) -> httpx.Response:
+            files = [("images", (f"{r.index}.img", io.BytesIO(photos[r.index]))) for r in batch]
+            return self.http.post(f"/v1/{spec.task}", files=files, params={"top_k": 5}, headers=headers)
+
+        return send
+
+    def _image(self, uri: str) -> bytes | None:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        try:
+            return bytes(self.store.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except ClientError:
+            return None
+
+    # --- retention ----------------------------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Delete finished jobs older than the retention period (results included), once an hour."""
+        if time.monotonic() - self._last_sweep < RETENTION_SWEEP_S:
+            return
+        self._last_sweep = time.monotonic()
+        cutoff = time.time() - self.settings.retention_days * 86400
+        for key in self._list(f"{jobs.ROOT}/"):
+            if not key.endswith("/status.json") or key.startswith(f"{jobs.ROOT}/active/"):
+                continue
+            found = self._get(key)
+            status = JobStatus.model_validate_json(found[0]) if found else None
+            if status and status.state in jobs.FINISHED and (status.finished or 0) < cutoff:
+                prefix = key.rsplit("/", 1)[0] + "/"
+                for old in self._list(prefix):
+                    self._delete(old)
+                log_event(logger, "jobs.expired", prefix=prefix)
+
+
+def _answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """The part of a gateway answer a result line keeps: the label, its score and all scores (or top labels)."""
+    keep = ("label", "score", "scores", "top_k")
+    return {k: answer[k] for k in keep if k in answer}
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    return error if isinstance(error, dict) else {}
+
+
+def _item_index(error: dict[str, Any], item: str, count: int) -> int | None:
+    """Which item of the request the gateway's error is about (`texts.3`, `images[3]`), if it says."""
+    for text in [error.get("message", ""), *[d.get("field", "") for d in error.get("details") or []]]:
+        found = re.search(rf"{item}(?:\.|\[)(\d+)", str(text))
+        if found and int(found.group(1)) < count:
+            return int(found.group(1))
+    return None
+
+
+def _row_error(error: dict[str, Any], item: str, index: int) -> dict[str, str]:
+    """The gateway's error, about this row alone: its code, and its message without the request's item name."""
+    message = re.sub(rf"^{item}(?:\.|\[)\d+\]?:\s*", "", str(error.get("message", "")))
+    return {"code": str(error.get("code", "invalid_row")), "message": message}

@@ -125,5 +125,6 @@ def pins_prefix(model: str) -> str:
 
 def result_line(row: int, row_id: str | None, answer: dict[str, Any]) -> dict[str, Any]:
     """One input row's line in a part: its 1-based number, its id (the id column's, else the number) and the
-    answer (`label`, `score`, `scores`) or its own `error` (`code`, `message`)."""
+    answer (`label`, `score`, `scores` or a photo's `top_k`, and the `version` that answered) or its own `error`
+    (`code`, `message`)."""
     return {"row": row + 1, "id": row_id if row_id else str(row + 1), **answer}

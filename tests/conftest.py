@@ -114,10 +114,13 @@ def stack_config(stack_root: Path) -> stack.StackConfig:
 def s3_store(stack_config: stack.StackConfig) -> Iterator[ModelStore]:
     configure_logging("WARNING")
     cfg = stack_config
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MODEL_BUCKET", "MODEL_PREFIX")
+    saved = {k: os.environ.get(k) for k in names}
     try:
         stack.start_s3(cfg)
         os.environ.update(stack.local_s3_env(cfg))
+        # every process the tests start (gateway, job workers) finds the same store, jobs included
+        os.environ.update({"MODEL_BUCKET": TEST_BUCKET, "MODEL_PREFIX": "ci"})
         store = ModelStore(StoreLocation(bucket=TEST_BUCKET, prefix="ci"))
         store.ensure_bucket()
         yield store

@@ -278,8 +278,9 @@ async def cancel_job(job_id: str, request: Request, store: Jobs, settings: AppSe
     },
 )
 async def job_results(job_id: str, request: Request, store: Jobs, settings: AppSettings) -> StreamingResponse:
-    """Each line: `row` (1-based), `id` (the id column's, else the row number), and `label`, `score` and
-    `scores` (or `top_k` for photos), or the row's own `error` (`code`, `message`)."""
+    """Each line: `row` (1-based), `id` (the id column's, else the row number), and `label`, `score`, `scores`
+    (or `top_k` for photos) and the model `version` that answered, or the row's own `error` (`code`,
+    `message`)."""
     job = await _job(store, request, job_id, settings)
     state = view(job)["state"]
     if state != "succeeded":
@@ -292,7 +293,7 @@ async def job_results(job_id: str, request: Request, store: Jobs, settings: AppS
     return StreamingResponse(body, media_type=CSV if as_csv else JSONL, headers=headers)
 
 
-CSV_COLUMNS = ("row", "id", "label", "score", "scores", "error_code", "error_message")
+CSV_COLUMNS = ("row", "id", "label", "score", "scores", "version", "error_code", "error_message")
 
 
 async def _csv(parts: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -316,6 +317,7 @@ async def _csv(parts: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                         item.get("label", ""),
                         item.get("score", ""),
                         orjson.dumps(scores).decode() if scores else "",
+                        item.get("version", ""),
                         error.get("code", ""),
                         error.get("message", ""),
                     ]

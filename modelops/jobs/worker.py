@@ -43,7 +43,7 @@ from modelops.store.s3 import ModelStore
 
 logger = logging.getLogger(__name__)
 
-LEASE_S = 120.0
+LEASE_S = float(os.environ.get("JOB_LEASE_S", "120"))
 TEXTS_PER_REQUEST = 32
 IMAGES_PER_REQUEST = 8
 RETENTION_SWEEP_S = 3600.0
@@ -391,9 +391,10 @@ class JobWorker:
 
 
 def _answer(answer: dict[str, Any]) -> dict[str, Any]:
-    """The part of a gateway answer a result line keeps: the label, its score and all scores (or top labels)."""
+    """The part of a gateway answer a result line keeps: the label, its score and all scores (or top labels),
+    and the model version that answered (the job's pinned one)."""
     keep = ("label", "score", "scores", "top_k")
-    return {k: answer[k] for k in keep if k in answer}
+    return {**{k: answer[k] for k in keep if k in answer}, "version": answer.get("model", {}).get("version")}
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:
@@ -414,6 +415,10 @@ def _item_index(error: dict[str, Any], item: str, count: int) -> int | None:
 
 
 def _row_error(error: dict[str, Any], item: str, index: int) -> dict[str, str]:
-    """The gateway's error, about this row alone: its code, and its message without the request's item name."""
-    message = re.sub(rf"^{item}(?:\.|\[)\d+\]?:\s*", "", str(error.get("message", "")))
+    """The gateway's error about this row alone: its code, and what it says of this item (a validation error
+    lists each refused item under `details`), without the request's item name."""
+    named = re.compile(rf"^{item}(?:\.{index}|\[{index}\])$")
+    detail = next((d for d in error.get("details") or [] if named.match(str(d.get("field", "")))), None)
+    message = str(detail["message"] if detail else error.get("message", ""))
+    message = re.sub(rf"^{item}(?:\.|\[)\d+\]?:\s*", "", message)
     return {"code": str(error.get("code", "invalid_row")), "message": message}

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     job_max_rows: int = Field(default=200_000, ge=1, description="most rows in one bulk job")
     job_max_active: int = Field(default=4, ge=1, description="bulk jobs one caller (API key) may have unfinished")
     job_shard_rows: int = Field(
-        default=256, ge=1, description="rows per shard: what a job worker claims, and redoes if it dies"
+        default=1024, ge=1, description="rows per shard: what a job worker claims, and redoes if it dies"
     )
     training_status_dir: Path | None = Field(
         default=None,

@@ -151,16 +151,14 @@ async def _predict_texts(
     slots = _upstream_slots(spec, client)
     calls = min(len(texts), slots)
     size = -(-len(texts) // calls)
-    chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
 
     async def call(chunk: list[str]) -> list[Answer]:
-        if share is None:
-            return await predict_texts(client, spec.model_name, chunk, version=route.version)
-        async with share.bulk_call(spec.model_name, slots):
-            return await predict_texts(client, spec.model_name, chunk, version=route.version)
+        return await predict_texts(client, spec.model_name, chunk, version=route.version)
 
-    answers = await asyncio.gather(*(call(chunk) for chunk in chunks))
-    return [answer for chunk in answers for answer in chunk]
+    if share is not None:
+        return await share.bulk_items(spec.model_name, texts, call, slots, size)
+    chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
+    return [answer for chunk in await asyncio.gather(*(call(chunk) for chunk in chunks)) for answer in chunk]
 
 
 def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase], explain: bool) -> Any:

@@ -25,8 +25,9 @@ import re
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -45,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 LEASE_S = float(os.environ.get("JOB_LEASE_S", "120"))
 TEXTS_PER_REQUEST = 32
+BODIES_IN_FLIGHT = 6
+SHARDS_IN_FLIGHT = 2
+# how often a running job's cancel marker is looked for (each look is an S3 request, whose CPU the model needs)
+CANCEL_CHECK_S = 2.0
 IMAGES_PER_REQUEST = 8
 RETENTION_SWEEP_S = 3600.0
 
@@ -71,7 +76,7 @@ class Settings:
     gateway_url: str
     api_key: str | None = None
     lease_s: float = LEASE_S
-    poll_s: float = 2.0
+    poll_s: float = 1.0
     retention_days: float = 7.0
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{random.randrange(1 << 16):04x}"
@@ -86,6 +91,9 @@ class JobWorker:
         self.http = http or httpx.Client(base_url=settings.gateway_url, timeout=120, headers=headers)
         self._inputs: dict[str, list[Row]] = {}
         self._last_sweep = 0.0
+        # bodies in flight at once: enough to keep every TorchServe worker fed while the model is quiet (the
+        # gateway's fair share decides how much of them goes upstream while interactive callers are there)
+        self.pool = ThreadPoolExecutor(max_workers=BODIES_IN_FLIGHT, thread_name_prefix="job-body")
 
     # --- S3 ---------------------------------------------------------------------------------------------
 
@@ -150,20 +158,10 @@ class JobWorker:
         if self._get(jobs.cancel_key(owner, job)) is not None:
             self._finish(spec, "cancelled")
             return True
+        worked = False
         try:
-            rows = self._rows(spec)
-            done = {
-                int(key.rsplit("/", 1)[-1].split(".")[0]) for key in self._list(f"{jobs.job_prefix(owner, job)}/parts/")
-            }
-            for shard in range(spec.shards):
-                if shard in done or not self._claim(spec, shard):
-                    continue
-                try:
-                    self._do_shard(spec, shard, rows)
-                finally:
-                    self._delete(jobs.claim_key(owner, job, shard))
-                return True
-            if len(done) == spec.shards:
+            worked = self._run_shards(spec, self._rows(spec))
+            if len(self._done(spec)) == spec.shards:
                 self._finish(spec, "succeeded")
                 return True
         except Cancelled:
@@ -172,7 +170,12 @@ class JobWorker:
         except JobFailed as exc:
             self._finish(spec, "failed", str(exc))
             return True
-        return False
+        return worked
+
+    def _done(self, spec: JobSpec) -> set[int]:
+        """The shards whose results are written."""
+        parts = self._list(f"{jobs.job_prefix(spec.owner, spec.id)}/parts/")
+        return {int(key.rsplit("/", 1)[-1].split(".")[0]) for key in parts}
 
     def _rows(self, spec: JobSpec) -> list[Row]:
         """The job's input rows (read once per worker and job)."""
@@ -207,11 +210,52 @@ class JobWorker:
         )
         return self._put(key, lease, IfMatch=found[1])
 
-    def _do_shard(self, spec: JobSpec, shard: int, rows: list[Row]) -> None:
-        started = time.time()
+    def _run_shards(self, spec: JobSpec, rows: list[Row]) -> bool:
+        """The job's free shards, two in flight at a time: the next shard's requests go while the previous one's
+        last answers arrive, so the model never waits on a shard boundary. True when a shard was done."""
+        done = self._done(spec)
+        free = (shard for shard in range(spec.shards) if shard not in done)
+        running: deque[tuple[int, float, list[Future[list[dict[str, Any]]]]]] = deque()
+        worked, checked = False, time.monotonic()
+        try:
+            while True:
+                while len(running) < SHARDS_IN_FLIGHT and (shard := self._next_claimed(spec, free)) is not None:
+                    running.append((shard, time.time(), self._start_shard(spec, shard, rows)))
+                if not running:
+                    return worked
+                shard, started, futures = running.popleft()
+                try:
+                    self._end_shard(spec, shard, [line for future in futures for line in future.result()], started)
+                finally:
+                    self._delete(jobs.claim_key(spec.owner, spec.id, shard))
+                worked = True
+                if time.monotonic() - checked > CANCEL_CHECK_S:
+                    checked = time.monotonic()
+                    if self._get(jobs.cancel_key(spec.owner, spec.id)) is not None:
+                        raise Cancelled
+        finally:
+            for shard, _, futures in running:  # a failure or a cancel: what is still in flight is dropped
+                for future in futures:
+                    future.cancel()
+                self._delete(jobs.claim_key(spec.owner, spec.id, shard))
+
+    def _next_claimed(self, spec: JobSpec, free: Iterator[int]) -> int | None:
+        """The next free shard this worker managed to claim (others' workers take the ones they claimed)."""
+        for shard in free:
+            if self._claim(spec, shard):
+                return shard
+        return None
+
+    def _start_shard(self, spec: JobSpec, shard: int, rows: list[Row]) -> list[Future[list[dict[str, Any]]]]:
+        """The shard's requests, handed to the pool: bodies of texts, or the shard's photos in groups."""
         mine = [rows[i] for i in spec.shard_range(shard)]
-        classify = self._classify_texts if spec.kind == "text" else self._classify_images
-        lines = classify(spec, mine)
+        if spec.kind == "text":
+            send = self._text_sender(spec)
+            chunks = [mine[start : start + TEXTS_PER_REQUEST] for start in range(0, len(mine), TEXTS_PER_REQUEST)]
+            return [self.pool.submit(self._answered, spec, chunk, send, "texts") for chunk in chunks]
+        return [self.pool.submit(self._classify_images, spec, mine)]
+
+    def _end_shard(self, spec: JobSpec, shard: int, lines: list[dict[str, Any]], started: float) -> None:
         body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
         if not self._put(jobs.part_key(spec.owner, spec.id, shard), body, IfNoneMatch="*"):
             log_event(logger, "jobs.part_already_written", job=spec.id, shard=shard)  # another worker redid it first
@@ -326,16 +370,13 @@ class JobWorker:
             lines[row.index] = jobs.result_line(row.index, row.row_id, {"error": _row_error(error, item, bad)})
         return [lines[row.index] for row in rows]
 
-    def _classify_texts(self, spec: JobSpec, rows: list[Row]) -> list[dict[str, Any]]:
+    def _text_sender(self, spec: JobSpec) -> Callable[[list[Row]], httpx.Response]:
         headers = {"X-Model-Version": spec.version, "X-Request-ID": f"job-{spec.id}"}
 
         def send(batch: list[Row]) -> httpx.Response:
             return self.http.post(f"/v1/{spec.task}", json={"texts": [r.value for r in batch]}, headers=headers)
 
-        lines: list[dict[str, Any]] = []
-        for start in range(0, len(rows), TEXTS_PER_REQUEST):
-            lines += self._answered(spec, rows[start : start + TEXTS_PER_REQUEST], send, "texts")
-        return lines
+        return send
 
     def _classify_images(self, spec: JobSpec, rows: list[Row]) -> list[dict[str, Any]]:
         lines: list[dict[str, Any]] = []

@@ -48,10 +48,12 @@ test: test-prerequisites lint $(NEWMAN)
 test-prerequisites:
 	@bash scripts/test-prerequisites.sh
 
-## Run the Postman collection with newman against the running gateway (a photo of the data as photo.jpg).
+## Run the Postman collection with newman against the running gateway (a photo of the data as photo.jpg, and the
+## small files the bulk-job requests upload, from postman/files).
 postman: $(NEWMAN)
 	mkdir -p var/postman
 	cp "$$(ls $(DATA_DIR)/pose/running/*.jpg | head -1)" var/postman/photo.jpg
+	cp postman/files/* var/postman/
 	$(NEWMAN) run postman/collection.json -e postman/environment.json --working-dir var/postman $(POSTMAN_ARGS)
 
 ## The secrets docker-compose.yml reads (S3 identities + an AWS credentials file), generated once.
@@ -66,7 +68,7 @@ compose-check: $(STAMP)
 
 ## Validate deploy/k8s offline: core kinds against Kubernetes' schemas, KServe kinds against the kserve wheel's.
 k8s-check: $(STAMP)
-	$(PY) -m modelops.dev.k8s deploy/k8s/kustomization.yaml
+	$(PY) -m modelops.dev.k8s deploy/k8s/kustomization.yaml deploy/k8s/bulk-job.yaml
 
 ## Check the pinned requirements against known vulnerabilities (pip-audit; says how many it could audit).
 audit: $(STAMP)

@@ -27,6 +27,9 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 JOB_ID_PATTERN = r"^[a-z0-9]{20}$"
 ROOT = "jobs"
+# the input column a job reads when the caller names none, by the task's kind: the text itself, or where the
+# image is
+INPUT_COLUMN_DEFAULTS = {"text": "text", "image": "image"}
 # an owner is a key's name (letters, digits, `._-`) or `anonymous` when the gateway has no keys
 ANONYMOUS = "anonymous"
 _OWNER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -41,7 +44,11 @@ class JobSpec(BaseModel):
     owner: str
     task: str
     model: str
-    version: str = Field(description="the model version pinned for the whole job")
+    version: str | None = Field(
+        description="the model version pinned for the whole job; None where the upstream cannot say which versions "
+        "it serves (a KServe predictor serves one at a time: a rollout there changes it mid-job, and each result "
+        "line names the version that answered it)"
+    )
     kind: Literal["text", "image"]
     input_key: str = Field(description="the input file's key under the store prefix")
     input_name: str
@@ -54,6 +61,11 @@ class JobSpec(BaseModel):
     @property
     def shards(self) -> int:
         return -(-self.rows // self.shard_rows)
+
+    @property
+    def pin(self) -> str | None:
+        """The key that keeps the pinned version registered while the job runs (none when nothing is pinned)."""
+        return pin_key(self.model, self.version, self.id) if self.version else None
 
     def shard_range(self, shard: int) -> range:
         """The 0-based row indices of a shard."""

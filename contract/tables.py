@@ -84,6 +84,31 @@ def _missing(name: str, found: list[str], wanted: Mapping[str, str]) -> None:
         )
 
 
+def _delimiter(name: str, text: str) -> str:
+    delimiter = DELIMITERS.get(suffix_of(name))
+    if delimiter is None:
+        raise TableError(name, f"unknown file type {suffix_of(name) or '(none)'!r}", f"Use {FORMATS_TEXT}")
+    header = text.split("\n", 1)[0]
+    if delimiter == "," and "," not in header and ";" in header:
+        return ";"  # spreadsheets in locales whose decimal mark is a comma save CSV with semicolons
+    return delimiter
+
+
+def columns(data: bytes, name: str) -> list[str]:
+    """The columns a table names: its header (CSV, TSV) or its first object's keys (JSON Lines); for choosing
+    among them before the whole file is read."""
+    if suffix_of(name) in JSON_LINES:
+        first = next((line for line in decode(data, name).splitlines() if line.strip()), "")
+        try:
+            row = json.loads(first) if first else {}
+        except json.JSONDecodeError:
+            row = {}
+        return list(row) if isinstance(row, dict) else []
+    text = decode(data, name)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(name, text))
+    return [column for column in next(reader, []) if column]
+
+
 def read_rows(data: bytes, name: str, wanted: Mapping[str, str], optional: tuple[str, ...] = ()) -> Iterator[Row]:
     """The rows of table `name` (its suffix says the format), with the cells of the `wanted` columns (column ->
     the option that names it, for the error when one is missing) and of the `optional` ones. Rows whose cells
@@ -92,13 +117,8 @@ def read_rows(data: bytes, name: str, wanted: Mapping[str, str], optional: tuple
     if suffix in JSON_LINES:
         yield from _json_lines(data, name, wanted, optional)
         return
-    delimiter = DELIMITERS.get(suffix)
-    if delimiter is None:
-        raise TableError(name, f"unknown file type {suffix or '(none)'!r}", f"Use {FORMATS_TEXT}")
     text = decode(data, name)
-    header = text.split("\n", 1)[0]
-    if delimiter == "," and "," not in header and ";" in header:
-        delimiter = ";"  # spreadsheets in locales whose decimal mark is a comma save CSV with semicolons
+    delimiter = _delimiter(name, text)
     # strict: a stray quote is an error naming its line, not a field that silently swallows the rows after it
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     columns = [*wanted, *optional]
@@ -126,7 +146,10 @@ def _json_lines(data: bytes, name: str, wanted: Mapping[str, str], optional: tup
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise TableError(
-                f"{name}, line {number}", f"not valid JSON ({exc.msg} at column {exc.colno})", "Fix the line"
+                f"{name}, line {number}",
+                # json's messages end in " at" when they go on to say where ("Unterminated string starting at")
+                f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})",
+                "Fix the line",
             ) from None
         if not isinstance(row, dict):
             raise TableError(f"{name}, line {number}", "not a JSON object", f"Write each row as {{{example}}}")

@@ -107,7 +107,8 @@ class JobStore:
             self._put(spec.input_key, data, "application/octet-stream")
         self._put(jobs.spec_key(spec.owner, spec.id), spec.model_dump_json().encode())
         self._put(jobs.status_key(spec.owner, spec.id), JobStatus().model_dump_json().encode())
-        self._put(jobs.pin_key(spec.model, spec.version, spec.id), b"")
+        if spec.pin:
+            self._put(spec.pin, b"")
         self._put(jobs.active_key(spec.owner, spec.id), b"")  # last: the workers take it from here
 
     def _job(self, owner: str, job: str) -> Job | None:
@@ -131,7 +132,8 @@ class JobStore:
         spec = job.spec
         self._put(jobs.cancel_key(spec.owner, spec.id), b"")
         self._remove(jobs.active_key(spec.owner, spec.id))
-        self._remove(jobs.pin_key(spec.model, spec.version, spec.id))
+        if spec.pin:
+            self._remove(spec.pin)
 
     def _parts(self, spec: JobSpec) -> Iterator[bytes]:
         for shard in range(spec.shards):

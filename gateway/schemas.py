@@ -486,6 +486,14 @@ class JobRows(BaseModel):
     refused: int = Field(description="rows answered with their own error (an empty text, a text over the limit, ...)")
 
 
+class PinnedModel(BaseModel):
+    name: str
+    version: str | None = Field(
+        description="the version pinned for the whole job; null where the upstream cannot name versions (a KServe "
+        "predictor), and then each result line names the version that answered it"
+    )
+
+
 class JobView(BaseModel):
     id: str
     task: str
@@ -494,11 +502,11 @@ class JobView(BaseModel):
     refused: dict[str, int] = Field(description="refused rows by error code")
     rows_per_s: float | None
     eta_s: float | None = Field(description="seconds to go at the rate so far, while running")
-    model: ModelRef = Field(description="the model version pinned for the whole job")
+    model: PinnedModel
     input: str = Field(description="the input file's name")
-    created: str
-    started: float | None
-    finished: float | None
+    created: str = Field(description="UTC, ISO 8601, like the other two")
+    started: str | None = Field(description="when a worker took the job's first shard")
+    finished: str | None
     reason: str | None = Field(description="why the job failed")
     results: str | None = Field(description="where the results are, once the job has succeeded")
 

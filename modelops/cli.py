@@ -278,7 +278,7 @@ def _use_local_s3(cfg: stack.StackConfig) -> None:
 
 
 def cmd_jobs_worker(args: argparse.Namespace) -> None:
-    from modelops.jobs.worker import JobWorker, Settings
+    from modelops.jobs.worker import JobWorker, Settings, Slice
     from modelops.local import stack
     from modelops.store.s3 import ModelStore
 
@@ -288,7 +288,17 @@ def cmd_jobs_worker(args: argparse.Namespace) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    JobWorker(ModelStore(), settings).run_forever(stop)
+    worker = JobWorker(ModelStore(), settings)
+    if args.job is None:
+        worker.run_forever(stop)
+        return
+    if args.index is None or args.of is None:
+        raise SystemExit("--job needs --index (or JOB_COMPLETION_INDEX, as an Indexed Job sets it) and --of")
+    try:
+        part = Slice(int(args.index), args.of)
+    except ValueError as exc:
+        raise SystemExit(f"--index: {exc}") from None
+    worker.run_job(args.job, part, stop)
 
 
 def cmd_stop(_args: argparse.Namespace) -> None:
@@ -409,6 +419,15 @@ def main(argv: list[str] | None = None) -> None:
         default=float(os.environ.get("JOB_RETENTION_DAYS", "7")),
         help="delete finished jobs, results included, after this many days (env JOB_RETENTION_DAYS)",
     )
+    p.add_argument(
+        "--job", help="only this job, then exit: one index of a Kubernetes Indexed Job (deploy/k8s/bulk-job.yaml)"
+    )
+    p.add_argument(
+        "--index",
+        default=os.environ.get("JOB_COMPLETION_INDEX"),
+        help="with --job: this index's shards (shard %% --of == index); default JOB_COMPLETION_INDEX",
+    )
+    p.add_argument("--of", type=int, help="with --job: how many indexes share the job (the Indexed Job's completions)")
     p.set_defaults(func=cmd_jobs_worker)
 
     task = sub.add_parser("task", help="your own classifiers: add one from labelled data, list, remove")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
-from ui import image_page, status_page, text_page
+from ui import image_page, jobs_page, status_page, text_page
 from ui.client import GatewayError
 from ui.common import client
 
@@ -38,10 +38,11 @@ def task_page(info: dict[str, Any]) -> st.Page:
 
 
 def pages(models: list[dict[str, Any]]) -> list[st.Page]:
+    bulk = st.Page(partial(jobs_page.render, models), title="Bulk jobs", icon=":material/dataset:", url_path="jobs")
     status = st.Page(
         partial(status_page.render, models), title="Status", icon=":material/monitor_heart:", url_path="status"
     )
-    return [*map(task_page, models), status]
+    return [*map(task_page, models), bulk, status]
 
 
 def unavailable(exc: GatewayError) -> None:

@@ -60,21 +60,21 @@ class GatewayClient:
     def _call(self, method: str, path: str, accept: tuple[int, ...] = (), **kwargs: Any) -> Timed:
         """Send one request; 4xx/5xx become GatewayError unless listed in `accept`."""
         started = time.perf_counter()
+        response = self._send(method, path, accept, **kwargs)
+        return Timed(_json(response), time.perf_counter() - started)
+
+    def _send(self, method: str, path: str, accept: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise GatewayError(504, "timeout", f"no answer from {self.base_url} in time") from None
         except httpx.TransportError:
             raise GatewayError(None, "unreachable", f"the gateway at {self.base_url} is not reachable") from None
-        seconds = time.perf_counter() - started
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
         if response.status_code >= 400 and response.status_code not in accept:
+            body = _json(response)
             error = body.get("error", {}) if isinstance(body, dict) else {}
             raise GatewayError(response.status_code, error.get("code", "http_error"), error.get("message", ""))
-        return Timed(body, seconds)
+        return response
 
     def health(self) -> Timed:
         return self._call("GET", "/healthz")
@@ -104,6 +104,33 @@ class GatewayClient:
         """The card of the version serving `task` (`{"task", "model_name", "version", "card"}`)."""
         return self._call("GET", f"/v1/models/{task}").body
 
+    def submit_job(
+        self, task: str, filename: str, data: bytes, input_column: str, id_column: str | None
+    ) -> dict[str, Any]:
+        """A bulk job for a whole file (`POST /v1/jobs`); its view, with its id."""
+        form = {"task": task, "input_column": input_column, **({"id_column": id_column} if id_column else {})}
+        files = {"file": (filename, data, "application/octet-stream")}
+        body: dict[str, Any] = self._call("POST", "/v1/jobs", data=form, files=files).body
+        return body
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}").body
+        return body
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """This UI's key's jobs (everybody's when the gateway has no keys), newest first."""
+        found: list[dict[str, Any]] = self._call("GET", "/v1/jobs").body["jobs"]
+        return found
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self._call("DELETE", f"/v1/jobs/{job_id}").body
+        return body
+
+    def job_results(self, job_id: str, as_csv: bool) -> bytes:
+        """A finished job's results file, CSV or JSON Lines."""
+        accept = "text/csv" if as_csv else "application/x-ndjson"
+        return self._send("GET", f"/v1/jobs/{job_id}/results", headers={"Accept": accept}).content
+
     def _texts(self, path: str, texts: list[str]) -> list[dict[str, Any]]:
         if len(texts) == 1:
             return [self._call("POST", path, json={"text": texts[0]}).body]
@@ -112,3 +139,10 @@ class GatewayClient:
     def _image(self, path: str, data: bytes, filename: str, params: dict[str, Any]) -> dict[str, Any]:
         files = {"image": (filename, data, "application/octet-stream")}
         return self._call("POST", path, files=files, params=params).body
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -39,8 +39,6 @@ from gateway.settings import Settings
 
 router = APIRouter(tags=["jobs"], responses=GUARD_ERRORS)
 JSONL, CSV = "application/x-ndjson", "text/csv"
-# What a job's input column holds for each kind of task: the text itself, or where the image is.
-INPUT_COLUMN_DEFAULTS = {"text": "text", "image": "image"}
 
 
 def _owner(request: Request, task: str | None = None) -> str:
@@ -55,7 +53,7 @@ def _unavailable(exc: StoreUnavailable, settings: Settings) -> APIError:
     return APIError(503, "jobs_unavailable", f"bulk jobs need the job store: {exc}", retry_after=settings.retry_after_s)
 
 
-def view(job: Job, now: float | None = None) -> dict[str, Any]:
+def view(job: Job) -> dict[str, Any]:
     """What a caller sees of a job (`JobView`)."""
     spec, status = job.spec, job.status
     state = "cancelled" if job.cancelled and status.state not in jobs.FINISHED else status.state
@@ -75,11 +73,16 @@ def view(job: Job, now: float | None = None) -> dict[str, Any]:
         "model": {"name": spec.model, "version": spec.version},
         "input": spec.input_name,
         "created": spec.created,
-        "started": status.started,
-        "finished": status.finished,
+        "started": _stamp(status.started) if status.started else None,
+        "finished": _stamp(status.finished) if status.finished else None,
         "reason": status.reason,
         "results": f"/v1/jobs/{spec.id}/results" if state == "succeeded" else None,
     }
+
+
+def _stamp(seconds: float) -> str:
+    """A clock reading as a UTC ISO 8601 timestamp: `created`, `started` and `finished` share one format."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 async def _job(store: JobStore, request: Request, job_id: str, settings: Settings) -> Job:
@@ -119,7 +122,7 @@ def _check_file(data: bytes, name: str, spec: TaskSpec, submission: JobSubmissio
     """Rows in the file, once it is known to be readable whole, with its columns, within the limits."""
     if suffix_of(name) not in TABLE_SUFFIXES:
         raise APIError(415, "unsupported_media_type", f"file: {name!r} is not CSV (.csv, .tsv) or JSON Lines (.jsonl)")
-    column = submission.input_column or INPUT_COLUMN_DEFAULTS[spec.kind]
+    column = submission.input_column or jobs.INPUT_COLUMN_DEFAULTS[spec.kind]
     optional = (submission.id_column,) if submission.id_column else ()
     rows = 0
     try:
@@ -194,11 +197,11 @@ async def submit_job(
             kind=spec.kind,
             input_key=f"{jobs.job_prefix(owner, job_id)}/input{suffix_of(name)}",
             input_name=name,
-            input_column=submission.input_column or INPUT_COLUMN_DEFAULTS[spec.kind],
+            input_column=submission.input_column or jobs.INPUT_COLUMN_DEFAULTS[spec.kind],
             id_column=submission.id_column,
             rows=rows,
             shard_rows=settings.job_shard_rows,
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            created=_stamp(time.time()),
         )
         await store.submit(job, data)
     except StoreUnavailable as exc:
@@ -219,12 +222,15 @@ async def _read_input(store: JobStore, uri: str, settings: Settings) -> bytes:
     return data
 
 
-async def _serving_version(client: Any, model: str, settings: Settings) -> str:
-    """The version the model's TorchServes serve now: the one the job is pinned to."""
-    for status in await client.status([model]):
-        loaded = (status.models or {}).get(model)
-        if loaded and loaded.get("version"):
+async def _serving_version(client: Any, model: str, settings: Settings) -> str | None:
+    """The version the model's TorchServes serve now: the one the job is pinned to. None when the model is
+    ready on an upstream that cannot name versions (no management API, as a KServe predictor)."""
+    ready = [loaded for status in await client.status([model]) if (loaded := (status.models or {}).get(model))]
+    for loaded in ready:
+        if loaded.get("version"):
             return str(loaded["version"])
+    if any(loaded["ready"] for loaded in ready):
+        return None
     raise APIError(
         503,
         "model_not_ready",

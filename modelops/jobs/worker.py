@@ -69,6 +69,22 @@ class Row:
     value: str
 
 
+@dataclass(frozen=True)
+class Slice:
+    """The shards one index of a Kubernetes Indexed Job takes: those with `shard % count == index`, so `count`
+    pods share a job's shards with no scheduler (each redoes its own after a restart, by the same leases)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"index {self.index} is not in 0..{self.count - 1}")
+
+    def __contains__(self, shard: int) -> bool:
+        return shard % self.count == self.index
+
+
 @dataclass
 class Settings:
     """Where the gateway is and how to call it; how long a claim lasts; how long results are kept."""
@@ -90,6 +106,7 @@ class JobWorker:
         headers = {"X-Priority": "bulk", **({"X-API-Key": settings.api_key} if settings.api_key else {})}
         self.http = http or httpx.Client(base_url=settings.gateway_url, timeout=120, headers=headers)
         self._inputs: dict[str, list[Row]] = {}
+        self.slice: Slice | None = None
         self._last_sweep = 0.0
         # bodies in flight at once: enough to keep every TorchServe worker fed while the model is quiet (the
         # gateway's fair share decides how much of them goes upstream while interactive callers are there)
@@ -136,6 +153,23 @@ class JobWorker:
                 busy = False
             if not busy:
                 stop.wait(self.settings.poll_s)
+
+    def run_job(self, job: str, part: Slice, stop: threading.Event) -> None:
+        """One index of an Indexed Job: this slice of one job's shards, then return (the job finishes with
+        whichever index writes its last part). A job already finished or unknown returns at once."""
+        self.slice = part
+        log_event(logger, "jobs.index_started", job=job, index=part.index, of=part.count)
+        while not stop.is_set():
+            owner = next((k.split("/")[2] for k in self._list(f"{jobs.ROOT}/active/") if k.endswith(f"/{job}")), None)
+            spec = self._spec(owner, job) if owner else None
+            if spec is None:
+                log_event(logger, "jobs.index_done", job=job, index=part.index, reason="the job is not active")
+                return
+            self._work_on(spec.owner, job)
+            if all(shard in self._done(spec) for shard in range(spec.shards) if shard in part):
+                log_event(logger, "jobs.index_done", job=job, index=part.index, reason="its shards are written")
+                return
+            stop.wait(self.settings.poll_s)  # a shard of ours still leased by an earlier try of this index
 
     def pass_once(self) -> bool:
         """One shard of the oldest unfinished job that has one free; True when some work was done."""
@@ -214,7 +248,7 @@ class JobWorker:
         """The job's free shards, two in flight at a time: the next shard's requests go while the previous one's
         last answers arrive, so the model never waits on a shard boundary. True when a shard was done."""
         done = self._done(spec)
-        free = (shard for shard in range(spec.shards) if shard not in done)
+        free = (s for s in range(spec.shards) if s not in done and (self.slice is None or s in self.slice))
         running: deque[tuple[int, float, list[Future[list[dict[str, Any]]]]]] = deque()
         worked, checked = False, time.monotonic()
         try:
@@ -310,8 +344,9 @@ class JobWorker:
             status.started = status.started or status.finished
             self._put(key, status.model_dump_json().encode())
             log_event(logger, "jobs.finished", job=spec.id, state=state, rows=status.rows_done, reason=reason)
-        for leftover in (jobs.active_key(spec.owner, spec.id), jobs.pin_key(spec.model, spec.version, spec.id)):
-            self._delete(leftover)
+        for leftover in (jobs.active_key(spec.owner, spec.id), spec.pin):
+            if leftover:
+                self._delete(leftover)
         for claim in self._list(f"{jobs.job_prefix(spec.owner, spec.id)}/claims/"):
             self._delete(claim)
         self._inputs.pop(spec.id, None)
@@ -371,7 +406,7 @@ class JobWorker:
         return [lines[row.index] for row in rows]
 
     def _text_sender(self, spec: JobSpec) -> Callable[[list[Row]], httpx.Response]:
-        headers = {"X-Model-Version": spec.version, "X-Request-ID": f"job-{spec.id}"}
+        headers = _headers(spec)
 
         def send(batch: list[Row]) -> httpx.Response:
             return self.http.post(f"/v1/{spec.task}", json={"texts": [r.value for r in batch]}, headers=headers)
@@ -396,7 +431,7 @@ class JobWorker:
         return sorted(lines, key=lambda line: int(line["row"]))
 
     def _photo_sender(self, spec: JobSpec, photos: dict[int, bytes]) -> Callable[[list[Row]], httpx.Response]:
-        headers = {"X-Model-Version": spec.version, "X-Request-ID": f"job-{spec.id}"}
+        headers = _headers(spec)
 
         def send(batch: list[Row]) -> httpx.Response:
             files = [("images", (f"{r.index}.img", io.BytesIO(photos[r.index]))) for r in batch]
@@ -429,6 +464,11 @@ class JobWorker:
                 for old in self._list(prefix):
                     self._delete(old)
                 log_event(logger, "jobs.expired", prefix=prefix)
+
+
+def _headers(spec: JobSpec) -> dict[str, str]:
+    """The job's pinned version (when its upstream names versions) and its id, on every request."""
+    return {"X-Request-ID": f"job-{spec.id}", **({"X-Model-Version": spec.version} if spec.version else {})}
 
 
 def _answer(answer: dict[str, Any]) -> dict[str, Any]:

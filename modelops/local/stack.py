@@ -332,11 +332,13 @@ def s3_reads(s3: Any) -> bool:
 
     SeaweedFS's S3 port answers before its filer and volume server are ready: a sync right after a restart
     got "InternalError ... please try again" reading the manifest. So this lists the buckets and reads one
-    byte of the first object it finds, through the same path a download takes (on a fresh start there is no
-    object yet, and listing is enough)."""
+    byte of the first non-empty object it finds, through the same path a download takes (on a fresh start there
+    is no object yet, and listing is enough). Empty objects are skipped: a range read of one fails by design
+    (416 on AWS, an error on SeaweedFS), and a bulk job's active marker is empty."""
     try:
         for bucket in s3.list_buckets()["Buckets"]:
-            for item in s3.list_objects_v2(Bucket=bucket["Name"], MaxKeys=1).get("Contents", []):
+            listed = s3.list_objects_v2(Bucket=bucket["Name"], MaxKeys=100).get("Contents", [])
+            for item in (item for item in listed if item["Size"] > 0):
                 s3.get_object(Bucket=bucket["Name"], Key=item["Key"], Range="bytes=0-0")["Body"].read()
                 return True
         return True

@@ -10,8 +10,11 @@ import csv
 import io
 import json
 import os
+import re
 import secrets
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +26,7 @@ import pytest
 from contract import jobs
 from modelops.local import stack
 from modelops.train.data import data_dir
-from tests.conftest import Stack
+from tests.conftest import TEST_BUCKET, Stack
 from tests.integration.test_lifecycle import new_version
 
 pytestmark = pytest.mark.integration
@@ -48,8 +51,10 @@ def _csv(rows: list[tuple[str, str]]) -> bytes:
     return out.getvalue().encode()
 
 
+INPUTS = f"s3://{TEST_BUCKET}/ci/inputs/"
 JOBS_GATEWAY_ENV = {
     "GATEWAY_API_KEYS": ",".join(f"{name}:{key}" for name, key in KEYS.items()),
+    "GATEWAY_JOBS_INPUT_PREFIX": INPUTS,
     "GATEWAY_JOB_SHARD_ROWS": str(SHARD_ROWS),
     "GATEWAY_JOB_MAX_ROWS": "20000",
 }
@@ -141,6 +146,34 @@ def _same_as_sync(
         assert (lines[i]["label"], lines[i]["scores"]) == (synchronous["label"], synchronous["scores"]), i
 
 
+def test_an_indexed_job_splits_the_shards_by_index(live_stack: Stack, jobs_gateway: stack.StackConfig) -> None:
+    """Two indexes of a Kubernetes Indexed Job (`--job ID --of 2`, the index from JOB_COMPLETION_INDEX), and no
+    other worker: each writes only its own shards and exits; the job finishes with every row once. (First in
+    this module, before any long-running worker exists to take shards.)"""
+    rows = _tweets(6 * SHARD_ROWS - 10)
+    with _client(jobs_gateway) as http:
+        job = _submit(http, rows)
+        env = {
+            **os.environ,
+            **stack.gateway_env(live_stack.cfg),
+            "JOB_GATEWAY_URL": jobs_gateway.gateway_url,
+            "JOB_WORKER_API_KEY": KEYS["alice"],
+        }
+        command = [sys.executable, "-m", "modelops", "jobs", "worker", "--job", job, "--of", "2"]
+        indexes = [
+            subprocess.Popen(command, env={**env, "JOB_COMPLETION_INDEX": str(i)}, stderr=subprocess.PIPE, text=True)
+            for i in range(2)
+        ]
+        logs = [index.communicate(timeout=300)[1] for index in indexes]
+        assert [index.returncode for index in indexes] == [0, 0], logs
+        view = http.get(f"/v1/jobs/{job}").json()
+        assert view["state"] == "succeeded", view
+        _exactly_once(_results(http, job), rows)
+    for i, log in enumerate(logs):
+        shards = {json.loads(line)["shard"] for line in log.splitlines() if '"jobs.shard_done"' in line}
+        assert shards == {s for s in range(6) if s % 2 == i}, (i, log)
+
+
 def test_a_job_runs_with_bad_rows_answered_per_row(jobs_gateway: stack.StackConfig, worker: stack.StackConfig) -> None:
     rows = _tweets(300, bad={3: "", 70: "x" * 2001, 200: "line\x07bell"})
     with _client(jobs_gateway) as http:
@@ -152,6 +185,9 @@ def test_a_job_runs_with_bad_rows_answered_per_row(jobs_gateway: stack.StackConf
         assert view["state"] == "succeeded", view
         assert view["rows"] == {"total": 300, "done": 300, "refused": 3}
         assert view["refused"] == {"validation_error": 3}
+        stamps = [view["created"], view["started"], view["finished"]]
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp) for stamp in stamps), stamps
+        assert stamps == sorted(stamps)
         lines = _results(http, job)
         _exactly_once(lines, rows)
         assert lines[3]["error"] == {"code": "validation_error", "message": "String should have at least 1 character"}
@@ -319,3 +355,39 @@ def test_the_version_is_pinned_across_a_rollout(
         finally:
             live_stack.store.set_default("disaster", before)  # leave the stack as the other tests expect it
             live_stack.sync()
+
+
+def test_a_photo_job_reads_its_file_and_photos_from_the_input_prefix(
+    live_stack: Stack, jobs_gateway: stack.StackConfig, worker: stack.StackConfig
+) -> None:
+    """An image task's job names its file and its photos by s3:// URI under GATEWAY_JOBS_INPUT_PREFIX; a photo
+    that is missing or not an image is that row's error; the others are answered as the synchronous route
+    answers them. A URI outside the prefix is refused at submission."""
+    s3, bucket = live_stack.store.s3, TEST_BUCKET
+    photos = sorted((data_dir() / "pose" / "running").glob("*.jpg"))[:10]
+    rows = [(f"p{i}", f"{INPUTS}photos/{photo.name}") for i, photo in enumerate(photos)]
+    for photo in photos:
+        s3.put_object(Bucket=bucket, Key=f"ci/inputs/photos/{photo.name}", Body=photo.read_bytes())
+    s3.put_object(Bucket=bucket, Key="ci/inputs/photos/notes.jpg", Body=b"not a photo")
+    rows[3] = ("missing", f"{INPUTS}photos/nowhere.jpg")
+    rows[6] = ("notes", f"{INPUTS}photos/notes.jpg")
+    table = "image,photo_id\n" + "".join(f"{uri},{row_id}\n" for row_id, uri in rows)
+    s3.put_object(Bucket=bucket, Key="ci/inputs/photos.csv", Body=table.encode())
+    submission = {"task": "pose", "input_column": "image", "id_column": "photo_id"}
+    with _client(jobs_gateway) as http:
+        outside = http.post("/v1/jobs", json={**submission, "input_uri": f"s3://{bucket}/ci/jobs/photos.csv"})
+        assert outside.status_code == 422
+        assert f"an s3:// URI under {INPUTS}" in outside.json()["error"]["message"]
+        response = http.post("/v1/jobs", json={**submission, "input_uri": f"{INPUTS}photos.csv"})
+        assert response.status_code == 202, response.text
+        view = _wait(http, response.json()["id"], _finished)
+        assert view["state"] == "succeeded", view
+        assert view["refused"] == {"image_not_found": 1, "unsupported_media_type": 1}
+        lines = _results(http, view["id"])
+        assert [line["id"] for line in lines] == [row_id for row_id, _ in rows]
+        assert lines[3]["error"]["code"] == "image_not_found"
+        assert lines[6]["error"]["code"] == "unsupported_media_type"
+        for i in (0, 9):
+            files = {"image": (photos[i].name, photos[i].read_bytes())}
+            synchronous = http.post("/v1/pose", files=files, params={"top_k": 5}).json()
+            assert (lines[i]["label"], lines[i]["score"]) == (synchronous["label"], synchronous["score"]), i

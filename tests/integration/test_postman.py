@@ -26,6 +26,8 @@ def test_postman_collection_passes_against_the_live_gateway(live_stack: Stack, t
     assert NEWMAN.exists(), "newman is not installed: run `make test` (it runs `npm ci` in postman/)"
     photo = next((data_dir() / "pose" / "running").glob("*.jpg"))
     shutil.copy(photo, tmp_path / "photo.jpg")  # the collection uploads `photo.jpg` from newman's working dir
+    for upload in (POSTMAN / "files").iterdir():  # the bulk-job requests' files
+        shutil.copy(upload, tmp_path / upload.name)
     REPORT.parent.mkdir(exist_ok=True)
     finished = subprocess.run(
         [

@@ -157,6 +157,47 @@ def test_status_page_after_a_request_in_the_same_session(browser_page, ui_url: s
     page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)
 
 
+@pytest.fixture(scope="module")
+def jobs_worker(live_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A job worker for the live gateway, as `make run` starts one."""
+    cfg = stack.StackConfig(state_dir=tmp_path_factory.mktemp("ui-jobs"), gateway_port=live_stack.cfg.gateway_port)
+    stack.start_jobs_worker(cfg)
+    yield
+    stack.stop(cfg, "jobs")
+
+
+def test_bulk_job_runs_on_the_server_and_survives_a_reload(
+    browser: Any, ui_url: str, jobs_worker: None, tmp_path: Path
+) -> None:
+    """A file handed to the bulk page becomes a job on the server: a fresh tab at the page's address (a reload,
+    another browser) finds it, and its results download with one line per row, in order."""
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text(
+        "review_id,text\n"
+        + "".join(f"r{i},{'A warm and funny film' if i % 2 else 'Dull and far too long'}\n" for i in range(300))
+    )
+    page = new_page(browser)
+    page.goto(f"{ui_url}/jobs")
+    page.locator("input[type=file]").set_input_files(str(reviews))
+    page.get_by_role("button", name="Start the job").click()
+    page.wait_for_url("**/jobs?job=*")
+    address = page.url
+    page.close()
+    again = new_page(browser)  # the first tab is gone: the job is not
+    again.goto(address)
+    download = again.get_by_role("button", name="Download results (CSV)")
+    download.wait_for(timeout=180_000)
+    assert again.get_by_text("300 of 300 rows").count() == 1
+    with again.expect_download() as saved:
+        download.click()
+    lines = Path(saved.value.path()).read_text().splitlines()
+    assert len(lines) == 301
+    assert lines[0].startswith("row,id,label,score,")
+    assert [line.split(",")[:2] for line in lines[1:4]] == [["1", "r0"], ["2", "r1"], ["3", "r2"]]
+    assert {line.split(",")[2] for line in lines[1:]} <= {"negative", "positive"}
+    again.screenshot(path=str(ARTIFACTS / "bulk-job.png"), full_page=True)
+
+
 @contextmanager
 def ui_process(gateway_url: str, log_path: Path, taken: set[int]) -> Iterator[str]:
     """A UI of its own, on a free port not in `taken`, for the gateway at `gateway_url`: its address while it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -91,7 +92,7 @@ def test_replicas_profile_gives_each_torchserve_its_own_state_and_the_gateway_bo
 
 
 def test_s3_credentials_reach_containers_only_as_secrets(resolved: dict, tmp_path: Path) -> None:
-    for name in ("seed", "sync"):
+    for name in ("seed", "sync", "gateway", "jobs"):
         environment = resolved["services"][name]["environment"]
         assert "AWS_SECRET_ACCESS_KEY" not in environment
         assert environment["AWS_SHARED_CREDENTIALS_FILE"] == "/run/secrets/aws_credentials"
@@ -148,6 +149,8 @@ def test_ec2_role_reads_only_the_model_prefix() -> None:
 
 
 K8S = REPO_ROOT / "deploy" / "k8s"
+# created once per bulk job, outside the kustomization
+BULK_JOB = K8S / "bulk-job.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +160,7 @@ def manifests() -> ManifestValidator:
 
 def _documents() -> dict[str, dict]:
     """Every Kubernetes object in deploy/k8s, by kind/name."""
-    paths = [p for p in sorted(K8S.glob("*.yaml")) if p.name != "kustomization.yaml"]
+    paths = [p for p in sorted(K8S.glob("*.yaml")) if p.name not in ("kustomization.yaml", BULK_JOB.name)]
     docs = [d for path in paths for d in yaml.safe_load_all(path.read_text()) if d]
     return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
 
@@ -166,6 +169,20 @@ def test_k8s_manifests_validate_offline(manifests: ManifestValidator) -> None:
     checked, findings = manifests.check_files([K8S / "kustomization.yaml"])
     assert checked == len(_documents())  # the kustomization lists every file
     assert [str(f) for f in findings] == []
+
+
+def test_k8s_bulk_job_gives_each_index_its_own_shards(manifests: ManifestValidator) -> None:
+    checked, findings = manifests.check_files([BULK_JOB])
+    assert (checked, [str(f) for f in findings]) == (1, [])
+    job = yaml.safe_load(
+        BULK_JOB.read_text().replace("JOB_ID", "0190c3e5a1b2c3d4e5f6")  # as the file's own comment shows
+    )
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--of") + 1] == str(spec["completions"]) == str(spec["parallelism"])
+    assert args[args.index("--job") + 1] == "0190c3e5a1b2c3d4e5f6"
+    assert re.fullmatch(r"[a-z0-9-]{1,63}", job["metadata"]["name"])  # a name a cluster takes
 
 
 def test_k8s_validation_catches_what_a_cluster_would_refuse_or_drop(manifests: ManifestValidator) -> None:

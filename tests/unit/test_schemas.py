@@ -164,6 +164,11 @@ def test_operation_ids_are_readable(document: dict[str, Any]) -> None:
         ("post", "/v1/sentiment/explain"): "explain_sentiment",
         ("post", "/v1/disaster/explain"): "explain_disaster",
         ("post", "/v1/pose/explain"): "explain_pose",
+        ("post", "/v1/jobs"): "submit_job",
+        ("get", "/v1/jobs"): "list_jobs",
+        ("get", "/v1/jobs/{job_id}"): "job_status",
+        ("delete", "/v1/jobs/{job_id}"): "cancel_job",
+        ("get", "/v1/jobs/{job_id}/results"): "job_results",
     }
 
 

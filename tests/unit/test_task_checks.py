@@ -70,6 +70,16 @@ def test_a_multi_line_quoted_text_is_one_row_and_rows_are_named_by_their_first_l
         ),
         (
             "rows.jsonl",
+            b'{"text": "fine", "label": "good"}\n{"text": "broken, "label": "bad"}\n',
+            "error: rows.jsonl, line 2: not valid JSON (Expecting ',' delimiter at column 20). Fix the line",
+        ),
+        (
+            "cut.jsonl",
+            b'{"text": "fine", "label": "good"}\n{"text": "cut short\n',
+            "error: cut.jsonl, line 2: not valid JSON (Unterminated string starting at column 10). Fix the line",
+        ),
+        (
+            "rows.jsonl",
             b'{"text": "fine", "label": "good"}\n["not", "an object"]\n',
             'error: rows.jsonl, line 2: not a JSON object. Write each row as {"text": ..., "label": ...}',
         ),

@@ -66,7 +66,8 @@ compose-check: $(STAMP)
 	COMPOSE_PROFILES=replicas docker-compose -f docker-compose.yml -f docker-compose.replicas.yml config -q
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-## Validate deploy/k8s offline: core kinds against Kubernetes' schemas, KServe kinds against the kserve wheel's.
+## Validate deploy/k8s without a cluster: core kinds against Kubernetes' schemas, KServe kinds against the kserve
+## wheel's (downloaded from PyPI on the first run, into var/cache; later runs need no network).
 k8s-check: $(STAMP)
 	$(PY) -m modelops.dev.k8s deploy/k8s/kustomization.yaml deploy/k8s/bulk-job.yaml
 

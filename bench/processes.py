@@ -12,9 +12,10 @@ MIB = 1024 * 1024
 
 def stack_processes(cfg: stack.StackConfig, models: list[str]) -> dict[str, psutil.Process]:
     """Every process of the stack, by a readable name: TorchServe's Java frontend (the `torchserve` launcher's
-    child) and each worker by model and pid, next to the `make run` supervisor, the gateway, S3 and the UI."""
+    child) and each worker by model and pid, next to the `make run` supervisor, the gateway, S3, the UI and the
+    job worker."""
     found: dict[str, psutil.Process] = {}
-    for name in ("supervisor", "gateway", "s3", "ui"):
+    for name in ("supervisor", "gateway", "s3", "ui", "jobs"):
         pid = stack.running_pid(cfg, name)
         if pid is not None:
             found[name] = psutil.Process(pid)

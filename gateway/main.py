@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from contract.catalog import load_catalog
 from contract.logs import configure_logging
@@ -112,6 +113,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keys = KeyStore(settings.api_keys, settings.api_keys_file)
     app.add_middleware(Guard, keys=keys, limiter=limiter, task_routes=tasks.paths, metrics=metrics)
     app.add_middleware(Observe, metrics=metrics)
+    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+    if origins:  # outermost: a browser's preflight (no API key, by design) is answered before the guard
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID", "X-Model-Version", "X-Priority"],
+            expose_headers=["X-Request-ID", "Retry-After", "Location"],
+            max_age=600,
+        )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

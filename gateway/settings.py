@@ -1,4 +1,8 @@
-"""Gateway settings, from environment variables prefixed `GATEWAY_` (see the README's configuration table)."""
+"""Gateway settings, from environment variables prefixed `GATEWAY_`.
+
+Each one is documented in docs/configuration.md ("Gateway" and "Bulk jobs"); tests/unit/test_docs.py fails
+when a setting here and that page disagree, so add a row there with every new field.
+"""
 
 from __future__ import annotations
 
@@ -151,6 +155,11 @@ class Settings(BaseSettings):
             "re-sends of a prediction TorchServe refused with 404 (not loaded there yet), 503 (no free worker) "
             "or 'Worker died.' (507, or 500 before TorchServe reaps the worker)"
         ),
+    )
+    cors_origins: str = Field(
+        default="",
+        description="comma-separated origins whose web pages may call the API from a browser "
+        "('https://app.example.com,https://admin.example.com', or '*'); empty: no CORS headers",
     )
     api_keys: str = Field(
         default="", repr=False, description="'name:key,name:key' accepted in X-API-Key; empty with no file = open"

@@ -5,8 +5,12 @@ package   turn a trained folder into a TorchServe archive (.mar)
 publish   upload an archive to S3 and record it in the manifest
 build     train + package + publish (one task, or every task with nothing published)
 sync      download published archives into the model store and register them with TorchServe
+rollback  point a model's default at the previous (or a given) version
 run       start S3, build what is missing, start TorchServe + gateway, supervise until Ctrl-C
+evaluate  score a model on labelled data, in-process or through the gateway
 stop      stop what `run` started
+torchserve  TorchServe in the foreground at the STACK_* addresses (what the container image runs)
+jobs      the bulk job worker (`jobs worker`)
 task      add a classifier from your own labelled data (CSV, TSV, JSON Lines or an image folder), list, remove
 """
 
@@ -301,6 +305,20 @@ def cmd_jobs_worker(args: argparse.Namespace) -> None:
     worker.run_job(args.job, part, stop)
 
 
+def cmd_torchserve(_args: argparse.Namespace) -> None:
+    """Become TorchServe, configured from config.properties at the `STACK_*` addresses (a container sets
+    `STACK_HOST=0.0.0.0`): the only way the addresses change, since TorchServe's own `TS_*` variables are off
+    (`enable_envvars_config=false`: whatever sets the JVM's environment could otherwise turn token auth off)."""
+    from modelops.local import stack
+
+    cfg = stack.StackConfig.from_env()
+    config = stack.torchserve_config(cfg)
+    cfg.key_file.unlink(missing_ok=True)  # a stale key file from a killed run would hold dead keys
+    os.chdir(cfg.torchserve_dir)  # TorchServe writes its key file into its working directory
+    command = stack.torchserve_command(cfg, config)
+    os.execv(command[0], command)
+
+
 def cmd_stop(_args: argparse.Namespace) -> None:
     from modelops.local import stack
 
@@ -308,7 +326,9 @@ def cmd_stop(_args: argparse.Namespace) -> None:
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and its options. Apart from `main`, so that the docs test (tests/unit/test_docs.py) can
+    check each `modelops <command>` the documentation names against the commands that exist."""
     parser = argparse.ArgumentParser(prog="python -m modelops", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--log-level",
@@ -404,6 +424,11 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("stop", help="stop the local stack")
     p.set_defaults(func=cmd_stop)
 
+    p = sub.add_parser(
+        "torchserve", help="run TorchServe in the foreground at the STACK_* addresses (what a container runs)"
+    )
+    p.set_defaults(func=cmd_torchserve)
+
     jobs = sub.add_parser("jobs", help="bulk jobs (POST /v1/jobs): the worker that classifies them")
     job_commands = jobs.add_subparsers(dest="jobs_command", required=True)
     p = job_commands.add_parser(
@@ -453,8 +478,11 @@ def main(argv: list[str] | None = None) -> None:
     p = tasks.add_parser("remove", help="unpublish a task added with `task add`; its route goes away")
     p.add_argument("name")
     p.set_defaults(func=cmd_task_remove)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     configure_logging(args.log_level or ("WARNING" if args.command == "task" else "INFO"))
     try:
         args.func(args)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import Response
 
@@ -13,7 +11,17 @@ from gateway.dependencies import AppSettings, Catalog, Client, Metrics
 from gateway.errors import APIError
 from gateway.metrics import CONTENT_TYPE
 from gateway.responses import OrjsonResponse
-from gateway.schemas import GUARD_ERRORS, ErrorResponse, ModelCardAnswer, Readiness
+from gateway.schemas import (
+    GUARD_ERRORS,
+    ErrorResponse,
+    LoadedVersion,
+    ModelCardAnswer,
+    ModelList,
+    Readiness,
+    TaskEntry,
+    UpstreamReadiness,
+    UpstreamState,
+)
 from gateway.upstream import TorchServeClient, UpstreamStatus
 
 router = APIRouter(tags=["operations"], responses=GUARD_ERRORS)
@@ -52,46 +60,50 @@ async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> Orj
     names = [spec.model_name for spec in catalog.values()]
     models = {name: any(s.ready(name) for s in statuses) for name in names}
     ready = all(models.values())
-    body: dict[str, Any] = {
-        "status": "ready" if ready else "not_ready",
-        "models": models,
-        "upstreams": {s.name: {"ready": all(s.ready(name) for name in names), "reason": s.problem} for s in statuses},
-    }
+    body = Readiness(
+        status="ready" if ready else "not_ready",
+        models=models,
+        upstreams={
+            s.name: UpstreamReadiness(ready=all(s.ready(name) for name in names), reason=s.problem) for s in statuses
+        },
+    )
     if not ready:
         missing = ", ".join(name for name, ok in models.items() if not ok)
-        body["reason"] = f"not ready: {missing}" + (f" ({problem})" if (problem := _problems(statuses)) else "")
+        body.reason = f"not ready: {missing}" + (f" ({problem})" if (problem := _problems(statuses)) else "")
     headers = None if ready else {"Retry-After": str(settings.retry_after_s)}
-    return OrjsonResponse(body, status_code=200 if ready else 503, headers=headers)
+    # `reason` only when not ready; an upstream's `reason` always (null when it could be asked)
+    content = body.model_dump(exclude={"reason"} if ready else set())
+    return OrjsonResponse(content, status_code=200 if ready else 503, headers=headers)
 
 
-def _best(statuses: list[UpstreamStatus], model: str) -> dict[str, Any] | None:
+def _best(statuses: list[UpstreamStatus], model: str) -> LoadedVersion | None:
     """What the first upstream that has `model` ready (else loaded at all) reports about it."""
     loaded = [info for s in statuses if s.models and (info := s.models.get(model))]
-    return next((info for info in loaded if info["ready"]), loaded[0] if loaded else None)
+    best = next((info for info in loaded if info["ready"]), loaded[0] if loaded else None)
+    return None if best is None else LoadedVersion(**best)
 
 
 @router.get("/v1/models", summary="The tasks routed (the catalog's and those added) and the version serving each")
-async def list_models(client: Client, catalog: Catalog, settings: AppSettings) -> dict[str, Any]:
+async def list_models(client: Client, catalog: Catalog, settings: AppSettings) -> ModelList:
     statuses = await _statuses(client, catalog)
     problem = _problems(statuses)
     training = read_progress(settings.training_status_dir) if settings.training_status_dir else {}
     models = [
-        {
-            "task": spec.task,
-            "kind": spec.kind,
-            "route": spec.route,
-            "model_name": spec.model_name,
-            "description": spec.description,
-            "labels": list(spec.labels),
-            "max_chars": spec.text.max_chars if isinstance(spec, TextTask) else None,
-            "loaded": _best(statuses, spec.model_name),
-            # a better version being built for it (`make run`'s background training), if any
-            "training": training.get(spec.task),
-        }
+        TaskEntry(
+            task=spec.task,
+            kind=spec.kind,
+            route=spec.route,
+            model_name=spec.model_name,
+            description=spec.description,
+            labels=list(spec.labels),
+            max_chars=spec.text.max_chars if isinstance(spec, TextTask) else None,
+            loaded=_best(statuses, spec.model_name),
+            training=training.get(spec.task),
+        )
         for spec in catalog.values()
     ]
-    upstreams = [{"name": s.name, "reachable": s.problem is None, "reason": s.problem} for s in statuses]
-    return {"models": models, "torchserve": "reachable" if problem is None else problem, "upstreams": upstreams}
+    upstreams = [UpstreamState(name=s.name, reachable=s.problem is None, reason=s.problem) for s in statuses]
+    return ModelList(models=models, torchserve="reachable" if problem is None else problem, upstreams=upstreams)
 
 
 @router.get(

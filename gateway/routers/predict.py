@@ -261,16 +261,29 @@ def _image_endpoint(spec: TaskSpec, settings: Settings, explain: bool) -> Any:
 IMAGE_UPLOAD = "ImageUpload"
 
 
-def _image_upload_schema(max_images: int) -> dict[str, Any]:
+def image_upload_schema(max_images: int) -> dict[str, Any]:
+    """The multipart body as `gateway.uploads` reads it: a file is required, as `image` or as 1 to `max_images`
+    `images` (not both), and no other field."""
     binary = {"type": "string", "format": "binary"}
     return {
         "title": IMAGE_UPLOAD,
         "type": "object",
-        "description": f"one `image` file field, or up to {max_images} `images` file fields",
+        "description": f"one `image` file field, or 1 to {max_images} `images` file fields",
         "properties": {
             "image": {**binary, "description": "one photo"},
-            "images": {"type": "array", "items": binary, "description": f"up to {max_images} photos"},
+            "images": {
+                "type": "array",
+                "items": binary,
+                "minItems": 1,
+                "maxItems": max_images,
+                "description": f"up to {max_images} photos",
+            },
         },
+        # exactly one of the two, said without `oneOf`, whose negation fuzzers get wrong (they "break" one
+        # branch with a body that satisfies the other)
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": False,
     }
 
 
@@ -332,7 +345,7 @@ def _text_components(spec: TextTask, settings: Settings) -> dict[str, Any]:
 
 def _image_components(_spec: ImageTask, settings: Settings) -> dict[str, Any]:
     return {
-        IMAGE_UPLOAD: _image_upload_schema(settings.max_images),
+        IMAGE_UPLOAD: image_upload_schema(settings.max_images),
         **image_request_model(settings.max_images).openapi_forms(),
     }
 

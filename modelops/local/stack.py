@@ -224,6 +224,39 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def ports(cfg: StackConfig) -> dict[str, list[tuple[str, int]]]:
+    """Each service's listening ports, with the variable that moves each (`StackConfig.from_env`)."""
+    internal = [
+        ("STACK_S3_INTERNAL_PORTS", port + offset) for port in cfg.s3_internal_ports.values() for offset in (0, 10000)
+    ]
+    return {
+        "s3": [("STACK_S3_PORT", cfg.s3_port), *internal],
+        "torchserve": [
+            ("STACK_INFERENCE_PORT", cfg.inference_port),
+            ("STACK_MANAGEMENT_PORT", cfg.management_port),
+            ("STACK_METRICS_PORT", cfg.metrics_port),
+            ("STACK_GRPC_INFERENCE_PORT", cfg.grpc_inference_port),
+            ("STACK_GRPC_MANAGEMENT_PORT", cfg.grpc_management_port),
+        ],
+        "gateway": [("STACK_GATEWAY_PORT", cfg.gateway_port)],
+        "ui": [("STACK_UI_PORT", cfg.ui_port)],
+    }
+
+
+def ports_taken(cfg: StackConfig) -> list[str]:
+    """The stack's ports that another program listens on, each as a line saying how to move it.
+
+    Checked before anything starts: otherwise the service that cannot bind dies and `make run` reports only
+    that it was "not ready after 90s". Ports of this stack's own running services are theirs to hold."""
+    return [
+        f"port {port} on {cfg.host} ({service}) is taken by another program: stop it, or set {variable}"
+        for service, listed in ports(cfg).items()
+        if running_pid(cfg, service) is None
+        for variable, port in listed
+        if port_open(cfg.host, port)
+    ]
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (the OS picks it), for extra processes beside a stack."""
     with socket.socket() as sock:
@@ -370,6 +403,19 @@ def torchserve_config(cfg: StackConfig, template: Path = REPO_ROOT / "config.pro
     return out
 
 
+def torchserve_command(cfg: StackConfig, config: Path) -> list[str]:
+    """TorchServe in the foreground with `config` (from `torchserve_config`), reading only the model store."""
+    return [
+        bin_path("torchserve"),
+        "--foreground",
+        "--ts-config",
+        str(config),
+        "--model-store",
+        str(cfg.model_store),
+        "--no-config-snapshots",
+    ]
+
+
 def start_torchserve(cfg: StackConfig, template: Path = REPO_ROOT / "config.properties") -> None:
     """Start TorchServe with `template` (this project's config.properties, or another such as the KServe
     view's) at this stack's addresses; returns once its management API answers."""
@@ -392,17 +438,10 @@ def start_torchserve(cfg: StackConfig, template: Path = REPO_ROOT / "config.prop
         "MKL_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "HF_HUB_OFFLINE": "1",
+        # The JVM's native memory and the workers (who inherit it): glibc keeps an arena per thread otherwise
+        "MALLOC_ARENA_MAX": "2",
     }
-    cmd = [
-        bin_path("torchserve"),
-        "--foreground",
-        "--ts-config",
-        str(config),
-        "--model-store",
-        str(cfg.model_store),
-        "--no-config-snapshots",
-    ]
-    pid = spawn(cfg, "torchserve", cmd, env=env, cwd=cfg.torchserve_dir)
+    pid = spawn(cfg, "torchserve", torchserve_command(cfg, config), env=env, cwd=cfg.torchserve_dir)
 
     def management_answers() -> bool:
         # A TorchServe with token authorization off writes no key file and needs no key.

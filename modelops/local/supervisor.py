@@ -249,6 +249,13 @@ def run(cfg: stack.StackConfig, catalog: dict[str, TaskSpec], recipe: str, data:
     """The foreground `make run`: until Ctrl-C or `make stop` (SIGTERM), which stop everything it started."""
     if stack.running_pid(cfg, "supervisor"):
         raise SystemExit("the stack is already supervised by another `make run`; use `make stop` first")
+    problems = stack.ports_taken(cfg)
+    if shutil.which("java") is None:
+        problems.append(
+            "TorchServe needs Java 17 and `java` is not on PATH: sudo apt-get install openjdk-17-jre-headless"
+        )
+    if problems:  # found before minutes of training, not after
+        raise SystemExit("\n".join(["make run cannot start:", *problems]))
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "supervisor.pid").write_text(str(os.getpid()))
     started_at = float(os.environ.get("MAKE_RUN_STARTED", "0")) or None  # the Makefile's clock, install included

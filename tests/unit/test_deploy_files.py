@@ -20,6 +20,7 @@ from contract.manifest import Manifest
 from gateway.settings import Settings
 from modelops.dev.k8s import ManifestValidator, kserve_wheel
 from modelops.local.compose import write_compose_secrets
+from modelops.local.stack import StackConfig, torchserve_config
 from modelops.store.kserve import kserve_properties
 from modelops.tools import bin_path
 
@@ -74,6 +75,27 @@ def test_long_running_services_have_health_checks_that_work_with_token_auth(reso
     assert services["seed"]["restart"] == "no"
     assert services["sync"]["environment"]["TORCHSERVE_HOST"] == "torchserve"
     assert "--rotate-keys" in services["sync"]["command"]
+
+
+def test_torchserve_ignores_ts_variables_and_containers_bind_through_stack_host(resolved: dict, tmp_path: Path) -> None:
+    """`enable_envvars_config=false`: a `TS_DISABLE_TOKEN_AUTHORIZATION=true` in the JVM's environment cannot
+    turn token authorization off. The containers' addresses come from `modelops torchserve` instead."""
+    properties = dict(
+        line.split("=", 1)
+        for line in (REPO_ROOT / "config.properties").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert properties["enable_envvars_config"] == "false"
+    assert properties["disable_token_authorization"] == "false"
+    environment = resolved["services"]["torchserve"]["environment"]
+    assert not [name for name in environment if name.startswith("TS_")]
+    assert environment["STACK_HOST"] == "0.0.0.0"
+    assert 'CMD ["python", "-m", "modelops", "torchserve"]' in DOCKERFILE.read_text()
+    container = StackConfig(state_dir=tmp_path, model_store=tmp_path / "store", host="0.0.0.0")
+    written = torchserve_config(container).read_text()
+    for api, port in (("inference", 8080), ("management", 8081), ("metrics", 8082)):
+        assert f"\n{api}_address=http://0.0.0.0:{port}\n" in written
+    assert "\nenable_envvars_config=false\n" in written
 
 
 def test_replicas_profile_gives_each_torchserve_its_own_state_and_the_gateway_both() -> None:

@@ -169,3 +169,47 @@ def test_too_many_or_too_large_headers_get_431() -> None:
         assert large.status_code == 431
         assert "the limit is 16384 bytes" in large.json()["error"]["message"]
         assert http.get("/healthz", headers={"x-fine": "a" * 1000}).status_code == 200
+
+
+def test_a_405_names_every_method_the_path_serves_in_allow() -> None:
+    """RFC 9110: a 405 carries `Allow`. Paths with one route per method (`/v1/jobs`) list all of them."""
+    with _client() as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert len(paths) >= 10
+        for path, operations in paths.items():
+            concrete = path.replace("{task}", "sentiment").replace("{job_id}", "0123456789abcdef0123")
+            response = client.request("PATCH", concrete)
+            assert response.status_code == 405, (path, response.text)
+            assert response.json()["error"]["code"] == "method_not_allowed"
+            allowed = set(response.headers["allow"].split(", "))
+            assert {method.upper() for method in operations} <= allowed <= {"GET", "HEAD", "POST", "DELETE"}, path
+
+
+def test_a_photo_body_with_both_image_and_images_is_refused_as_its_schema_says() -> None:
+    photo = ("a.png", b"\x89PNG\r\n\x1a\n", "image/png")
+    with _client() as client:
+        response = client.post("/v1/pose", files=[("image", photo), ("images", photo)])
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "image, images: send one 'image' field or 'images' fields, not both"
+
+
+def test_cors_is_off_by_default_and_answers_the_origins_configured() -> None:
+    """A browser page of an allowed origin gets its preflight answered (before API keys, which a preflight
+    never carries) and may read the answer; any other origin gets no CORS headers."""
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    with _client() as client:
+        assert (
+            "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": preflight["Origin"]}).headers
+        )
+    with _client(cors_origins="https://app.example.com", api_keys="alice:secret") as client:
+        answered = client.options(
+            "/v1/sentiment", headers={**preflight, "Access-Control-Request-Headers": "content-type,x-api-key"}
+        )
+        assert answered.status_code == 200
+        assert answered.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert "x-api-key" in answered.headers["access-control-allow-headers"].lower()
+        called = client.get("/healthz", headers={"Origin": preflight["Origin"]})
+        assert called.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert "x-request-id" in called.headers["access-control-expose-headers"].lower()
+        other = client.get("/healthz", headers={"Origin": "https://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers

@@ -72,10 +72,23 @@ def document() -> dict[str, Any]:
     return _document()
 
 
-def _body_validator(document: dict[str, Any], route: str) -> Draft202012Validator:
-    """The route's JSON request body schema, its `#/components/...` references resolved in the document."""
-    body = document["paths"][route]["post"]["requestBody"]["content"]["application/json"]["schema"]
+def _body_validator(document: dict[str, Any], route: str, media: str = "application/json") -> Draft202012Validator:
+    """The route's request body schema for `media`, its `#/components/...` references resolved in the document."""
+    body = document["paths"][route]["post"]["requestBody"]["content"][media]["schema"]
     return Draft202012Validator({**body, "components": document["components"]})
+
+
+def test_the_multipart_photo_schema_requires_a_file_and_allows_only_what_the_gateway_reads(
+    document: dict[str, Any],
+) -> None:
+    """Every multipart body valid under the schema is one the gateway accepts (`gateway.uploads`): a client
+    generated from the document, or a fuzzer, never sends a schema-valid body that gets a 422."""
+    validator = _body_validator(document, "/v1/pose", "multipart/form-data")
+    photo = "<bytes>"
+    assert validator.is_valid({"image": photo})
+    assert validator.is_valid({"images": [photo] * 8})
+    for refused in ({}, {"images": []}, {"images": [photo] * 9}, {"image": photo, "images": [photo]}, {"file": photo}):
+        assert not validator.is_valid(refused), refused
 
 
 def _accepted(model: type[BaseModel], payload: dict[str, Any]) -> bool:

@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import itertools
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterator
@@ -506,3 +507,17 @@ def _row_problems(page: str, row: Row, kinds: KindModels) -> list[str]:
             "correct the required column (or split the row by kind)"
         ]
     return []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_every_virtualenv_program_named_is_installed(page: Path) -> None:
+    """`.venv/bin/<program>` in a page's code is what a reader types after `make install`: the program must be
+    one `make install` puts there (checked against the virtualenv running the tests, which make built)."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("not running inside the project's virtualenv")
+    named = {match for line in read_page(page).code for match in re.findall(r"\.venv/bin/([\w.-]+)", line)}
+    missing = sorted(name for name in named if not (Path(sys.prefix) / "bin" / name).exists())
+    assert not missing, (
+        f"{_rel(page)} names .venv/bin/{', .venv/bin/'.join(missing)}, which `make install` does not install; "
+        "use `.venv/bin/python -m <module>`"
+    )

@@ -35,7 +35,7 @@ async def _from_form(request: Request, max_images: int) -> tuple[list[Upload], b
     single, many = form.getlist("image"), form.getlist("images")
     if not single and not many:
         raise APIError(422, "validation_error", "image: send one 'image' file field (or several 'images' fields)")
-    if single and many:  # as the OpenAPI schema says (`image_upload_schema`): one form or the other
+    if single and many:  # as the OpenAPI schema says (`gateway.routers.predict`): one form or the other
         raise APIError(422, "validation_error", "image, images: send one 'image' field or 'images' fields, not both")
     if len(single) + len(many) > max_images:
         raise APIError(422, "validation_error", f"images: {len(single) + len(many)} images; the limit is {max_images}")

@@ -312,10 +312,8 @@ def cmd_torchserve(_args: argparse.Namespace) -> None:
     from modelops.local import stack
 
     cfg = stack.StackConfig.from_env()
-    config = stack.torchserve_config(cfg)
-    cfg.key_file.unlink(missing_ok=True)  # a stale key file from a killed run would hold dead keys
-    os.chdir(cfg.torchserve_dir)  # TorchServe writes its key file into its working directory
-    command = stack.torchserve_command(cfg, config)
+    command = stack.prepared_torchserve(cfg)
+    os.chdir(cfg.torchserve_dir)
     os.execv(command[0], command)
 
 

@@ -261,7 +261,7 @@ def _image_endpoint(spec: TaskSpec, settings: Settings, explain: bool) -> Any:
 IMAGE_UPLOAD = "ImageUpload"
 
 
-def image_upload_schema(max_images: int) -> dict[str, Any]:
+def _image_upload_schema(max_images: int) -> dict[str, Any]:
     """The multipart body as `gateway.uploads` reads it: a file is required, as `image` or as 1 to `max_images`
     `images` (not both), and no other field."""
     binary = {"type": "string", "format": "binary"}
@@ -345,7 +345,7 @@ def _text_components(spec: TextTask, settings: Settings) -> dict[str, Any]:
 
 def _image_components(_spec: ImageTask, settings: Settings) -> dict[str, Any]:
     return {
-        IMAGE_UPLOAD: image_upload_schema(settings.max_images),
+        IMAGE_UPLOAD: _image_upload_schema(settings.max_images),
         **image_request_model(settings.max_images).openapi_forms(),
     }
 

@@ -403,8 +403,13 @@ def torchserve_config(cfg: StackConfig, template: Path = REPO_ROOT / "config.pro
     return out
 
 
-def torchserve_command(cfg: StackConfig, config: Path) -> list[str]:
-    """TorchServe in the foreground with `config` (from `torchserve_config`), reading only the model store."""
+def prepared_torchserve(cfg: StackConfig, template: Path = REPO_ROOT / "config.properties") -> list[str]:
+    """Everything a TorchServe start needs before the process (its config at this stack's addresses, the model
+    store, no stale key file), and the command to run in `cfg.torchserve_dir`, where it writes its key file:
+    what `start_torchserve` spawns and `modelops torchserve` (a container's entry point) becomes."""
+    config = torchserve_config(cfg, template)
+    cfg.model_store.mkdir(parents=True, exist_ok=True)
+    cfg.key_file.unlink(missing_ok=True)  # a stale key file from a killed run would hold dead keys
     return [
         bin_path("torchserve"),
         "--foreground",
@@ -422,11 +427,9 @@ def start_torchserve(cfg: StackConfig, template: Path = REPO_ROOT / "config.prop
     if running_pid(cfg, "torchserve"):
         log_event(logger, "stack.reused", service="torchserve", url=cfg.inference_url)
         return
-    config = torchserve_config(cfg, template)
+    command = prepared_torchserve(cfg, template)
     tmp = cfg.torchserve_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    cfg.model_store.mkdir(parents=True, exist_ok=True)
-    cfg.key_file.unlink(missing_ok=True)  # a stale key file from a killed run would hold dead keys
     env = {
         # TorchServe keeps its pid file in the temp dir: one temp dir per stack lets stacks coexist.
         "TMPDIR": str(tmp),
@@ -441,7 +444,7 @@ def start_torchserve(cfg: StackConfig, template: Path = REPO_ROOT / "config.prop
         # The JVM's native memory and the workers (who inherit it): glibc keeps an arena per thread otherwise
         "MALLOC_ARENA_MAX": "2",
     }
-    pid = spawn(cfg, "torchserve", torchserve_command(cfg, config), env=env, cwd=cfg.torchserve_dir)
+    pid = spawn(cfg, "torchserve", command, env=env, cwd=cfg.torchserve_dir)
 
     def management_answers() -> bool:
         # A TorchServe with token authorization off writes no key file and needs no key.
@@ -502,12 +505,16 @@ def upstream_entry(cfg: StackConfig) -> dict[str, str]:
     }
 
 
-def gateway_env(cfg: StackConfig) -> dict[str, str]:
-    """The gateway's upstream, and S3 for its bulk jobs (the local S3's credentials, unless the caller's
-    environment names an S3 of its own)."""
+def jobs_s3_env(cfg: StackConfig) -> dict[str, str]:
+    """S3 for bulk jobs (the gateway's job store, the job worker): the local S3's credentials, unless the
+    caller's environment names an S3 of its own."""
     named = any(os.environ.get(k) for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"))
-    s3 = {} if named or not cfg.s3_env_file.exists() else local_s3_env(cfg)
-    return {"GATEWAY_UPSTREAMS": json.dumps([upstream_entry(cfg)]), **s3}
+    return {} if named or not cfg.s3_env_file.exists() else local_s3_env(cfg)
+
+
+def gateway_env(cfg: StackConfig) -> dict[str, str]:
+    """The gateway's upstream, and S3 for its bulk jobs."""
+    return {"GATEWAY_UPSTREAMS": json.dumps([upstream_entry(cfg)]), **jobs_s3_env(cfg)}
 
 
 def start_gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None, uvicorn_args: Sequence[str] = ()) -> None:
@@ -564,8 +571,7 @@ def start_jobs_worker(cfg: StackConfig, extra_env: dict[str, str] | None = None)
     if running_pid(cfg, "jobs"):
         log_event(logger, "stack.reused", service="jobs")
         return
-    env = {**gateway_env(cfg), "JOB_GATEWAY_URL": cfg.gateway_url, **(extra_env or {})}
-    env.pop("GATEWAY_UPSTREAMS")
+    env = {**jobs_s3_env(cfg), "JOB_GATEWAY_URL": cfg.gateway_url, **(extra_env or {})}
     spawn(cfg, "jobs", [sys.executable, "-m", "modelops", "jobs", "worker"], env=env)
 
 

@@ -155,7 +155,7 @@ def test_an_indexed_job_splits_the_shards_by_index(live_stack: Stack, jobs_gatew
         job = _submit(http, rows)
         env = {
             **os.environ,
-            **stack.gateway_env(live_stack.cfg),
+            **stack.jobs_s3_env(live_stack.cfg),
             "JOB_GATEWAY_URL": jobs_gateway.gateway_url,
             "JOB_WORKER_API_KEY": KEYS["alice"],
         }

@@ -166,14 +166,14 @@ def _text_endpoint(spec: TaskSpec, request_model: type[TextRequestBase], explain
         route = routing(request)
         body = await read_json(request, request_model)
         texts = body.items()
-        if route.bulk or route.version:
-            answers = await _predict_texts(client, spec, texts, route, share if route.bulk else None)
-        else:
+        if route.bulk:
+            answers = await _predict_texts(client, spec, texts, route, share)
+        else:  # interactive, pinned to a version or not: bulk work yields to it
             async with share.interactive_call(spec.model_name):
-                if coalescer is not None and len(texts) == 1:
+                if coalescer is not None and len(texts) == 1 and route.version is None:
                     answers = [await coalescer.predict(spec.model_name, texts[0], _upstream_slots(spec, client))]
                 else:
-                    answers = await _predict_texts(client, spec, texts)
+                    answers = await _predict_texts(client, spec, texts, route)
         return _answer([_result(answer, ms) for answer, ms in answers], single=body.text is not None)
 
     async def explain_text(request: Request, client: Client, slots: Slots) -> OrjsonResponse:

@@ -7,7 +7,12 @@ import asyncio
 import itertools
 import time
 
+import httpx
+from fastapi.testclient import TestClient
+
 from gateway.fairshare import FairShare
+from gateway.main import create_app
+from gateway.settings import Settings, UpstreamSettings
 
 
 class FakeUpstream:
@@ -76,3 +81,28 @@ def test_bulk_waits_out_the_quiet_window_then_takes_chunks_again() -> None:
         return upstream
 
     assert asyncio.run(run()).chunks == [8, 8]
+
+
+def test_an_interactive_request_pinned_to_a_version_counts_as_interactive() -> None:
+    """`X-Model-Version` says which version answers, not whose turn it is: bulk work yields to such a caller as
+    to any interactive one. Each upstream call records whether the fair share counted an interactive request
+    of the model in flight at that moment."""
+    seen: list[tuple[str, int]] = []
+    app = create_app(Settings(upstreams=[UpstreamSettings(inference_url="http://a:8080")], coalesce_window_ms=0))
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, app.state.fair_share.interactive["sentiment"]))
+        return httpx.Response(200, json={"task": "sentiment", "label": "positive", "score": 0.9})
+
+    with TestClient(app) as client:
+        app.state.torchserve.http = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+        for one in app.state.torchserve.upstreams:
+            one.http = app.state.torchserve.http
+        body = {"text": "A fine film"}
+        for headers in ({"X-Model-Version": "20260101.000000"}, {}, {"X-Priority": "bulk"}):
+            assert client.post("/v1/sentiment", json=body, headers=headers).status_code == 200
+    assert seen == [
+        ("/predictions/sentiment/20260101.000000", 1),
+        ("/predictions/sentiment", 1),
+        ("/predictions/sentiment", 0),
+    ]

@@ -153,7 +153,8 @@ class Settings(BaseSettings):
         le=3,
         description=(
             "re-sends of a prediction TorchServe refused with 404 (not loaded there yet), 503 (no free worker) "
-            "or 'Worker died.' (507, or 500 before TorchServe reaps the worker)"
+            "or 'Worker died.' (507, or 500 before TorchServe reaps the worker), or did not answer within "
+            "upstream_timeout_s (a dying worker's gathered jobs are dropped unanswered)"
         ),
     )
     cors_origins: str = Field(

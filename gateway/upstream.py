@@ -18,6 +18,13 @@ A prediction an upstream refuses with 404 (model not loaded there yet), 503 (no 
 classification has no side effects, so the caller sees an answer instead of the hiccup. TorchServe 0.12 says
 "Worker died." with 507 when it has already reaped the killed worker's exit status (137), and with 500 when
 the closed socket reaches it first; both mean the worker never answered.
+
+A prediction with no answer within `upstream_timeout_s` is sent again the same way, from the same budget:
+TorchServe 0.12 drops without an answer the jobs a worker was still gathering into a batch when that worker
+dies (the dying worker's thread is interrupted before the batch exists, and the next batch starts by
+clearing what was gathered), so such a caller would otherwise wait for nothing. With TorchServe's queue
+bounded (`job_queue_size`), a healthy TorchServe answers well inside the timeout, so a re-send is rare and
+costs at most one more model call.
 """
 
 from __future__ import annotations
@@ -85,6 +92,13 @@ class UpstreamHTTP(httpx.AsyncClient):
 
 class Unreachable(Exception):
     """This upstream could not be asked (connection failed, or it rejects our key): try another one."""
+
+
+class UpstreamTimeout(APIError):
+    """No answer within the timeout: a 504 for the caller, unless a prediction still has a retry left."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(504, "upstream_timeout", f"TorchServe {name} did not answer within {seconds:g}s")
 
 
 class KeyFile:
@@ -161,9 +175,7 @@ class Upstream:
                     method, url, headers={**auth, **(headers or {})}, timeout=wait, **kwargs
                 )
             except httpx.TimeoutException:
-                raise APIError(
-                    504, "upstream_timeout", f"TorchServe {self.name} did not answer within {wait.read:g}s"
-                ) from None
+                raise UpstreamTimeout(self.name, wait.read or 0) from None
             except httpx.TransportError as exc:
                 raise Unreachable(f"not reachable ({type(exc).__name__})") from None
             if response.status_code != 400 or _KEY_REJECTED not in response.text:
@@ -305,6 +317,13 @@ class TorchServeClient:
                 upstream.mark(False, str(exc))
                 unreachable.append(f"{upstream.name}: {exc}")
                 continue
+            except UpstreamTimeout as exc:
+                if not retries_left:
+                    raise
+                retries_left -= 1
+                pending.append(upstream)
+                self._count_retry(model, upstream, 504, exc.message)
+                continue
             elapsed_ms = (time.perf_counter() - started) * 1000
             upstream.mark(True)
             if response.status_code == 200:
@@ -314,19 +333,16 @@ class TorchServeClient:
                 break
             retries_left -= 1
             pending.append(upstream)  # after the others: the next try goes elsewhere when there is elsewhere
-            self.metrics.upstream_retries.labels(model).inc()
-            log_event(
-                logger,
-                "upstream.retry",
-                logging.WARNING,
-                model=model,
-                upstream=upstream.name,
-                status=response.status_code,
-                detail=_upstream_message(response),
-            )
+            self._count_retry(model, upstream, response.status_code, _upstream_message(response))
         if last is None:
             raise self._unavailable("upstream_unavailable", "no TorchServe answered: " + "; ".join(unreachable))
         raise self._refusal(model, *last)
+
+    def _count_retry(self, model: str, upstream: Upstream, status: int, detail: str) -> None:
+        self.metrics.upstream_retries.labels(model).inc()
+        log_event(
+            logger, "upstream.retry", logging.WARNING, model=model, upstream=upstream.name, status=status, detail=detail
+        )
 
     def _refusal(self, model: str, upstream: Upstream, response: httpx.Response) -> APIError:
         """The API error for an upstream's final non-200 answer."""

@@ -43,7 +43,9 @@ def _wait_for_workers(live_stack: Stack, model: str, count: int) -> list[int]:
 def test_worker_killed_under_load_costs_no_client_errors(client: httpx.Client, live_stack: Stack) -> None:
     """SIGKILL one of the two sentiment workers while 8 clients keep sending: TorchServe answers the requests
     of the dead worker's batch with "Worker died." (507, or 500 when the exit status is not reaped yet), the
-    gateway sends each again once, and no client sees an error."""
+    gateway sends each again once, and no client sees an error. A request the worker was still gathering
+    into a batch gets no answer from TorchServe at all; the gateway re-sends it after its upstream timeout,
+    which the clients' 60 s timeout outlasts."""
     pids = _wait_for_workers(live_stack, "sentiment", 2)
     retries_before = _metric(client.get("/metrics").text, "gateway_upstream_retries_total", model="sentiment")
     statuses: Counter[int] = Counter()

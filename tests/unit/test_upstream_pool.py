@@ -91,6 +91,27 @@ def test_a_dying_worker_answer_is_retried_on_the_next_upstream(status: int) -> N
     assert seen == ["a", "b"]
 
 
+def test_a_prediction_lost_upstream_is_sent_again_after_the_timeout() -> None:
+    """TorchServe 0.12 drops the jobs a dying worker was gathering into a batch: no answer ever comes, so the
+    timed-out prediction goes to the next upstream; with no retries left the caller gets the 504."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return _ok(request)
+
+    client, seen = _pool(route)
+    assert _predict(client)["served_by"] == "b"
+    assert seen == ["a", "b"]
+    assert client.upstreams[0].healthy is True  # it was reached: a lost job is no reason to mark it down
+
+    client, seen = _pool(route, names=("a",))
+    with pytest.raises(APIError) as info:
+        _predict(client)
+    assert seen == ["a", "a"]  # the one re-send the default budget allows, then the caller is told
+    assert (info.value.status, info.value.code) == (504, "upstream_timeout")
+
+
 def test_any_other_server_error_is_not_retried_but_named() -> None:
     def route(request: httpx.Request) -> httpx.Response:
         return httpx.Response(500, json={"code": 500, "message": "Prediction failed"})

@@ -18,7 +18,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from bench.throughput import load_on, payloads, sample, uvicorn_app
+from bench.measure import load_on, payloads, sample
+from bench.servers import uvicorn_app
 from contract.catalog import load_catalog
 
 app = FastAPI()
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
             for concurrency in args.concurrency or [1, 32]:
                 row, cpu_ms = load_on(server, payload_file, concurrency, args.duration, args.warmup)
                 print(
-                    f"FastAPI floor c={concurrency:<3} {row['rps']:>8.1f} req/s  server CPU {cpu_ms:.3f} ms/request  "
-                    f"errors {row['errors'] or 0}",
+                    f"FastAPI floor c={concurrency:<3} {row.rps:>8.1f} req/s  server CPU {cpu_ms:.3f} ms/request  "
+                    f"errors {row.errors or 0}",
                     flush=True,
                 )
 

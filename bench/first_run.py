@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from contract.catalog import load_catalog
-from modelops.local import stack
+from modelops.local.config import StackConfig
 from modelops.train.data import data_dir
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout-s", type=float, default=1800)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    cfg = stack.StackConfig.from_env()
+    cfg = StackConfig.from_env()
     routes = {spec.route: spec.kind for spec in load_catalog().values()}
     photo = next((data_dir() / "pose" / "running").glob("*.jpg")).read_bytes()
     started = time.monotonic()

@@ -15,17 +15,17 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.servers import second_gateway
 from bench.side_by_side import Figures, alternate, parser
-from bench.throughput import second_gateway
 from contract.catalog import REPO_ROOT, load_catalog
-from modelops.local import stack
+from modelops.local.config import StackConfig
 
 
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def compare(cfg: stack.StackConfig, revision: str, args: argparse.Namespace) -> Figures:
+def compare(cfg: StackConfig, revision: str, args: argparse.Namespace) -> Figures:
     """The gateway at `revision` and the working tree's, side by side in front of `cfg`'s TorchServe."""
     base = _git("rev-parse", "--short", revision)
     with ExitStack() as running, tempfile.TemporaryDirectory(prefix="bench-gateway-base-") as scratch:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     options = parser("python -m bench.gateway_versions", __doc__.split("\n\n")[0])
     options.add_argument("--base", default="HEAD", help="the git revision to compare with (default HEAD)")
     args = options.parse_args(argv)
-    compare(stack.StackConfig.from_env(), args.base, args)
+    compare(StackConfig.from_env(), args.base, args)
 
 
 if __name__ == "__main__":

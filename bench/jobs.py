@@ -19,18 +19,27 @@ import io
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.throughput import load, payloads, sample
+from bench.measure import LoadPoint, load, payloads, sample
+from bench.report import as_json
 from contract.catalog import TextTask, load_catalog
-from modelops.local import stack
+from modelops.local.config import StackConfig
 
 BODY_TEXTS = 32
 # a job that outlasts the measured window, cancelled after it
 LONG_JOB_ROWS = 20_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointBesideJob(LoadPoint):
+    """An interactive load point measured while a job ran, with the rows per second the job made meanwhile."""
+
+    job_rows_per_s: float
 
 
 def _texts(spec: TextTask, count: int) -> list[str]:
@@ -76,7 +85,7 @@ def job_alone(http: httpx.Client, task: str, texts: list[str]) -> dict[str, Any]
 def bench_task(
     http: httpx.Client,
     spec: TextTask,
-    cfg: stack.StackConfig,
+    cfg: StackConfig,
     rows: int,
     levels: list[int],
     duration: float,
@@ -100,7 +109,7 @@ def bench_task(
     for _ in range(rounds):  # alternating, so both see the same machine
         batches.append(load(bodies, 4, duration, 2))
         alone.append(job_alone(http, spec.task, texts))
-    batch_texts_per_s = round(sum(b["rps"] for b in batches) / rounds * BODY_TEXTS, 1)
+    batch_texts_per_s = round(sum(b.rps for b in batches) / rounds * BODY_TEXTS, 1)
     job_rows_per_s = round(sum(a["rows_per_s"] for a in alone) / rounds, 1)
     result: dict[str, Any] = {
         "batch_body_path": {"rounds": batches, "texts_per_s": batch_texts_per_s},
@@ -109,17 +118,19 @@ def bench_task(
         "interactive": {},
     }
     for level in levels:
-        without, with_job = [], []
+        without: list[LoadPoint] = []
+        with_job: list[LoadPoint] = []
         for _ in range(rounds):
             without.append(load(singles, level, duration, 2))
             job = _submit(http, spec.task, _texts(spec, LONG_JOB_ROWS))
             _wait(http, job, "running")
             row = load(singles, level, duration, 2)
-            with_job.append({**row, "job_rows_per_s": http.get(f"/v1/jobs/{job}").json()["rows_per_s"]})
+            job_rows_per_s = http.get(f"/v1/jobs/{job}").json()["rows_per_s"]
+            with_job.append(PointBesideJob(**vars(row), job_rows_per_s=job_rows_per_s))
             http.delete(f"/v1/jobs/{job}")
             time.sleep(3)  # the worker stops at its next shard
-        rps = [sum(r["rps"] for r in runs) / rounds for runs in (without, with_job)]
-        p95 = [sum(r["p95_ms"] for r in runs) / rounds for runs in (without, with_job)]
+        rps = [sum(r.rps for r in runs) / rounds for runs in (without, with_job)]
+        p95 = [sum(r.p95_ms for r in runs) / rounds for runs in (without, with_job)]
         result["interactive"][str(level)] = {
             "without_job": without,
             "with_job": with_job,
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating without/with rounds per level")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
-    cfg = stack.StackConfig.from_env()
+    cfg = StackConfig.from_env()
     catalog = load_catalog()
     tasks = args.task or ["disaster", "sentiment"]
     sizes = args.rows or [1500, 2000][: len(tasks)]
@@ -148,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         for task, rows in zip(tasks, sizes, strict=True):
             spec = catalog[task]
             assert isinstance(spec, TextTask), "bulk job benches measure text tasks"
-            results[task] = bench_task(http, spec, cfg, rows, levels, args.duration, args.rounds, Path(scratch))
+            measured = bench_task(http, spec, cfg, rows, levels, args.duration, args.rounds, Path(scratch))
+            results[task] = as_json(measured)
             print(json.dumps({task: {k: v for k, v in results[task].items() if k != "interactive"}}), flush=True)
             for level, row in results[task]["interactive"].items():
                 print(

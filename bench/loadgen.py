@@ -10,7 +10,7 @@ and up to 8 ms at 32, so at 100 req/s it would take 0.3 to 0.8 of a core from th
 on. Requests are built once with httpx and sent as raw bytes over keep-alive connections with the gateway's
 own lean HTTP/1.1 code (`gateway.http1`): 0.4-0.6 ms per request.
 
-Requests come from a JSON file written by `bench.payloads`: a list of
+Requests come from a JSON file written from `bench.measure.payloads`: a list of
 `{"method", "url", "headers", "json"}` or `{"method", "url", "headers", "content_file"}` or
 `{"method", "url", "headers", "file_field", "file"}` (multipart upload), cycled in order.
 """

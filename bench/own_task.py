@@ -28,16 +28,18 @@ from typing import Any
 import httpx
 import numpy as np
 
-from contract.catalog import REPO_ROOT, load_catalog
+from contract.catalog import REPO_ROOT, STATE_DIR, load_catalog
 from modelops.kinds import KINDS
-from modelops.local import stack
+from modelops.local import services
+from modelops.local.config import StackConfig
+from modelops.local.s3 import local_s3_env
 from modelops.store.s3 import ModelStore
 from modelops.tasks.manage import find_task
 from modelops.train.data import data_dir, read_rows
 from modelops.train.evaluate import Timer, predict_via
 from modelops.train.metrics import bootstrap_interval, paired_difference_interval
 
-WORK = REPO_ROOT / "var" / "bench" / "own-task"
+WORK = STATE_DIR / "bench" / "own-task"
 RATING_BANDS = (("bad", range(1, 5)), ("good", range(7, 9)), ("excellent", range(9, 11)))
 
 
@@ -99,7 +101,7 @@ def tfidf_held_out(train: list[str], labels: np.ndarray, queries: list[str]) -> 
     return np.asarray(search.predict(queries)), float(search.best_params_["onevsrestclassifier__estimator__C"])
 
 
-def worker_rss_mib(cfg: stack.StackConfig, model: str) -> list[float]:
+def worker_rss_mib(cfg: StackConfig, model: str) -> list[float]:
     import psutil
 
     from modelops.serve.torchserve import ManagementClient
@@ -121,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
-    cfg = stack.StackConfig.from_env()
-    if not stack.running_pid(cfg, "gateway"):
+    cfg = StackConfig.from_env()
+    if not services.running_pid(cfg, "gateway"):
         raise SystemExit("no local stack runs: start it with `make run`")
     name = args.name or ("ratings" if args.kind == "text" else "actions")
     work = WORK / name
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     subprocess.run(command, cwd=REPO_ROOT, check=True)
     seconds = time.monotonic() - started
-    for key, value in stack.local_s3_env(cfg).items():
+    for key, value in local_s3_env(cfg).items():
         os.environ.setdefault(key, value)
     spec = find_task(name, load_catalog(), ModelStore())
     train, test = read_rows(spec, data), read_rows(spec, held_out)

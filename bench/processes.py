@@ -5,26 +5,27 @@ from __future__ import annotations
 
 import psutil
 
-from modelops.local import stack
+from modelops.local import services, torchserve
+from modelops.local.config import StackConfig
 
 MIB = 1024 * 1024
 
 
-def stack_processes(cfg: stack.StackConfig, models: list[str]) -> dict[str, psutil.Process]:
+def stack_processes(cfg: StackConfig, models: list[str]) -> dict[str, psutil.Process]:
     """Every process of the stack, by a readable name: TorchServe's Java frontend (the `torchserve` launcher's
     child) and each worker by model and pid, next to the `make run` supervisor, the gateway, S3, the UI and the
     job worker."""
     found: dict[str, psutil.Process] = {}
     for name in ("supervisor", "gateway", "s3", "ui", "jobs"):
-        pid = stack.running_pid(cfg, name)
+        pid = services.running_pid(cfg, name)
         if pid is not None:
             found[name] = psutil.Process(pid)
-    launcher = stack.running_pid(cfg, "torchserve")
+    launcher = services.running_pid(cfg, "torchserve")
     if launcher is not None:
         for child in psutil.Process(launcher).children():
             if child.name() == "java":
                 found["torchserve frontend"] = child
-    mgmt = stack.management_client(cfg)
+    mgmt = torchserve.management_client(cfg)
     try:
         for model in models:
             for worker in (mgmt.describe(model) or [{}])[0].get("workers", []):
@@ -34,13 +35,19 @@ def stack_processes(cfg: stack.StackConfig, models: list[str]) -> dict[str, psut
     return found
 
 
-def rss_mib(processes: dict[str, psutil.Process]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
+def memory_mib(processes: dict[str, psutil.Process]) -> dict[str, dict[str, float | None]]:
+    """Each process's resident (RSS) and proportional (PSS) memory, `{"rss": {name: MiB}, "pss": {...}}`.
+
+    RSS counts every page a process maps, so the same shared library pages (torch, ONNX Runtime, Python itself,
+    mapped by each of six workers) count once per process in a sum of RSS. PSS splits each shared page among the
+    processes sharing it, so the sum of PSS is what the stack as a whole holds in memory."""
+    out: dict[str, dict[str, float | None]] = {"rss": {}, "pss": {}}
     for name, process in processes.items():
         try:
-            out[name] = round(process.memory_info().rss / MIB, 1)
+            info = process.memory_full_info()  # /proc/PID/smaps_rollup: PSS as well as RSS
+            out["rss"][name], out["pss"][name] = round(info.rss / MIB, 1), round(info.pss / MIB, 1)
         except psutil.NoSuchProcess:
-            out[name] = None  # a worker TorchServe replaced: reported, not hidden
+            out["rss"][name] = out["pss"][name] = None  # a worker TorchServe replaced: reported, not hidden
     return out
 
 

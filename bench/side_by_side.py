@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.throughput import load_on, payloads, sample
+from bench.measure import load_on, payloads, sample
 from contract.catalog import TaskSpec
 
 Gateways = dict[str, tuple[str, psutil.Process]]
@@ -48,9 +48,9 @@ def alternate(gateways: Gateways, spec: TaskSpec, args: argparse.Namespace) -> F
             for _ in range(args.rounds):
                 for name, (_, process) in gateways.items():
                     row, cpu_ms = load_on(process, payload_files[name], concurrency, args.duration, args.warmup)
-                    if row["errors"]:
-                        raise RuntimeError(f"{name} answered errors: {row['errors']}")
-                    rounds[name].append((row["rps"], row["p50_ms"], cpu_ms))
+                    if row.errors:
+                        raise RuntimeError(f"{name} answered errors: {row.errors}")
+                    rounds[name].append((row.rps, row.p50_ms, cpu_ms))
             for name, rows in rounds.items():
                 figure = {
                     "rps": round(statistics.median(r[0] for r in rows), 1),

@@ -1,5 +1,7 @@
 """`python -m bench.soak`: many mixed requests (all three tasks) through the gateway at high concurrency,
-counting every answer by status and sampling the resident memory of every process of the stack.
+counting every answer by status and sampling the memory of every process of the stack: its resident set (RSS)
+and its proportional set (PSS, each shared page split among the processes sharing it). The sum of PSS is the
+stack's footprint; a sum of RSS counts the libraries the six model workers share once per worker.
 
 Memory is read before anything is sent, after a warm-up (lazy allocations, caches and TorchServe's batch
 buffers settle here), and after each round of the soak; "flat" means the rounds added nothing beyond
@@ -18,15 +20,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.processes import rss_mib, stack_processes
-from bench.throughput import load, payloads, running_stack, sample, write_results
+from bench.measure import LoadPoint, load, payloads, sample
+from bench.processes import memory_mib, stack_processes
+from bench.report import write_results
+from bench.servers import running_stack
 from contract.catalog import REPO_ROOT, load_catalog
-from modelops.local import stack
+from modelops.local.config import StackConfig
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "bench" / "soak.json"
 
 
-def mixed_payloads(cfg: stack.StackConfig, examples: int) -> list[dict[str, Any]]:
+def mixed_payloads(cfg: StackConfig, examples: int) -> list[dict[str, Any]]:
     """Gateway requests of all tasks, interleaved so every stretch of the soak carries all three."""
     per_task = [
         payloads(spec, sample(spec, examples), "gateway", cfg.gateway_url, "") for spec in load_catalog().values()
@@ -34,12 +38,19 @@ def mixed_payloads(cfg: stack.StackConfig, examples: int) -> list[dict[str, Any]
     return [p for group in itertools.zip_longest(*per_task) for p in group if p is not None]
 
 
-def summary(result: dict[str, Any]) -> dict[str, Any]:
-    by_status: dict[str, int] = {"2xx": result["requests"]}
-    for outcome, count in result["errors"].items():
+def summary(result: LoadPoint) -> dict[str, Any]:
+    by_status: dict[str, int] = {"2xx": result.requests}
+    for outcome, count in result.errors.items():
         bucket = f"{outcome[0]}xx" if outcome.isdigit() else outcome
         by_status[bucket] = by_status.get(bucket, 0) + count
-    return {"answers": by_status, **{k: result[k] for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "duration_s")}}
+    return {
+        "answers": by_status,
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p95_ms": result.p95_ms,
+        "p99_ms": result.p99_ms,
+        "duration_s": result.duration_s,
+    }
 
 
 def print_memory(snapshots: dict[str, dict[str, float | None]]) -> None:
@@ -64,23 +75,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", type=int, default=64, help="distinct validation inputs per task")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
     args = parser.parse_args(argv)
-    cfg = stack.StackConfig.from_env()
+    cfg = StackConfig.from_env()
     models = [spec.model_name for spec in load_catalog().values()]
     rounds = []
     with running_stack(cfg), tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         payload_file = Path(scratch) / "mixed.json"
         payload_file.write_text(json.dumps(mixed_payloads(cfg, args.examples)), encoding="utf-8")
         processes = stack_processes(cfg, models)
-        snapshots = {"before": rss_mib(processes)}
+        snapshots = {"before": memory_mib(processes)}
         print(f"warm-up: {args.warmup_requests} requests", file=sys.stderr)
         warmup = load(payload_file, args.concurrency, 0, 0, total=args.warmup_requests)
-        snapshots["start"] = rss_mib(processes)
+        snapshots["start"] = memory_mib(processes)
         for number in range(1, args.rounds + 1):
             print(f"round {number}: {args.requests} requests at concurrency {args.concurrency}", file=sys.stderr)
             rounds.append(summary(load(payload_file, args.concurrency, 0, 0, total=args.requests)))
-            snapshots[f"round {number}"] = rss_mib(processes)
-    results = {"settings": vars(args), "warmup": summary(warmup), "rounds": rounds, "rss_mib": snapshots}
-    print_memory(snapshots)
+            snapshots[f"round {number}"] = memory_mib(processes)
+    by_measure = {measure: {when: snap[measure] for when, snap in snapshots.items()} for measure in ("rss", "pss")}
+    results = {
+        "settings": vars(args),
+        "warmup": summary(warmup),
+        "rounds": rounds,
+        "rss_mib": by_measure["rss"],
+        "pss_mib": by_measure["pss"],
+    }
+    for measure, table in by_measure.items():
+        print(f"{measure.upper()} (MiB)")
+        print_memory(table)
     for number, result in enumerate(rounds, 1):
         print(f"round {number}: {json.dumps(result)}")
     write_results(results, Path(args.out))

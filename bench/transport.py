@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import httpx
 
 from gateway.http1 import Http1Transport
-from modelops.local import stack
+from modelops.local.config import free_port
 
 ANSWER = b'{"label": "disaster", "score": 0.9731, "scores": {"not_disaster": 0.0269, "disaster": 0.9731}}'
 BODY = b'{"text": "Forest fire spreading fast towards the highway, evacuation ordered for three towns #wildfire"}'
@@ -56,7 +56,7 @@ def _transports(max_connections: int) -> dict[str, Callable[[], httpx.AsyncBaseT
 
 @contextmanager
 def stub_upstream() -> Iterator[str]:
-    port = stack.free_port()
+    port = free_port()
     code = STUB + f"\nimport uvicorn\nuvicorn.run(app, host='127.0.0.1', port={port}, log_level='error')\n"
     proc = subprocess.Popen([sys.executable, "-c", code])
     url = f"http://127.0.0.1:{port}"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+from bench.servers import second_gateway
 from bench.side_by_side import alternate, parser
-from bench.throughput import second_gateway
 from contract.catalog import load_catalog
-from modelops.local import stack
+from modelops.local.config import StackConfig
 
 STACKS = {
     "h11+asyncio": ["--http", "h11", "--loop", "asyncio"],
@@ -23,7 +23,7 @@ STACKS = {
 
 def main(argv: list[str] | None = None) -> None:
     args = parser("python -m bench.uvicorn_stack", __doc__.split("\n\n")[0]).parse_args(argv)
-    cfg = stack.StackConfig.from_env()
+    cfg = StackConfig.from_env()
     with ExitStack() as running:
         gateways = {
             name: running.enter_context(second_gateway(cfg, uvicorn_args=flags)) for name, flags in STACKS.items()

@@ -31,7 +31,11 @@ from pydantic import (
     model_validator,
 )
 
+from contract.serving import ImageServing, TextServing
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# the local stack's runtime state (S3 data, logs, TorchServe's working directory, builds); git-ignored
+STATE_DIR = REPO_ROOT / "var"
 # In a checkout the repository's catalog; installed (`pip install .`), the one in the working directory
 # unless $MODEL_CATALOG names another.
 DEFAULT_CATALOG = REPO_ROOT / "models.toml" if (REPO_ROOT / "models.toml").exists() else Path("models.toml")
@@ -270,9 +274,8 @@ class TaskBase(_Spec):
             "recipe": recipe,
             "kind": self.kind,
             "model_name": self.model_name,
-            "labels": list(self.labels),
+            "labels": tuple(self.labels),
             "threads_per_worker": self.threads_per_worker,
-            "runtime": "torch",
         }
 
     def _recipes(self) -> dict[str, RecipeBase | HeadsRecipe]:
@@ -325,16 +328,16 @@ class TextTask(TaskBase):
         recipe: TextRecipe | TextHeadsRecipe = self._recipe(name)
         return recipe
 
-    def serving_config(self, recipe_name: str) -> dict[str, Any]:
+    def serving_config(self, recipe_name: str) -> TextServing:
         """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""
         recipe = self.recipe(recipe_name)
-        return {
+        return TextServing(
             **self._serving_common(recipe_name),
-            "max_length": recipe.max_length,
-            "head_tokens": recipe.head_tokens,
-            "normalise": self.text.normalise,
-            "max_chars": self.text.max_chars,
-        }
+            max_length=recipe.max_length,
+            head_tokens=recipe.head_tokens,
+            normalise=self.text.normalise,
+            max_chars=self.text.max_chars,
+        )
 
 
 class ImageTask(TaskBase):
@@ -346,16 +349,16 @@ class ImageTask(TaskBase):
         recipe: ImageRecipe | ImageHeadsRecipe = self._recipe(name)
         return recipe
 
-    def serving_config(self, recipe_name: str) -> dict[str, Any]:
+    def serving_config(self, recipe_name: str) -> ImageServing:
         """What the handler needs at serve time with this recipe; written into the archive as `task.json`."""
         recipe = self.recipe(recipe_name)
-        return {
+        return ImageServing(
             **self._serving_common(recipe_name),
-            "architecture": self.image.architecture,
-            "image_size": self.image.image_size,
-            "resize_to": self.image.resize_to,
-            "tta_flip": recipe.tta_flip,
-        }
+            architecture=self.image.architecture,
+            image_size=self.image.image_size,
+            resize_to=self.image.resize_to,
+            tta_flip=recipe.tta_flip,
+        )
 
 
 TaskSpec: TypeAlias = Annotated[TextTask | ImageTask, Field(discriminator="kind")]

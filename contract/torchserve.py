@@ -15,6 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Where `make run` runs TorchServe: the ports of its inference and management APIs and, inside the local
+# stack's state folder, its working directory with the key file. The local stack starts it there, and the
+# gateway looks there when no upstream is configured.
+LOCAL_INFERENCE_PORT = 8080
+LOCAL_MANAGEMENT_PORT = 8081
+KEY_FILE_NAME = "key_file.json"
+
+
+def local_torchserve_dir(state_dir: Path) -> Path:
+    return state_dir / "torchserve"
+
 
 class TorchServeError(RuntimeError):
     """TorchServe is unreachable or answered with an error; the message carries its reason."""

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from gateway.errors import APIError
 from gateway.observe import REQUEST_ID_HEADER, request_id
-from gateway.upstream import Answer, TorchServeClient, predict_texts
+from gateway.torchserve.pool import Answer
+from gateway.upstream import TorchServeClient, predict_texts
 
 
 @dataclass

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from contract.wire import IMAGE_FORMATS, IMAGE_FORMATS_TEXT
 from gateway.errors import APIError
 from handlers.image_decode import to_rgb
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
-ALLOWED_TEXT = "JPEG, PNG, WebP, BMP or GIF"
 _ORIENTATION = 0x0112  # EXIF tag
 # TorchServe refuses requests over 6.5 MB (max_request_size); stay well under it.
 FORWARD_MAX_BYTES = 6_000_000
@@ -40,10 +39,12 @@ def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
     except (UnidentifiedImageError, OSError):
-        raise APIError(415, "unsupported_media_type", f"{field}: not a supported image; send {ALLOWED_TEXT}") from None
-    if image.format not in ALLOWED_FORMATS:
         raise APIError(
-            415, "unsupported_media_type", f"{field}: {image.format} images are not accepted; send {ALLOWED_TEXT}"
+            415, "unsupported_media_type", f"{field}: not a supported image; send {IMAGE_FORMATS_TEXT}"
+        ) from None
+    if image.format not in IMAGE_FORMATS:
+        raise APIError(
+            415, "unsupported_media_type", f"{field}: {image.format} images are not accepted; send {IMAGE_FORMATS_TEXT}"
         )
     width, height = image.size
     if width * height > limits.max_pixels:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -60,7 +61,8 @@ def _complete(document: dict[str, Any], components: dict[str, Any], keys_require
                 operation["security"] = [{API_KEY_SCHEME: []}] if keys_required else [{API_KEY_SCHEME: []}, {}]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, upstream_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The app; `upstream_transport` replaces its HTTP transport to TorchServe (tests pass `httpx.MockTransport`)."""
     settings = settings or get_settings()
     metrics = GatewayMetrics()
     # a task route's own body limit, by input kind: image uploads are larger than texts
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One pooled client for the app's lifetime: connections to TorchServe are reused across requests.
-        app.state.torchserve = TorchServeClient(settings, metrics)
+        app.state.torchserve = TorchServeClient(settings, metrics, upstream_transport)
         app.state.torchserve.start_health_checks()
         window = settings.coalesce_window_ms / 1000
         app.state.coalescer = Coalescer(app.state.torchserve, window) if window else None

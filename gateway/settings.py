@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contract.catalog import REPO_ROOT
-from handlers.protocol import MAX_INSTANCES, MAX_PIXELS
+from contract.catalog import STATE_DIR
+from contract.torchserve import KEY_FILE_NAME, LOCAL_INFERENCE_PORT, LOCAL_MANAGEMENT_PORT, local_torchserve_dir
+from contract.wire import MAX_INSTANCES, MAX_PIXELS
 
 
 def _base_url(url: str) -> str:
@@ -63,9 +64,9 @@ def _local_torchserve() -> list[UpstreamSettings]:
     return [
         UpstreamSettings(
             name="local",
-            inference_url="http://127.0.0.1:8080",
-            management_url="http://127.0.0.1:8081",
-            key_file=REPO_ROOT / "var" / "torchserve" / "key_file.json",
+            inference_url=f"http://127.0.0.1:{LOCAL_INFERENCE_PORT}",
+            management_url=f"http://127.0.0.1:{LOCAL_MANAGEMENT_PORT}",
+            key_file=local_torchserve_dir(STATE_DIR) / KEY_FILE_NAME,
         )
     ]
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from gateway.bodies import is_json, parse_json
 from gateway.errors import APIError
-from gateway.schemas import ImageRequestBase
+from gateway.schemas.requests import ImageRequestBase
 
 FORM_FIELDS = ("image", "images")
 

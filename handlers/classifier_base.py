@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from handlers.protocol import CARD_FIELD, MAX_INSTANCES, SPEC_FIELD, TASK_SPEC_FILE
+from contract.serving import ServingConfig, read_serving
+from contract.wire import CARD_FIELD, MAX_INSTANCES, SPEC_FIELD, TASK_SPEC_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class BatchClassifier:
 
     def __init__(self) -> None:
         self.initialized = False
-        self.config: dict[str, Any] = {}
+        self.config: ServingConfig
         self.threads = 1
         self.runtime = "torch"
         self.model_info: dict[str, str] = {}
@@ -126,22 +127,21 @@ class BatchClassifier:
 
     def initialize(self, context: Any) -> None:
         model_dir = Path(context.system_properties["model_dir"])
-        self.config = json.loads((model_dir / "task.json").read_text(encoding="utf-8"))
+        self.config = read_serving(model_dir)
         # One intra-op thread per worker: on a small CPU box several single-threaded workers beat one worker
         # fighting over all cores (measured ~3x under load); scale out with workers, not threads.
-        threads = int(self.config.get("threads_per_worker", 1))
+        threads = self.config.threads_per_worker
         torch.set_num_threads(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         self.threads = threads
-        # `torch` (fp32) or an ONNX Runtime variant exported at package time (archives before it: torch)
-        self.runtime = str(self.config.get("runtime", "torch"))
-        self.temperature = float(self.config.get("temperature", 1.0))
+        self.runtime = self.config.runtime
+        self.temperature = self.config.temperature
         manifest = getattr(context, "manifest", None) or {}
         self.model_info = {
             "name": context.model_name,
             "version": str(manifest.get("model", {}).get("modelVersion", "unknown")),
             # which recipe built it (`quick` first, then better ones): archives before it said nothing
-            **({"recipe": str(self.config["recipe"])} if "recipe" in self.config else {}),
+            **({"recipe": self.config.recipe} if self.config.recipe is not None else {}),
         }
         started = time.perf_counter()
         card = model_dir / "model_card.json"
@@ -203,7 +203,7 @@ class BatchClassifier:
                 continue
             answers = [
                 {
-                    "task": self.config["task"],
+                    "task": self.config.task,
                     **(explained[i] if i in explained else self.describe(probabilities[i])),
                     "model": self.model_info,
                 }

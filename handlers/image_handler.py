@@ -19,13 +19,14 @@ from typing import Any
 import torch
 from PIL import Image
 
+from contract.serving import ImageServing
+from contract.wire import MAX_PIXELS, wants_overlay
 from handlers.calibration import temper
 from handlers.cell_occlusion import CELLS, CHUNK, occluded, overlay_png
 from handlers.classifier_base import BatchClassifier, RequestError, request_body
 from handlers.image_decode import decode
 from handlers.image_ops import to_model_input
 from handlers.ort_model import ONNX_FILE, OrtModel
-from handlers.protocol import MAX_PIXELS, wants_overlay
 
 # the model input's name, in the exported ONNX graph too
 PIXELS = "pixels"
@@ -55,6 +56,8 @@ def ranked(probabilities: Sequence[float], labels: Sequence[str]) -> dict[str, A
 
 
 class ImageClassifier(BatchClassifier):
+    config: ImageServing
+
     def load(self, model_dir: Path) -> None:
         if self.runtime != "torch":
             self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
@@ -62,7 +65,7 @@ class ImageClassifier(BatchClassifier):
         from efficientnet_lite_pytorch import EfficientNet
         from safetensors.torch import load_file
 
-        self.model = EfficientNet.from_name(self.config["architecture"], num_classes=len(self.config["labels"]))
+        self.model = EfficientNet.from_name(self.config.architecture, num_classes=len(self.config.labels))
         self.model.load_state_dict(load_file(model_dir / "model.safetensors"))
         # channels_last: measured 1.4x faster for EfficientNet's depthwise convolutions on CPU
         self.model = self.model.to(memory_format=torch.channels_last).eval()
@@ -78,12 +81,12 @@ class ImageClassifier(BatchClassifier):
             image = decode(data, MAX_PIXELS)  # for callers that reach TorchServe directly
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise RequestError(f"the image could not be decoded: {exc}") from None
-        return to_model_input(image, int(self.config["image_size"]), int(self.config["resize_to"]))
+        return to_model_input(image, self.config.image_size, self.config.resize_to)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities of a batch of model inputs, before the temperature."""
         count = batch.shape[0]
-        if self.config.get("tta_flip"):
+        if self.config.tta_flip:
             # test-time augmentation: the photo and its mirror image in one forward pass, probabilities averaged
             batch = torch.cat([batch, batch.flip(-1)])
         with torch.inference_mode():
@@ -94,14 +97,14 @@ class ImageClassifier(BatchClassifier):
         return temper(self.probabilities(torch.stack(inputs)), self.temperature).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
-        return ranked(probabilities, self.config["labels"])
+        return ranked(probabilities, self.config.labels)
 
     def explain(self, item: torch.Tensor, headers: dict[str, str]) -> dict[str, Any]:
         """The answer for one photo, and a `CELLS` x `CELLS` grid: how much the predicted label's probability
         (before the temperature) drops when that cell is greyed out."""
         base = self.probabilities(item[None])[0]
         answer = self.describe(temper(base[None], self.temperature)[0].tolist())
-        target = self.config["labels"].index(answer["label"])
+        target = self.config.labels.index(answer["label"])
         copies = occluded(item, CELLS)
         masked = torch.cat([self.probabilities(chunk)[:, target] for chunk in copies.split(CHUNK)])
         grid = (base[target] - masked).view(CELLS, CELLS)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from contract.serving import TextServing
 from handlers.calibration import temper
 from handlers.classifier_base import BatchClassifier, RequestError, request_body
 from handlers.linear import LinearTextModel, blend, token_spans
@@ -66,12 +67,13 @@ class TextClassifier(BatchClassifier):
     classifier; `frozen`, a frozen sentence encoder with a linear head (`pooled_encoder.py`); `none`, when
     cross-validation found it did not earn its cost and the linear member answers alone."""
 
+    config: TextServing
     encoder_kind = "finetuned"
 
     def load(self, model_dir: Path) -> None:
-        self.encoder_kind = str(self.config.get("encoder", "finetuned"))
-        self.normalise = NORMALISERS[self.config.get("normalise", "none")]
-        self.linear_weight = float(self.config.get("linear_weight") or 0.0)
+        self.encoder_kind = self.config.encoder
+        self.normalise = NORMALISERS[self.config.normalise]
+        self.linear_weight = self.config.linear_weight
         self.linear = LinearTextModel.load(model_dir) if self.linear_weight > 0 else None
         if self.encoder_kind == "none":
             if self.linear is None or self.linear_weight != 1.0:
@@ -108,11 +110,11 @@ class TextClassifier(BatchClassifier):
         return self.session(encoded)
 
     def parse(self, row: dict[str, Any]) -> str:
-        return extract_text(row, int(self.config["max_chars"]))
+        return extract_text(row, self.config.max_chars)
 
     def encoder_probabilities(self, texts: list[str]) -> torch.Tensor:
         """Class probabilities of the encoder alone, for normalised texts."""
-        encoded = self.encoder.encode(texts, int(self.config["max_length"]), self.config.get("head_tokens"))
+        encoded = self.encoder.encode(texts, self.config.max_length, self.config.head_tokens)
         with torch.inference_mode():
             return self.logits(encoded).softmax(dim=-1)
 
@@ -127,7 +129,7 @@ class TextClassifier(BatchClassifier):
         return temper(probabilities, self.temperature).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
-        return label_scores(probabilities, self.config["labels"])
+        return label_scores(probabilities, self.config.labels)
 
     def _variants(self, item: str, words: list[Word]) -> list[str]:
         """The text, then the text without each word, normalised: what a member reads in each case."""
@@ -138,7 +140,7 @@ class TextClassifier(BatchClassifier):
         those whose removal changes the token ids. Other texts, from the tokenizer's offsets, once: the words
         overlapping a token of the head+tail window, and, for a text just over the budget, the words long enough
         that removing one lets the encoder read the whole rest."""
-        max_length, head = int(self.config["max_length"]), self.config.get("head_tokens")
+        max_length, head = self.config.max_length, self.config.head_tokens
         if variants is not None:
             ids = self.encoder.token_ids(variants, max_length, head)
             return [i for i in range(len(words)) if ids[i + 1] != ids[0]]
@@ -174,7 +176,7 @@ class TextClassifier(BatchClassifier):
         """The answer for one text, and each word's weight: how much the blended probability of the predicted
         label (before the temperature, where the members add up) drops when the word is removed."""
         words = words_of(item)
-        variants = None if self.config.get("normalise", "none") == "none" else self._variants(item, words)
+        variants = None if self.config.normalise == "none" else self._variants(item, words)
         # each member: its blend weight, and its probabilities for the text then for each occlusion
         members: dict[str, tuple[float, torch.Tensor]] = {}
         groups: list[list[int]] = []
@@ -187,7 +189,7 @@ class TextClassifier(BatchClassifier):
             members["linear"] = (self.linear_weight, self._linear_without_each(item, words, variants))
         blended = torch.stack([weight * probs[0] for weight, probs in members.values()]).sum(dim=0)
         answer = self.describe(temper(blended[None], self.temperature)[0].tolist())
-        target = self.config["labels"].index(answer["label"])
+        target = self.config.labels.index(answer["label"])
         shares = {}
         for name, (weight, probs) in members.items():
             drops = probs[0, target] - probs[1:, target]
@@ -199,7 +201,7 @@ class TextClassifier(BatchClassifier):
                 "target": answer["label"],
                 "words": word_weights(words, shares),
                 "members": {
-                    name: {"blend_weight": round(weight, 4), **label_scores(probs[0].tolist(), self.config["labels"])}
+                    name: {"blend_weight": round(weight, 4), **label_scores(probs[0].tolist(), self.config.labels)}
                     for name, (weight, probs) in members.items()
                 },
                 "encoder_words_per_pass": len(groups[0]) if groups else 1,

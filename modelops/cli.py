@@ -32,22 +32,23 @@ from contract.catalog import (
     MAX_ACCURACY_DROP,
     RECIPE_NAMES,
     REPO_ROOT,
+    STATE_DIR,
     CatalogError,
     load_catalog,
 )
 from contract.logs import configure_logging, log_event
 from contract.torchserve import TorchServeError
+from modelops.local.config import LOOPBACK, StackConfig
 from modelops.store import StoreError
 from modelops.tasks import TaskError
 from modelops.train.data import data_dir
 
 if TYPE_CHECKING:
-    from modelops.local import stack
     from modelops.serve.torchserve import ManagementClient
 
 logger = logging.getLogger("modelops")
 
-WORK_DIR = REPO_ROOT / "var" / "build"
+WORK_DIR = STATE_DIR / "build"
 
 
 def _tasks(names: list[str] | None) -> list[str]:
@@ -124,12 +125,12 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
-    from modelops.local import stack
+    from modelops.local import torchserve
     from modelops.local.supervisor import key_rotation_period_s
     from modelops.store.s3 import ModelStore
 
-    host = args.torchserve_host or stack.LOOPBACK
-    syncer = stack.syncer(stack.StackConfig(host=host), load_catalog(), ModelStore())
+    host = args.torchserve_host or LOOPBACK
+    syncer = torchserve.syncer(StackConfig(host=host), load_catalog(), ModelStore())
     if args.loop:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -159,7 +160,6 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from modelops.local import stack
     from modelops.serve.sync import applied_default
     from modelops.store.s3 import ModelStore
     from modelops.tasks.manage import find_task
@@ -169,11 +169,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.task in catalog:
         spec = catalog[args.task]
     else:  # a task added with `task add`: its published spec
-        _use_local_s3(stack.StackConfig.from_env())
+        _use_local_s3(StackConfig.from_env())
         spec = find_task(args.task, catalog, ModelStore())
     archive = Path(args.archive) if args.archive else None
     if archive is None and not args.via:
-        synced = applied_default(stack.StackConfig.from_env().model_store, spec.model_name)
+        synced = applied_default(StackConfig.from_env().model_store, spec.model_name)
         if synced is None:
             raise SystemExit("no synced archive for this task in model_store/: pass --archive or --via")
         archive = synced[0]
@@ -195,9 +195,9 @@ def _rotate_keys(mgmt: ManagementClient, every_s: float, stop: threading.Event) 
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from modelops.local import stack, supervisor
+    from modelops.local import supervisor
 
-    cfg = stack.StackConfig.from_env()
+    cfg = StackConfig.from_env()
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     # the terminal is for people (`supervisor.Terminal`); the JSON lines go to the log
     configure_logging(args.log_level or "INFO", stream=(cfg.log_dir / "supervisor.log").open("a", encoding="utf-8"))
@@ -210,7 +210,6 @@ def _say(line: str) -> None:
 
 def cmd_task_add(args: argparse.Namespace) -> None:
     from modelops.kinds import KINDS
-    from modelops.local import stack
     from modelops.store.s3 import ModelStore
     from modelops.tasks.manage import DataOptions, add_task
     from modelops.tasks.rollout import apply_locally
@@ -218,7 +217,7 @@ def cmd_task_add(args: argparse.Namespace) -> None:
     # a person reads this command's output: its own steps, not the libraries' load reports
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    cfg = stack.StackConfig.from_env()
+    cfg = StackConfig.from_env()
     _use_local_s3(cfg)
     store = ModelStore()
     store.ensure_bucket()
@@ -244,11 +243,10 @@ def cmd_task_add(args: argparse.Namespace) -> None:
 
 
 def cmd_task_list(_args: argparse.Namespace) -> None:
-    from modelops.local import stack
     from modelops.store.s3 import ModelStore
     from modelops.tasks.manage import list_tasks
 
-    _use_local_s3(stack.StackConfig.from_env())
+    _use_local_s3(StackConfig.from_env())
     rows = list_tasks(load_catalog(), ModelStore())
     print(f"{'task':<24} {'kind':<6} {'labels':>6}  {'source':<12} version")
     for row in rows:
@@ -256,12 +254,11 @@ def cmd_task_list(_args: argparse.Namespace) -> None:
 
 
 def cmd_task_remove(args: argparse.Namespace) -> None:
-    from modelops.local import stack
     from modelops.store.s3 import ModelStore
     from modelops.tasks.manage import remove_task
     from modelops.tasks.rollout import apply_locally
 
-    cfg = stack.StackConfig.from_env()
+    cfg = StackConfig.from_env()
     _use_local_s3(cfg)
     store, catalog = ModelStore(), load_catalog()
     versions = remove_task(args.name, catalog, store)
@@ -270,23 +267,20 @@ def cmd_task_remove(args: argparse.Namespace) -> None:
         _say(f"{cfg.gateway_url}/v1/{args.name} is gone")
 
 
-def _use_local_s3(cfg: stack.StackConfig) -> None:
+def _use_local_s3(cfg: StackConfig) -> None:
     """The local stack's S3 credentials unless the caller named an S3 of their own (as the Makefile's
     operator targets do)."""
-    from modelops.local import stack
+    from modelops.local.s3 import default_s3_env
 
-    named = any(os.environ.get(k) for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"))
-    if not named and cfg.s3_env_file.exists():
-        for key, value in stack.local_s3_env(cfg).items():
-            os.environ.setdefault(key, value)
+    for key, value in default_s3_env(cfg).items():
+        os.environ.setdefault(key, value)
 
 
 def cmd_jobs_worker(args: argparse.Namespace) -> None:
     from modelops.jobs.worker import JobWorker, Settings, Slice
-    from modelops.local import stack
     from modelops.store.s3 import ModelStore
 
-    cfg = stack.StackConfig.from_env()
+    cfg = StackConfig.from_env()
     _use_local_s3(cfg)
     settings = Settings(args.gateway or cfg.gateway_url, args.api_key, retention_days=args.retention_days)
     stop = threading.Event()
@@ -309,10 +303,11 @@ def cmd_torchserve(_args: argparse.Namespace) -> None:
     """Become TorchServe, configured from config.properties at the `STACK_*` addresses (a container sets
     `STACK_HOST=0.0.0.0`): the only way the addresses change, since TorchServe's own `TS_*` variables are off
     (`enable_envvars_config=false`: whatever sets the JVM's environment could otherwise turn token auth off)."""
-    from modelops.local import stack
+    from modelops.local import torchserve
 
-    cfg = stack.StackConfig.from_env()
-    command = stack.prepared_torchserve(cfg)
+    cfg = StackConfig.from_env()
+    torchserve.prepare(cfg)
+    command = torchserve.command(cfg)
     os.chdir(cfg.torchserve_dir)
     os.execv(command[0], command)
 
@@ -320,7 +315,7 @@ def cmd_torchserve(_args: argparse.Namespace) -> None:
 def cmd_stop(_args: argparse.Namespace) -> None:
     from modelops.local import stack
 
-    stopped = stack.stop_all(stack.StackConfig.from_env())
+    stopped = stack.stop_all(StackConfig.from_env())
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 

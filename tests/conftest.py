@@ -1,5 +1,6 @@
 """Shared fixtures. The integration fixtures start the real services: SeaweedFS (S3), TorchServe and the
-gateway, on free loopback ports and in a temporary state folder, through the same functions `make run` uses.
+gateway, on free loopback ports and in a temporary state folder, from the same service descriptions and through
+the same supervisor (`modelops.local.services`) as `make run`.
 
 Models for the tests are built by the real pipeline (train -> package -> publish -> sync) on a tiny slice of
 the shared data: a couple of optimiser steps, so their predictions are not meaningful, only their shape.
@@ -21,7 +22,9 @@ import pytest
 from contract.catalog import TaskSpec, load_catalog
 from contract.logs import configure_logging
 from modelops.build import build_archive
-from modelops.local import stack
+from modelops.local import s3, torchserve, web
+from modelops.local.config import LOOPBACK, StackConfig
+from modelops.local.services import Services, start, stop
 from modelops.store.s3 import ModelStore, StoreLocation
 from modelops.train.data import data_dir
 
@@ -31,7 +34,7 @@ TEST_BUCKET = "test-models"
 def _free(port: int) -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind((stack.LOOPBACK, port))
+            sock.bind((LOOPBACK, port))
         except OSError:
             return False
     return True
@@ -41,7 +44,7 @@ def free_port(taken: set[int], with_grpc_offset: bool = False) -> int:
     """A free loopback port not handed out yet; SeaweedFS servers also need port + 10000 free for gRPC."""
     while True:
         with socket.socket() as sock:
-            sock.bind((stack.LOOPBACK, 0))
+            sock.bind((LOOPBACK, 0))
             port = sock.getsockname()[1]
         grpc_clash = with_grpc_offset and (port + 10000 > 65535 or port + 10000 in taken or not _free(port + 10000))
         if port in taken or grpc_clash:
@@ -50,9 +53,9 @@ def free_port(taken: set[int], with_grpc_offset: bool = False) -> int:
         return port
 
 
-def make_stack_config(root: Path) -> stack.StackConfig:
+def make_stack_config(root: Path) -> StackConfig:
     taken: set[int] = set()
-    return stack.StackConfig(
+    return StackConfig(
         state_dir=root / "var",
         model_store=root / "model_store",
         gateway_port=free_port(taken),
@@ -68,7 +71,7 @@ def make_stack_config(root: Path) -> stack.StackConfig:
 
 @dataclass
 class Stack:
-    cfg: stack.StackConfig
+    cfg: StackConfig
     store: ModelStore
     catalog: dict[str, TaskSpec]
     archives: dict[str, Path]
@@ -79,7 +82,7 @@ class Stack:
         return self.cfg.gateway_url
 
     def sync(self) -> dict[str, str]:
-        syncer = stack.syncer(self.cfg, self.catalog, self.store)
+        syncer = torchserve.syncer(self.cfg, self.catalog, self.store)
         try:
             return syncer.run_once()
         finally:
@@ -87,7 +90,7 @@ class Stack:
 
     def ensure_torchserve(self) -> None:
         """Start TorchServe unless it runs, then sync: what a host does at boot or after a crash."""
-        stack.start_torchserve(self.cfg)
+        start(self.cfg, torchserve.service(self.cfg))
         assert not [o for o in self.sync().values() if o.startswith("failed")]
 
 
@@ -106,26 +109,26 @@ def stack_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def stack_config(stack_root: Path) -> stack.StackConfig:
+def stack_config(stack_root: Path) -> StackConfig:
     return make_stack_config(stack_root)
 
 
 @pytest.fixture(scope="session")
-def s3_store(stack_config: stack.StackConfig) -> Iterator[ModelStore]:
+def s3_store(stack_config: StackConfig) -> Iterator[ModelStore]:
     configure_logging("WARNING")
     cfg = stack_config
     names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MODEL_BUCKET", "MODEL_PREFIX")
     saved = {k: os.environ.get(k) for k in names}
     try:
-        stack.start_s3(cfg)
-        os.environ.update(stack.local_s3_env(cfg))
+        start(cfg, s3.service(cfg))
+        os.environ.update(s3.local_s3_env(cfg))
         # every process the tests start (gateway, job workers) finds the same store, jobs included
         os.environ.update({"MODEL_BUCKET": TEST_BUCKET, "MODEL_PREFIX": "ci"})
         store = ModelStore(StoreLocation(bucket=TEST_BUCKET, prefix="ci"))
         store.ensure_bucket()
         yield store
     finally:
-        stack.stop(cfg, "s3")
+        stop(cfg, "s3")
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -164,7 +167,7 @@ def archives(stack_root: Path, catalog: dict[str, TaskSpec]) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def live_stack(
-    stack_config: stack.StackConfig,
+    stack_config: StackConfig,
     s3_store: ModelStore,
     archives: dict[str, Path],
     catalog: dict[str, TaskSpec],
@@ -173,13 +176,13 @@ def live_stack(
     cfg = stack_config
     published = {name: s3_store.publish(path) for name, path in archives.items()}
     running = Stack(cfg, s3_store, catalog, archives, published)
+    services = Services(cfg, [torchserve.service(cfg), web.gateway(cfg)])
     try:  # stop what was started even when start-up itself fails
         running.ensure_torchserve()
-        stack.start_gateway(cfg)
+        services.start()  # TorchServe reused, then the gateway
         yield running
     finally:
-        for name in ("gateway", "torchserve"):
-            stack.stop(cfg, name)
+        services.stop()
 
 
 @pytest.fixture

@@ -9,35 +9,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 from urllib.parse import urlsplit
 
 import streamlit as st
 
+from contract.status import TaskEntry
 from ui import image_page, jobs_page, status_page, text_page
 from ui.client import GatewayError
 from ui.common import client
 
-Render = Callable[[dict[str, Any]], None]
+Render = Callable[[TaskEntry], None]
 KINDS: dict[str, tuple[Render, str]] = {
     "text": (text_page.render, ":material/article:"),
     "image": (image_page.render, ":material/photo_camera:"),
 }
 
 
-def _no_form(info: dict[str, Any]) -> None:
-    st.title(info["description"])
-    st.info(f"This UI has no form for '{info['kind']}' inputs yet. The API serves the task at POST {info['route']}.")
+def _no_form(info: TaskEntry) -> None:
+    st.title(info.description)
+    st.info(f"This UI has no form for '{info.kind}' inputs yet. The API serves the task at POST {info.route}.")
 
 
-def task_page(info: dict[str, Any]) -> st.Page:
+def task_page(info: TaskEntry) -> st.Page:
     """The page of one `/v1/models` entry, at `/<task>`."""
-    render, icon = KINDS.get(info["kind"], (_no_form, ":material/help:"))
-    title = info["task"].replace("_", " ").capitalize()
-    return st.Page(partial(render, info), title=title, icon=icon, url_path=info["task"])
+    render, icon = KINDS.get(info.kind, (_no_form, ":material/help:"))
+    title = info.task.replace("_", " ").capitalize()
+    return st.Page(partial(render, info), title=title, icon=icon, url_path=info.task)
 
 
-def pages(models: list[dict[str, Any]]) -> list[st.Page]:
+def pages(models: list[TaskEntry]) -> list[st.Page]:
     bulk = st.Page(partial(jobs_page.render, models), title="Bulk jobs", icon=":material/dataset:", url_path="jobs")
     status = st.Page(
         partial(status_page.render, models), title="Status", icon=":material/monitor_heart:", url_path="status"

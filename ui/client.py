@@ -10,6 +10,9 @@ from typing import Any
 
 import httpx
 
+from contract.status import ModelList, Readiness, TaskEntry
+from contract.wire import IMAGE_FORMATS_TEXT, explain_path
+
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
 # What a person should do about each kind of failure, by HTTP status.
@@ -17,17 +20,12 @@ _ADVICE = {
     401: "The API needs a key. Set UI_API_KEY to a key the gateway accepts and restart the UI.",
     403: "The UI's API key is not allowed to use this model. Ask for a key granted this task.",
     413: "The input is too large. Use a shorter text or a smaller image.",
-    415: "That file is not a supported image. Use a JPEG, PNG, WebP, BMP or GIF photo.",
+    415: f"That file is not a supported image. Use a {IMAGE_FORMATS_TEXT} photo.",
     422: "The input was not accepted. Check it and try again.",
     429: "Too many requests right now. Wait a moment and try again.",
     503: "The model service is not ready. Wait a few seconds and try again.",
     504: "The model took too long to answer. Try again, or with a smaller input.",
 }
-
-
-def explain_path(route: str) -> str:
-    """A task's explanation route, next to its prediction route."""
-    return f"{route}/explain"
 
 
 @dataclass
@@ -79,12 +77,12 @@ class GatewayClient:
     def health(self) -> Timed:
         return self._call("GET", "/healthz")
 
-    def readiness(self) -> Timed:
+    def readiness(self) -> Readiness:
         """`/readyz` answers 503 with a useful body (which models, why) when not ready: that is no error here."""
-        return self._call("GET", "/readyz", accept=(503,))
+        return Readiness.model_validate(self._call("GET", "/readyz", accept=(503,)).body)
 
-    def models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/v1/models").body["models"]
+    def models(self) -> list[TaskEntry]:
+        return ModelList.model_validate(self._call("GET", "/v1/models").body).models
 
     def classify_texts(self, route: str, texts: list[str]) -> list[dict[str, Any]]:
         return self._texts(route, texts)

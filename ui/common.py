@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+from contract.status import TaskEntry
 from ui.client import GatewayClient, GatewayError
 
 RECENT = 20  # latencies kept per task for the status page
@@ -18,16 +19,16 @@ def client() -> GatewayClient:
     return st.session_state.client
 
 
-def readiness_banner(info: dict[str, Any]) -> None:
+def readiness_banner(info: TaskEntry) -> None:
     """Warn when the task's model (an entry of the gateway's `/v1/models`) has no ready worker yet, and say when
     a better version of it is being trained."""
-    loaded = info["loaded"]
-    if not loaded or not loaded["ready"]:
+    loaded = info.loaded
+    if not loaded or not loaded.ready:
         st.warning(
-            f"The {info['task']} model is not ready yet; requests may fail until it is. Try again shortly.",
+            f"The {info.task} model is not ready yet; requests may fail until it is. Try again shortly.",
             icon=":material/hourglass_empty:",
         )
-    training = training_text(info.get("training"))
+    training = training_text(info.training)
     if training:
         st.info(f"{training} Until it is published, the version serving now answers.", icon=":material/update:")
 

@@ -7,12 +7,13 @@ Everything task-specific (title, labels, route) comes from the task's `/v1/model
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from ui.client import GatewayError, explain_path
+from contract.status import TaskEntry
+from contract.wire import IMAGE_SUFFIXES, explain_path
+from ui.client import GatewayError
 from ui.common import cached, client, model_caption, readiness_banner, record_latency, show_error
 from ui.explanations import show_overlay
 
@@ -23,15 +24,15 @@ def _readable(label: str) -> str:
     return label.replace("_", " ")
 
 
-def render(info: dict[str, Any]) -> None:
+def render(info: TaskEntry) -> None:
     """The page for one `kind: image` entry of `/v1/models`."""
-    task, route, labels = info["task"], info["route"], info["labels"]
-    st.title(info["description"])
+    task, route, labels = info.task, info.route, info.labels
+    st.title(info.description)
     st.caption(f"{len(labels)} labels: {', '.join(_readable(label) for label in labels)}")
     readiness_banner(info)
     source = st.radio("Photo from", ["Upload", "Camera"], horizontal=True, key=f"{task}-source")
     if source == "Upload":
-        photo = st.file_uploader("Photo", type=["jpg", "jpeg", "png", "webp", "bmp", "gif"], key=f"{task}-upload")
+        photo = st.file_uploader("Photo", type=list(IMAGE_SUFFIXES), key=f"{task}-upload")
     else:
         photo = st.camera_input("Take a photo", key=f"{task}-camera")
     top_k = st.slider("How many labels to show", 1, len(labels), min(DEFAULT_TOP_K, len(labels)), key=f"{task}-top-k")

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from contract.jobs import FINISHED, INPUT_COLUMN_DEFAULTS
+from contract.status import TaskEntry
 from contract.tables import TABLE_SUFFIXES, TableError, columns
 from ui.client import GatewayError
 from ui.common import client, show_error
@@ -24,8 +25,8 @@ def _id_column(named: list[str]) -> int:
     return 0 if found is None else found + 1
 
 
-def _submit(models: list[dict[str, Any]]) -> None:
-    tasks = [m["task"] for m in models]
+def _submit(models: list[TaskEntry]) -> None:
+    tasks = [m.task for m in models]
     task = st.selectbox("Task", tasks, key="job-task")
     upload = st.file_uploader("File: CSV, TSV or JSON Lines, one row per input", type=FORMATS, key="job-file")
     if upload is None:
@@ -39,7 +40,7 @@ def _submit(models: list[dict[str, Any]]) -> None:
     if not named:
         st.error("That file names no columns: a CSV or TSV needs a header row, JSON Lines an object per line.")
         return
-    kind = next(m["kind"] for m in models if m["task"] == task)
+    kind = next(m.kind for m in models if m.task == task)
     preferred = INPUT_COLUMN_DEFAULTS[kind]
     column = st.selectbox("Column with the inputs", named, index=named.index(preferred) if preferred in named else 0)
     id_column = st.selectbox(
@@ -106,7 +107,7 @@ def _finished(view: dict[str, Any]) -> None:
         )
 
 
-def render(models: list[dict[str, Any]]) -> None:
+def render(models: list[TaskEntry]) -> None:
     st.title("Bulk jobs")
     st.caption(
         "A whole file classified on the server, in the background: the job goes on if this page closes, and its "

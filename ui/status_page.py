@@ -8,11 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from contract.status import TaskEntry
 from ui.client import GatewayError
 from ui.common import client, training_text
 
 
-def render(models: list[dict[str, Any]]) -> None:
+def render(models: list[TaskEntry]) -> None:
     """`models`: the gateway's `/v1/models` entries, as fetched for this run's navigation."""
     st.title("Service status")
     gateway = client()
@@ -25,27 +26,27 @@ def render(models: list[dict[str, Any]]) -> None:
         return
     c1, c2, c3 = st.columns(3)
     c1.metric("Gateway", "up", f"{health.seconds * 1000:.0f} ms round trip", delta_color="off", delta_arrow="off")
-    c2.metric("Models", "ready" if ready.body["status"] == "ready" else "not ready")
-    torchserve = "reachable" if all(m["loaded"] for m in models) else "degraded"
+    c2.metric("Models", "ready" if ready.status == "ready" else "not ready")
+    torchserve = "reachable" if all(m.loaded for m in models) else "degraded"
     c3.metric("TorchServe", torchserve)
-    if ready.body["status"] != "ready":
-        st.warning(f"Not every model is ready: {ready.body.get('reason', '')}", icon=":material/hourglass_empty:")
+    if ready.status != "ready":
+        st.warning(f"Not every model is ready: {ready.reason or ''}", icon=":material/hourglass_empty:")
     rows = [
         {
-            "task": m["task"],
-            "route": m["route"],
-            "version": m["loaded"]["version"] if m["loaded"] else None,
-            "ready workers": m["loaded"]["ready_workers"] if m["loaded"] else 0,
-            "batch size": m["loaded"]["batch_size"] if m["loaded"] else None,
-            "batch delay (ms)": m["loaded"]["max_batch_delay_ms"] if m["loaded"] else None,
-            "training": training_text(m.get("training")),
+            "task": m.task,
+            "route": m.route,
+            "version": m.loaded.version if m.loaded else None,
+            "ready workers": m.loaded.ready_workers if m.loaded else 0,
+            "batch size": m.loaded.batch_size if m.loaded else None,
+            "batch delay (ms)": m.loaded.max_batch_delay_ms if m.loaded else None,
+            "training": training_text(m.training),
         }
         for m in models
     ]
     st.subheader("Models")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     _recent_latency()
-    _model_cards([m["task"] for m in models])
+    _model_cards([m.task for m in models])
 
 
 def _recent_latency() -> None:

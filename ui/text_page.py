@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from ui.client import GatewayError, explain_path
+from contract.status import TaskEntry
+from contract.wire import explain_path
+from ui.client import GatewayError
 from ui.common import cached, client, model_caption, readiness_banner, record_latency, show_error
 from ui.explanations import show_words
 
@@ -111,11 +112,12 @@ def _csv(task: str, route: str, max_chars: int) -> None:
     st.download_button("Download CSV with predictions", buffer.getvalue(), f"{task}-predictions.csv", "text/csv")
 
 
-def render(info: dict[str, Any]) -> None:
+def render(info: TaskEntry) -> None:
     """The page for one `kind: text` entry of `/v1/models`."""
-    task, route, max_chars = info["task"], info["route"], info["max_chars"]
-    st.title(info["description"])
-    st.caption(f"Labels: {', '.join(info['labels'])} · at most {max_chars} characters per text")
+    task, route, max_chars = info.task, info.route, info.max_chars
+    assert max_chars is not None  # the gateway names the limit of every text task
+    st.title(info.description)
+    st.caption(f"Labels: {', '.join(info.labels)} · at most {max_chars} characters per text")
     readiness_banner(info)
     one, many = st.tabs(["One text", "CSV file"])
     with one:

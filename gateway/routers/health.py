@@ -7,22 +7,15 @@ from fastapi.responses import Response
 
 from contract.catalog import TaskSpec, TextTask
 from contract.progress import read_progress
+from contract.status import LoadedVersion, ModelList, Readiness, TaskEntry, UpstreamReadiness, UpstreamState
 from gateway.dependencies import AppSettings, Catalog, Client, Metrics
 from gateway.errors import APIError
 from gateway.metrics import CONTENT_TYPE
 from gateway.responses import OrjsonResponse
-from gateway.schemas import (
-    GUARD_ERRORS,
-    ErrorResponse,
-    LoadedVersion,
-    ModelCardAnswer,
-    ModelList,
-    Readiness,
-    TaskEntry,
-    UpstreamReadiness,
-    UpstreamState,
-)
-from gateway.upstream import TorchServeClient, UpstreamStatus
+from gateway.schemas.error_docs import GUARD_ERRORS, ErrorResponse
+from gateway.schemas.responses import ModelCardAnswer
+from gateway.torchserve.descriptions import UpstreamStatus
+from gateway.upstream import TorchServeClient
 
 router = APIRouter(tags=["operations"], responses=GUARD_ERRORS)
 

@@ -34,7 +34,9 @@ from gateway.errors import APIError
 from gateway.jobstore import Job, JobStore, StoreUnavailable
 from gateway.observe import KEY_SCOPE
 from gateway.responses import OrjsonResponse
-from gateway.schemas import GUARD_ERRORS, JobList, JobSubmission, JobView, job_errors
+from gateway.schemas.error_docs import GUARD_ERRORS, job_errors
+from gateway.schemas.requests import JobSubmission
+from gateway.schemas.responses import JobList, JobView
 from gateway.settings import Settings
 
 router = APIRouter(tags=["jobs"], responses=GUARD_ERRORS)

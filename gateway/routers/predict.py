@@ -21,17 +21,19 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from contract.catalog import ImageTask, TaskSpec, TextTask
+from contract.wire import IMAGE_FORMATS_TEXT, OVERLAY_HEADER, explain_path
 from gateway.bodies import JSON, json_body_schema, read_json
 from gateway.dependencies import Client, Coalesce, Share, Slots
 from gateway.errors import APIError
 from gateway.explain_slots import ExplainSlots
 from gateway.fairshare import BULK, PRIORITY_HEADER, FairShare
-from gateway.images import ALLOWED_TEXT, ImageLimits, prepare_image
+from gateway.images import ImageLimits, prepare_image
 from gateway.responses import OrjsonResponse
 from gateway.routers import operation_id
-from gateway.schemas import (
-    EXPLAIN_ERRORS,
-    PREDICT_ERRORS,
+from gateway.schemas.error_docs import EXPLAIN_ERRORS, PREDICT_ERRORS
+from gateway.schemas.examples import image_examples, text_examples
+from gateway.schemas.requests import TextRequestBase, image_request_model, text_request_model
+from gateway.schemas.responses import (
     BatchPrediction,
     ExplainedBatch,
     ExplainedImageBatch,
@@ -40,16 +42,12 @@ from gateway.schemas import (
     ImageBatchPrediction,
     ImagePrediction,
     Prediction,
-    TextRequestBase,
-    image_examples,
-    image_request_model,
-    text_examples,
-    text_request_model,
 )
 from gateway.settings import Settings
+from gateway.torchserve.client import EXPLANATIONS
+from gateway.torchserve.pool import Answer
 from gateway.uploads import read_uploads
-from gateway.upstream import EXPLANATIONS, Answer, TorchServeClient, predict_texts
-from handlers.protocol import OVERLAY_HEADER
+from gateway.upstream import TorchServeClient, predict_texts
 
 # No `from __future__ import annotations` here: FastAPI must see the image routes' `top_k` annotation, built
 # per route from local values, as a real object.
@@ -66,10 +64,6 @@ def _result(answer: dict[str, Any], latency_ms: float, **replace: Any) -> dict[s
 
 def _answer(results: list[dict[str, Any]], single: bool) -> OrjsonResponse:
     return OrjsonResponse(results[0] if single else {"results": results})
-
-
-def explain_path(spec: TaskSpec) -> str:
-    return f"{spec.route}/explain"
 
 
 @dataclass(frozen=True)
@@ -241,7 +235,7 @@ def _image_endpoint(spec: TaskSpec, settings: Settings, explain: bool) -> Any:
 
     body = (
         f"Send a photo as multipart field `image` (or several `images` fields, up to {settings.max_images}), or "
-        f'JSON `{{"image_base64": ...}}` / `{{"images_base64": [...]}}`. Accepted: {ALLOWED_TEXT}. '
+        f'JSON `{{"image_base64": ...}}` / `{{"images_base64": [...]}}`. Accepted: {IMAGE_FORMATS_TEXT}. '
         f"Labels: {', '.join(spec.labels)}."
     )
     if explain:
@@ -374,7 +368,7 @@ def build_router(catalog: dict[str, TaskSpec], settings: Settings) -> APIRouter:
         for explain in (False, True):
             parts = ROUTES[spec.kind](spec, settings, explain)
             router.add_api_route(
-                explain_path(spec) if explain else spec.route,
+                explain_path(spec.route) if explain else spec.route,
                 parts.endpoint,
                 methods=["POST"],
                 response_model=parts.response_model,

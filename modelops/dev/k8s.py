@@ -31,10 +31,10 @@ import kubernetes_validate
 import yaml
 from referencing import Registry, Resource
 
-from contract.catalog import REPO_ROOT
+from contract.catalog import REPO_ROOT, STATE_DIR
 
 KSERVE_PIN = REPO_ROOT / "requirements" / "kserve-schema.txt"
-WHEEL_CACHE = REPO_ROOT / "var" / "cache"
+WHEEL_CACHE = STATE_DIR / "cache"
 KUBERNETES_VERSION = "1.33.0"
 # The kinds this project deploys from KServe, and the wheel class that describes each.
 KSERVE_KINDS = {

@@ -17,10 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-from contract.catalog import REPO_ROOT
-from modelops.local.stack import new_s3_credentials, s3_identities, write_private
+from contract.catalog import STATE_DIR
+from modelops.local.s3 import new_s3_credentials, s3_identities, write_private
 
-DEFAULT_DIR = REPO_ROOT / "var" / "compose"
+DEFAULT_DIR = STATE_DIR / "compose"
 
 
 def write_compose_secrets(folder: Path) -> list[Path]:

@@ -27,7 +27,9 @@ from typing import IO, Any
 from contract.catalog import DEFAULT_RECIPE, TaskSpec
 from contract.logs import log_event
 from contract.progress import PROGRESS_DIR_ENV, read_progress
-from modelops.local import stack
+from modelops.local import s3, stack, torchserve
+from modelops.local.config import StackConfig
+from modelops.local.services import running_pid
 from modelops.serve.sync import Syncer
 from modelops.store.s3 import ModelStore
 from modelops.store.upgrades import due_for_upgrade
@@ -106,11 +108,12 @@ class Terminal:
 
 
 class Supervisor:
-    """Starts the stack, keeps it up, and brings it to the better versions in the background."""
+    """Starts the stack's services (`stack.services`, in their order, the missing models trained between S3 and
+    TorchServe), keeps them up, and brings the stack to the better versions in the background."""
 
     def __init__(
         self,
-        cfg: stack.StackConfig,
+        cfg: StackConfig,
         catalog: dict[str, TaskSpec],
         recipe: str,
         data: Path,
@@ -125,6 +128,7 @@ class Supervisor:
         self.terminal = terminal
         self.progress_dir = cfg.run_dir / PROGRESS_DIR
         self.upgrade: subprocess.Popen[bytes] | None = None
+        self.services = stack.services(cfg, {"GATEWAY_TRAINING_STATUS_DIR": str(self.progress_dir)})
 
     def _build(self, recipe: str, *extra: str) -> list[str]:
         return [sys.executable, "-m", "modelops", "build", "--recipe", recipe, "--data", str(self.data), *extra]
@@ -155,8 +159,8 @@ class Supervisor:
 
     def start(self) -> Syncer:
         say = self.terminal.say
-        stack.start_s3(self.cfg)
-        for key, value in stack.local_s3_env(self.cfg).items():
+        self.services.start(through="s3")
+        for key, value in s3.local_s3_env(self.cfg).items():
             os.environ.setdefault(key, value)
         say(f"S3 ready at {self.cfg.s3_url}")
         shutil.rmtree(self.progress_dir, ignore_errors=True)
@@ -169,12 +173,10 @@ class Supervisor:
             self._build_now(missing)
         else:
             say("models: every task is published; serving the published versions")
-        stack.start_torchserve(self.cfg)
-        syncer = stack.syncer(self.cfg, self.catalog, store)
+        self.services.start(through="torchserve")
+        syncer = torchserve.syncer(self.cfg, self.catalog, store)
         syncer.run_once()
-        stack.start_gateway(self.cfg, {"GATEWAY_TRAINING_STATUS_DIR": str(self.progress_dir)})
-        stack.start_ui(self.cfg)
-        stack.start_jobs_worker(self.cfg)
+        self.services.start()
         cfg = self.cfg
         routes = "  ".join(f"{cfg.gateway_url}{spec.route}" for spec in self.catalog.values())
         say(f"serving: web UI {cfg.ui_url}   API {cfg.gateway_url} (docs: {cfg.gateway_url}/docs)")
@@ -192,19 +194,17 @@ class Supervisor:
         return syncer
 
     def supervise(self, syncer: Syncer) -> None:
-        """Restart what died, sync on the interval (and at once after the background build), rotate keys."""
-        cfg = self.cfg
-        rotate_every = key_rotation_period_s(stack.torchserve_config(cfg))
+        """Restart what died, sync on the interval (and at once after the background build), rotate keys.
+
+        A restarted TorchServe has no models and fresh keys: it is synced at once, and its keys rotate a full
+        period later."""
+        rotate_every = key_rotation_period_s(torchserve.write_config(self.cfg))
         last_rotation = time.monotonic()
         next_sync = time.monotonic() + syncer.next_delay(self.sync_interval_s)
         while True:
             time.sleep(5)
-            for name, start in (("s3", stack.start_s3), ("torchserve", stack.start_torchserve)):
-                if not stack.running_pid(cfg, name):
-                    log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
-                    start(cfg)
-                    if name == "torchserve":
-                        next_sync = last_rotation = time.monotonic()
+            if "torchserve" in self.services.restart_dead():
+                next_sync = last_rotation = time.monotonic()
             if self.upgrade is not None:
                 self.terminal.progress(read_progress(self.progress_dir))
                 if self.upgrade.poll() is not None:
@@ -218,21 +218,9 @@ class Supervisor:
             if time.monotonic() >= next_sync:
                 syncer.run_once()
                 next_sync = time.monotonic() + syncer.next_delay(self.sync_interval_s)
-            for name in ("gateway", "ui", "jobs"):
-                if not stack.running_pid(cfg, name):
-                    log_event(logger, "stack.service_died", logging.ERROR, service=name, action="restarting")
-                    self._start_web(name)
             if time.monotonic() - last_rotation > rotate_every:
                 syncer.mgmt.rotate_keys()
                 last_rotation = time.monotonic()
-
-    def _start_web(self, name: str) -> None:
-        if name == "gateway":
-            stack.start_gateway(self.cfg, {"GATEWAY_TRAINING_STATUS_DIR": str(self.progress_dir)})
-        elif name == "jobs":
-            stack.start_jobs_worker(self.cfg)
-        else:
-            stack.start_ui(self.cfg)
 
     def stop(self) -> None:
         if self.upgrade is not None and self.upgrade.poll() is None:
@@ -241,15 +229,17 @@ class Supervisor:
                 self.upgrade.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.upgrade.kill()
-        for name in stack.SERVICES:
-            stack.stop(self.cfg, name)
+        self.services.stop()
 
 
-def run(cfg: stack.StackConfig, catalog: dict[str, TaskSpec], recipe: str, data: Path, sync_interval_s: float) -> None:
+def run(cfg: StackConfig, catalog: dict[str, TaskSpec], recipe: str, data: Path, sync_interval_s: float) -> None:
     """The foreground `make run`: until Ctrl-C or `make stop` (SIGTERM), which stop everything it started."""
-    if stack.running_pid(cfg, "supervisor"):
+    if running_pid(cfg, "supervisor"):
         raise SystemExit("the stack is already supervised by another `make run`; use `make stop` first")
-    problems = stack.ports_taken(cfg)
+    started_at = float(os.environ.get("MAKE_RUN_STARTED", "0")) or None  # the Makefile's clock, install included
+    terminal = Terminal(sys.stdout, started_at=started_at)
+    supervisor = Supervisor(cfg, catalog, recipe or DEFAULT_RECIPE, data, sync_interval_s, terminal)
+    problems = supervisor.services.ports_taken()
     if shutil.which("java") is None:
         problems.append(
             "TorchServe needs Java 17 and `java` is not on PATH: sudo apt-get install openjdk-17-jre-headless"
@@ -258,9 +248,6 @@ def run(cfg: stack.StackConfig, catalog: dict[str, TaskSpec], recipe: str, data:
         raise SystemExit("\n".join(["make run cannot start:", *problems]))
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "supervisor.pid").write_text(str(os.getpid()))
-    started_at = float(os.environ.get("MAKE_RUN_STARTED", "0")) or None  # the Makefile's clock, install included
-    terminal = Terminal(sys.stdout, started_at=started_at)
-    supervisor = Supervisor(cfg, catalog, recipe or DEFAULT_RECIPE, data, sync_interval_s, terminal)
 
     def shutdown(signum: int, _frame: object) -> None:
         log_event(logger, "stack.shutdown", signal=signal.Signals(signum).name)

@@ -21,13 +21,15 @@ import yaml
 from contract.catalog import MAX_ACCURACY_DROP, REPO_ROOT, TaskSpec, task_document
 from contract.logs import log_event
 from contract.model_card import MODEL_CARD
-from handlers.protocol import TASK_SPEC_FILE
+from contract.serving import SERVING_FILE, with_changes
+from contract.wire import TASK_SPEC_FILE
 from modelops.package.onnx import choose_runtime
 from modelops.tools import bin_path
 
 logger = logging.getLogger(__name__)
 
 HANDLERS_DIR = REPO_ROOT / "handlers"
+CONTRACT_DIR = REPO_ROOT / "contract"
 
 
 def new_version() -> str:
@@ -81,15 +83,17 @@ def package(
         for item in trained_dir.iterdir():
             if item.is_file() and item.name != "training.json":
                 shutil.copy2(item, staging / item.name)
-        # the handlers package whole, as `handlers/` at the archive root: the entry file imports from it
+        # the handlers and the contract they stand on package whole, as `handlers/` and `contract/` at the
+        # archive root: the entry file imports from both
         package_root = staging / "package-root"
-        shutil.copytree(HANDLERS_DIR, package_root / "handlers", ignore=shutil.ignore_patterns("__pycache__"))
+        for folder in (HANDLERS_DIR, CONTRACT_DIR):
+            shutil.copytree(folder, package_root / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
         # the catalog's settings, then those training chose on the dev slice (blend weight, temperature)
-        serving = {**spec.serving_config(recipe_name), **training.get("serving", {})}
-        (staging / "task.json").write_text(json.dumps(serving), encoding="utf-8")
+        serving = with_changes(spec.serving_config(recipe_name), training.get("serving", {}))
+        (staging / SERVING_FILE).write_text(serving.to_json(), encoding="utf-8")
         runtime = choose_runtime(spec, staging, training, data_root, variant_max_drop)
-        serving["runtime"] = runtime["served"]
-        (staging / "task.json").write_text(json.dumps(serving, indent=2), encoding="utf-8")
+        serving = with_changes(serving, {"runtime": runtime["served"]})
+        (staging / SERVING_FILE).write_text(serving.to_json(), encoding="utf-8")
         card = {**build_model_card(spec, version, training), "runtime": runtime}
         (staging / MODEL_CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
         # the task itself travels with its model: the gateway learns routes, limits and labels from it

@@ -76,7 +76,7 @@ def _export_text(handler: Any, raw: Path, fused: Path) -> None:
 
 def _export_image(handler: Any, raw: Path, fused: Path) -> None:
     """EfficientNet-Lite -> ONNX with a dynamic batch axis; ORT fuses conv/BN/activation when it loads it."""
-    size = int(handler.config["image_size"])
+    size = handler.config.image_size
     sample = torch.zeros(2, 3, size, size)
     torch.onnx.export(
         handler.model.eval(),

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from contract.logs import log_event
 from contract.manifest import Manifest, PublishedModel, PublishedVersion
 from contract.model_card import MODEL_CARD, read_model_card
-from handlers.protocol import TASK_SPEC_FILE
+from contract.wire import TASK_SPEC_FILE
 from modelops.store import StoreError
 from modelops.tools import file_sha256
 

@@ -22,7 +22,7 @@ from contract.catalog import (
     TaskSpec,
     parse_task_document,
 )
-from handlers.protocol import MAX_PIXELS
+from contract.wire import MAX_PIXELS
 from modelops.store.s3 import ModelStore
 from modelops.tasks import TaskError
 from modelops.tasks.checks import DataReport, Problem, check_image_folder, check_name, check_table

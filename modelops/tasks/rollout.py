@@ -9,12 +9,14 @@ from collections.abc import Callable
 import httpx
 
 from contract.catalog import TaskSpec
-from modelops.local import stack
+from modelops.local import torchserve
+from modelops.local.config import StackConfig
+from modelops.local.services import running_pid
 from modelops.store.s3 import ModelStore
 
 
 def apply_locally(
-    cfg: stack.StackConfig,
+    cfg: StackConfig,
     catalog: dict[str, TaskSpec],
     store: ModelStore,
     task: str,
@@ -24,13 +26,13 @@ def apply_locally(
 ) -> bool:
     """Sync this machine's TorchServe now, then wait until its gateway lists `task` with a ready worker
     (`routed`) or without it. False when no local stack runs (a deployment's own syncs apply it then)."""
-    if not stack.running_pid(cfg, "torchserve"):
+    if not running_pid(cfg, "torchserve"):
         say(
             "no local stack runs here: each host's sync applies it on its next pass, and the gateways follow "
             "(`make run` starts one)"
         )
         return False
-    syncer = stack.syncer(cfg, catalog, store)
+    syncer = torchserve.syncer(cfg, catalog, store)
     try:
         outcome = syncer.run_once().get(task, "")
     finally:

@@ -22,6 +22,7 @@ import httpx
 from tqdm import tqdm
 
 from contract.catalog import TaskSpec
+from contract.serving import SERVING_FILE, read_serving, with_changes
 from modelops.kinds import KINDS
 from modelops.train.data import Example, load_split, read_rows
 from modelops.train.metrics import classification_report
@@ -90,8 +91,8 @@ def load_handler(spec: TaskSpec, model_dir: Path, overrides: dict[str, Any] | No
     module, name = KINDS[spec.kind].handler.split(":")
     handler: Any = getattr(importlib.import_module(module), name)()  # imported only here: each pulls in torch
     if overrides:
-        task_file = model_dir / "task.json"
-        task_file.write_text(json.dumps({**json.loads(task_file.read_text()), **overrides}), encoding="utf-8")
+        changed = with_changes(read_serving(model_dir), overrides)
+        (model_dir / SERVING_FILE).write_text(changed.to_json(), encoding="utf-8")
     manifest_file = model_dir / "MAR-INF" / "MANIFEST.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
     handler.initialize(_Context(model_dir, spec.model_name, manifest))

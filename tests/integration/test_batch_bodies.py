@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelops.local import stack
+from modelops.local import web
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -97,7 +97,7 @@ def test_one_bad_text_refuses_the_body_and_names_it(client: httpx.Client) -> Non
 def coalescing_gateway(live_stack: Stack, tmp_path: Path) -> Iterator[str]:
     """A second gateway in front of the same TorchServe, coalescing single predictions within 20 ms."""
     env = {"GATEWAY_COALESCE_WINDOW_MS": "20"}
-    with stack.second_gateway(live_stack.cfg, env, state_dir=tmp_path) as cfg:
+    with web.second_gateway(live_stack.cfg, env, state_dir=tmp_path) as cfg:
         yield cfg.gateway_url
 
 

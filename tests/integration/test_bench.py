@@ -13,8 +13,9 @@ import pytest
 
 from bench import fastapi_floor, gateway_versions, side_by_side
 from bench.baselines import compare
+from bench.measure import ceiling, load, payloads, sample
 from bench.processes import stack_processes
-from bench.throughput import ceiling, coalesce_window, load, payloads, peer_server, sample, second_gateway
+from bench.servers import coalesce_window, peer_server, second_gateway
 from contract.torchserve import read_keys
 from gateway.settings import Settings
 from modelops.train.data import data_dir
@@ -33,13 +34,13 @@ def test_loadgen_drives_gateway_and_torchserve_without_errors(live_stack: Stack,
         payload_file.write_text(json.dumps(payloads(spec, examples, target, base_url, key)))
         paired = "latency_ms" if target == "gateway" else None
         result = load(payload_file, concurrency=2, duration=2.0, warmup=0.5, upstream_field=paired)
-        assert result["errors"] == {}, (target, result)
+        assert result.errors == {}, (target, result)
         # the gateway's own time per request: positive, and less than the whole request
-        assert ("own_p50_ms" in result) == (target == "gateway")
-        assert target != "gateway" or 0 < result["own_p50_ms"] < result["p50_ms"]
-        assert result["requests"] > 0
-        assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
-        assert result["loadgen_cpu_s"] > 0
+        assert (result.own_p50_ms is not None) == (target == "gateway")
+        assert result.own_p50_ms is None or 0 < result.own_p50_ms < result.p50_ms
+        assert result.requests > 0
+        assert 0 < result.p50_ms <= result.p95_ms <= result.p99_ms
+        assert result.loadgen_cpu_s > 0
 
 
 def test_loadgen_counts_errors_by_status(live_stack: Stack, tmp_path: Path) -> None:
@@ -48,8 +49,8 @@ def test_loadgen_counts_errors_by_status(live_stack: Stack, tmp_path: Path) -> N
     payload_file = tmp_path / "bad.json"
     payload_file.write_text(json.dumps(bad))
     result = load(payload_file, concurrency=1, duration=1.0, warmup=0.2)
-    assert result["requests"] == 0
-    assert result["errors"]["422"] > 0
+    assert result.requests == 0
+    assert result.errors["422"] > 0
 
 
 @pytest.mark.parametrize("task", ["sentiment", "pose"])
@@ -59,10 +60,10 @@ def test_ceiling_and_peer_baseline_serve_the_same_archive(live_stack: Stack, tas
     examples = sample(spec, 4)
     for runtime in ("torch", spec.runtime):
         measured = ceiling(spec, archive, examples, duration=1.0, runtime=runtime)
-        assert measured["items_per_s"] > 0
-        assert measured["runtime"] == runtime
+        assert measured.items_per_s > 0
+        assert measured.runtime == runtime
         # TorchServe's layout for the model: one handler per worker, all its workers' threads
-        assert (measured["workers"], measured["threads"]) == (spec.workers, spec.workers * spec.threads_per_worker)
+        assert (measured.workers, measured.threads) == (spec.workers, spec.workers * spec.threads_per_worker)
     with peer_server(spec, archive) as url:
         (request,) = payloads(spec, examples[:1], "peer", url, "")
         if "json" in request:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelops.local import stack
+from modelops.local import services, torchserve, web
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -19,9 +19,9 @@ pytestmark = pytest.mark.integration
 def test_torchserve_down_gives_503_then_recovers_without_gateway_restart(
     client: httpx.Client, live_stack: Stack
 ) -> None:
-    gateway_pid = stack.running_pid(live_stack.cfg, "gateway")
+    gateway_pid = services.running_pid(live_stack.cfg, "gateway")
     assert client.post("/v1/sentiment", json={"text": "fine"}).status_code == 200
-    stack.stop(live_stack.cfg, "torchserve")
+    services.stop(live_stack.cfg, "torchserve")
     try:
         response = client.post("/v1/sentiment", json={"text": "fine"})
         assert response.status_code == 503
@@ -40,11 +40,11 @@ def test_torchserve_down_gives_503_then_recovers_without_gateway_restart(
         live_stack.ensure_torchserve()
     assert client.get("/readyz").status_code == 200
     assert client.post("/v1/sentiment", json={"text": "fine"}).status_code == 200
-    assert stack.running_pid(live_stack.cfg, "gateway") == gateway_pid
+    assert services.running_pid(live_stack.cfg, "gateway") == gateway_pid
 
 
 def test_key_rotation_needs_no_gateway_restart(client: httpx.Client, live_stack: Stack) -> None:
-    mgmt = stack.management_client(live_stack.cfg)
+    mgmt = torchserve.management_client(live_stack.cfg)
     try:
         before = live_stack.cfg.key_file.read_text()
         mgmt.rotate_keys()
@@ -59,7 +59,7 @@ def test_key_rotation_needs_no_gateway_restart(client: httpx.Client, live_stack:
 def impatient_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
     """A second gateway whose upstream timeout (1 ms) is shorter than any model call."""
     env = {"GATEWAY_UPSTREAM_TIMEOUT_S": "0.001"}
-    with stack.second_gateway(live_stack.cfg, env, state_dir=stack_root / "impatient") as cfg:
+    with web.second_gateway(live_stack.cfg, env, state_dir=stack_root / "impatient") as cfg:
         yield cfg.gateway_url
 
 

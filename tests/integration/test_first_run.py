@@ -22,6 +22,7 @@ import pytest
 
 from contract.catalog import REPO_ROOT
 from modelops.local import stack
+from modelops.local.config import StackConfig
 from modelops.train.data import data_dir
 from tests.conftest import make_stack_config
 
@@ -109,7 +110,7 @@ dev_examples = 30
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[stack.StackConfig, subprocess.Popen[str]]]:
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackConfig, subprocess.Popen[str]]]:
     """`python -m modelops run` on an empty state folder; stopped (SIGTERM, as `make stop`) at the end."""
     root = tmp_path_factory.mktemp("run")
     cfg = make_stack_config(root)
@@ -154,7 +155,7 @@ def _ask(http: httpx.Client, task: str, photo: bytes) -> httpx.Response:
 
 
 def test_quick_versions_answer_first_then_better_ones_replace_them_under_load(
-    first_run: tuple[stack.StackConfig, subprocess.Popen[str]],
+    first_run: tuple[StackConfig, subprocess.Popen[str]],
 ) -> None:
     cfg, supervisor = first_run
     photo = next((data_dir() / "pose" / "running").glob("*.jpg")).read_bytes()

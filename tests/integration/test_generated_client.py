@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from contract.catalog import TaskSpec
-from modelops.local import stack
+from modelops.local import web
 from modelops.train.data import data_dir
 from tests.conftest import Stack
 
@@ -36,7 +36,7 @@ KEY = secrets.token_urlsafe(24)
 @pytest.fixture(scope="module")
 def keyed_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
     env = {"GATEWAY_API_KEYS": f"sdk:{KEY}"}
-    with stack.second_gateway(live_stack.cfg, env, state_dir=stack_root / "client-gateway") as cfg:
+    with web.second_gateway(live_stack.cfg, env, state_dir=stack_root / "client-gateway") as cfg:
         yield cfg.gateway_url
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from contract.torchserve import read_keys
 from gateway.apikeys import digest
-from modelops.local import stack
+from modelops.local import torchserve, web
 from modelops.serve.healthcheck import healthy
 from tests.conftest import Stack
 
@@ -33,7 +33,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def _wait_for_workers(live_stack: Stack, model: str, count: int) -> list[int]:
-    mgmt = stack.management_client(live_stack.cfg)
+    mgmt = torchserve.management_client(live_stack.cfg)
     try:
         return mgmt.wait_ready(model, workers=count)
     finally:
@@ -130,7 +130,7 @@ def keyed_gateway(live_stack: Stack, stack_root: Path) -> Iterator[str]:
         "GATEWAY_RATE_LIMIT_PER_S": "0.2",
         "GATEWAY_RATE_LIMIT_BURST": "5",
     }
-    with stack.second_gateway(live_stack.cfg, env, state_dir=stack_root / "keyed") as cfg:
+    with web.second_gateway(live_stack.cfg, env, state_dir=stack_root / "keyed") as cfg:
         yield cfg.gateway_url
 
 

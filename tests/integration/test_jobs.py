@@ -24,7 +24,9 @@ import httpx
 import pytest
 
 from contract import jobs
-from modelops.local import stack
+from modelops.local import services, web
+from modelops.local.config import StackConfig
+from modelops.local.s3 import default_s3_env
 from modelops.train.data import data_dir
 from tests.conftest import TEST_BUCKET, Stack
 from tests.integration.test_lifecycle import new_version
@@ -61,42 +63,42 @@ JOBS_GATEWAY_ENV = {
 
 
 @pytest.fixture(scope="module")
-def jobs_gateway(live_stack: Stack, stack_root: Path) -> Iterator[stack.StackConfig]:
-    with stack.second_gateway(live_stack.cfg, JOBS_GATEWAY_ENV, state_dir=stack_root / "jobs-gateway") as cfg:
+def jobs_gateway(live_stack: Stack, stack_root: Path) -> Iterator[StackConfig]:
+    with web.second_gateway(live_stack.cfg, JOBS_GATEWAY_ENV, state_dir=stack_root / "jobs-gateway") as cfg:
         yield cfg
 
 
 class Workers:
     """Job worker processes for the jobs gateway, each with its own state folder (pid file, log)."""
 
-    def __init__(self, gateway: stack.StackConfig, root: Path) -> None:
+    def __init__(self, gateway: StackConfig, root: Path) -> None:
         self.gateway, self.root, self.started = gateway, root, 0
 
-    def start(self, lease_s: float = 8.0) -> stack.StackConfig:
+    def start(self, lease_s: float = 8.0) -> StackConfig:
         self.started += 1
-        cfg = stack.StackConfig(state_dir=self.root / f"worker-{self.started}", gateway_port=self.gateway.gateway_port)
+        cfg = StackConfig(state_dir=self.root / f"worker-{self.started}", gateway_port=self.gateway.gateway_port)
         env = {"JOB_WORKER_API_KEY": KEYS["alice"], "JOB_LEASE_S": str(lease_s)}
-        stack.start_jobs_worker(cfg, env)
+        services.start(cfg, web.jobs_worker(cfg, env))
         return cfg
 
-    def log(self, cfg: stack.StackConfig) -> str:
+    def log(self, cfg: StackConfig) -> str:
         return (cfg.log_dir / "jobs.log").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
-def workers(jobs_gateway: stack.StackConfig, stack_root: Path) -> Iterator[Workers]:
+def workers(jobs_gateway: StackConfig, stack_root: Path) -> Iterator[Workers]:
     running = Workers(jobs_gateway, stack_root / "job-workers")
     yield running
     for n in range(1, running.started + 1):
-        stack.stop(stack.StackConfig(state_dir=running.root / f"worker-{n}"), "jobs")
+        services.stop(StackConfig(state_dir=running.root / f"worker-{n}"), "jobs")
 
 
 @pytest.fixture(scope="module")
-def worker(workers: Workers) -> stack.StackConfig:
+def worker(workers: Workers) -> StackConfig:
     return workers.start()
 
 
-def _client(gateway: stack.StackConfig, who: str = "alice") -> httpx.Client:
+def _client(gateway: StackConfig, who: str = "alice") -> httpx.Client:
     return httpx.Client(base_url=gateway.gateway_url, timeout=60, headers={"X-API-Key": KEYS[who]})
 
 
@@ -146,7 +148,7 @@ def _same_as_sync(
         assert (lines[i]["label"], lines[i]["scores"]) == (synchronous["label"], synchronous["scores"]), i
 
 
-def test_an_indexed_job_splits_the_shards_by_index(live_stack: Stack, jobs_gateway: stack.StackConfig) -> None:
+def test_an_indexed_job_splits_the_shards_by_index(live_stack: Stack, jobs_gateway: StackConfig) -> None:
     """Two indexes of a Kubernetes Indexed Job (`--job ID --of 2`, the index from JOB_COMPLETION_INDEX), and no
     other worker: each writes only its own shards and exits; the job finishes with every row once. (First in
     this module, before any long-running worker exists to take shards.)"""
@@ -155,7 +157,7 @@ def test_an_indexed_job_splits_the_shards_by_index(live_stack: Stack, jobs_gatew
         job = _submit(http, rows)
         env = {
             **os.environ,
-            **stack.jobs_s3_env(live_stack.cfg),
+            **default_s3_env(live_stack.cfg),
             "JOB_GATEWAY_URL": jobs_gateway.gateway_url,
             "JOB_WORKER_API_KEY": KEYS["alice"],
         }
@@ -174,7 +176,7 @@ def test_an_indexed_job_splits_the_shards_by_index(live_stack: Stack, jobs_gatew
         assert shards == {s for s in range(6) if s % 2 == i}, (i, log)
 
 
-def test_a_job_runs_with_bad_rows_answered_per_row(jobs_gateway: stack.StackConfig, worker: stack.StackConfig) -> None:
+def test_a_job_runs_with_bad_rows_answered_per_row(jobs_gateway: StackConfig, worker: StackConfig) -> None:
     rows = _tweets(300, bad={3: "", 70: "x" * 2001, 200: "line\x07bell"})
     with _client(jobs_gateway) as http:
         job = _submit(http, rows)
@@ -203,9 +205,7 @@ def test_a_job_runs_with_bad_rows_answered_per_row(jobs_gateway: stack.StackConf
         assert http.get("/v1/jobs").json()["jobs"][0]["id"] == job
 
 
-def test_progress_is_reported_and_a_job_can_be_cancelled(
-    jobs_gateway: stack.StackConfig, worker: stack.StackConfig
-) -> None:
+def test_progress_is_reported_and_a_job_can_be_cancelled(jobs_gateway: StackConfig, worker: StackConfig) -> None:
     with _client(jobs_gateway) as http:
         job = _submit(http, _tweets(12000))
         running = _wait(http, job, lambda v: v["state"] == "running" and v["rows"]["done"] >= 2 * SHARD_ROWS)
@@ -234,7 +234,7 @@ def test_progress_is_reported_and_a_job_can_be_cancelled(
     ],
 )
 def test_a_bad_file_is_refused_at_submission_with_its_line(
-    jobs_gateway: stack.StackConfig, name: str, content: bytes, status: int, message: str
+    jobs_gateway: StackConfig, name: str, content: bytes, status: int, message: str
 ) -> None:
     with _client(jobs_gateway) as http:
         response = http.post(
@@ -244,7 +244,7 @@ def test_a_bad_file_is_refused_at_submission_with_its_line(
     assert message in response.json()["error"]["message"]
 
 
-def test_another_keys_job_is_invisible(jobs_gateway: stack.StackConfig, worker: stack.StackConfig) -> None:
+def test_another_keys_job_is_invisible(jobs_gateway: StackConfig, worker: StackConfig) -> None:
     with _client(jobs_gateway, "alice") as alice, _client(jobs_gateway, "bob") as bob:
         job = _submit(alice, _tweets(10))
         assert bob.get(f"/v1/jobs/{job}").status_code == 404
@@ -256,7 +256,7 @@ def test_another_keys_job_is_invisible(jobs_gateway: stack.StackConfig, worker: 
 
 
 def test_two_workers_share_a_job_without_doing_a_row_twice(
-    jobs_gateway: stack.StackConfig, worker: stack.StackConfig, workers: Workers
+    jobs_gateway: StackConfig, worker: StackConfig, workers: Workers
 ) -> None:
     second = workers.start()
     rows = _tweets(3000)
@@ -267,7 +267,7 @@ def test_two_workers_share_a_job_without_doing_a_row_twice(
         _exactly_once(_results(http, job), rows)
     shards = [workers.log(cfg).count(f'"jobs.shard_done", "job": "{job}"') for cfg in (worker, second)]
     assert all(shards), shards  # both took part
-    stack.stop(second, "jobs")
+    services.stop(second, "jobs")
 
 
 def _mid_job(http: httpx.Client, rows: list[tuple[str, str]], trouble: Callable[[], None]) -> None:
@@ -283,25 +283,23 @@ def _mid_job(http: httpx.Client, rows: list[tuple[str, str]], trouble: Callable[
     _same_as_sync(http, lines, rows)
 
 
-def test_a_killed_gateway_costs_no_row(
-    live_stack: Stack, jobs_gateway: stack.StackConfig, worker: stack.StackConfig
-) -> None:
+def test_a_killed_gateway_costs_no_row(live_stack: Stack, jobs_gateway: StackConfig, worker: StackConfig) -> None:
     def restart_gateway() -> None:
-        pid = stack.running_pid(jobs_gateway, "gateway")
+        pid = services.running_pid(jobs_gateway, "gateway")
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         time.sleep(2)
-        stack.start_gateway(jobs_gateway, {**stack.gateway_env(live_stack.cfg), **JOBS_GATEWAY_ENV})
+        services.start(jobs_gateway, web.gateway(jobs_gateway, {**web.gateway_env(live_stack.cfg), **JOBS_GATEWAY_ENV}))
 
     with _client(jobs_gateway) as http:
         _mid_job(http, _tweets(4000), restart_gateway)
 
 
-def test_a_killed_worker_costs_only_its_shard(jobs_gateway: stack.StackConfig, workers: Workers) -> None:
+def test_a_killed_worker_costs_only_its_shard(jobs_gateway: StackConfig, workers: Workers) -> None:
     first = workers.start(lease_s=5)
 
     def kill_worker() -> None:
-        pid = stack.running_pid(first, "jobs")
+        pid = services.running_pid(first, "jobs")
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         workers.start(lease_s=5)
@@ -311,7 +309,7 @@ def test_a_killed_worker_costs_only_its_shard(jobs_gateway: stack.StackConfig, w
 
 
 def test_a_killed_torchserve_worker_and_jvm_cost_no_row(
-    live_stack: Stack, jobs_gateway: stack.StackConfig, worker: stack.StackConfig
+    live_stack: Stack, jobs_gateway: StackConfig, worker: StackConfig
 ) -> None:
     def kill_a_model_worker() -> None:
         described = httpx.get(
@@ -321,7 +319,7 @@ def test_a_killed_torchserve_worker_and_jvm_cost_no_row(
         os.kill(int(described[0]["workers"][0]["pid"]), signal.SIGKILL)
 
     def kill_the_jvm() -> None:
-        pid = stack.running_pid(live_stack.cfg, "torchserve")
+        pid = services.running_pid(live_stack.cfg, "torchserve")
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)
         time.sleep(2)
@@ -333,7 +331,7 @@ def test_a_killed_torchserve_worker_and_jvm_cost_no_row(
 
 
 def test_the_version_is_pinned_across_a_rollout(
-    live_stack: Stack, jobs_gateway: stack.StackConfig, worker: stack.StackConfig
+    live_stack: Stack, jobs_gateway: StackConfig, worker: StackConfig
 ) -> None:
     before = live_stack.store.read_manifest().models["disaster"].default
     rows = _tweets(6000)
@@ -358,7 +356,7 @@ def test_the_version_is_pinned_across_a_rollout(
 
 
 def test_a_photo_job_reads_its_file_and_photos_from_the_input_prefix(
-    live_stack: Stack, jobs_gateway: stack.StackConfig, worker: stack.StackConfig
+    live_stack: Stack, jobs_gateway: StackConfig, worker: StackConfig
 ) -> None:
     """An image task's job names its file and its photos by s3:// URI under GATEWAY_JOBS_INPUT_PREFIX; a photo
     that is missing or not an image is that row's error; the others are answered as the synchronous route

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from contract.manifest import Manifest, PublishedModel
-from modelops.local import stack
+from modelops.local import s3, services, torchserve
 from modelops.package.archive import package
 from modelops.store.s3 import ModelStore, StoreLocation
 from modelops.train.data import data_dir
@@ -94,7 +94,7 @@ def test_rollout_and_rollback_under_load_fail_no_request(live_stack: Stack) -> N
     assert v2 in versions[:after_rollback]
     assert versions[-1] == v1
     assert served_version(live_stack, "disaster") == v1
-    loaded = stack.management_client(live_stack.cfg).describe("disaster", "all")
+    loaded = torchserve.management_client(live_stack.cfg).describe("disaster", "all")
     assert [d["modelVersion"] for d in loaded] == [v1]  # the old version was drained and unregistered
 
 
@@ -120,7 +120,7 @@ def test_corrupt_archive_is_refused_and_current_version_keeps_serving(live_stack
 
 
 def test_s3_outage_keeps_serving_and_sync_recovers(live_stack: Stack) -> None:
-    stack.stop(live_stack.cfg, "s3")
+    services.stop(live_stack.cfg, "s3")
     try:
         outcomes = live_stack.sync()
         assert set(outcomes.values()) == {"already-serving"}  # from the last manifest applied
@@ -128,12 +128,12 @@ def test_s3_outage_keeps_serving_and_sync_recovers(live_stack: Stack) -> None:
         assert '"s3_reachable": false' in status
         assert httpx.get(f"{live_stack.gateway}/readyz", timeout=30).status_code == 200
         # a host restarting during the outage comes back on the archives it already has
-        stack.stop(live_stack.cfg, "torchserve")
-        stack.start_torchserve(live_stack.cfg)
+        services.stop(live_stack.cfg, "torchserve")
+        services.start(live_stack.cfg, torchserve.service(live_stack.cfg))
         assert set(live_stack.sync().values()) == {"registered"}
         assert httpx.get(f"{live_stack.gateway}/readyz", timeout=30).status_code == 200
     finally:
-        stack.start_s3(live_stack.cfg)
+        services.start(live_stack.cfg, s3.service(live_stack.cfg))
     live_stack.sync()
     status = (live_stack.cfg.run_dir / "sync-status.json").read_text()
     assert '"s3_reachable": true' in status

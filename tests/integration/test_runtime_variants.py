@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.throughput import sample
+from bench.measure import sample
 from contract.model_card import read_model_card
 from modelops.package.archive import package
 from modelops.train.data import data_dir, load_split, validation_sample
@@ -42,6 +42,8 @@ def test_card_records_both_runtimes_and_the_accuracy_rule_decides_what_is_served
     assert runtime["served"] == spec.runtime
     with zipfile.ZipFile(archive) as zf:
         assert "model.onnx" in zf.namelist()
+        # the handlers import the contract they stand on from the archive itself: TorchServe's worker has no repo
+        assert {"contract/serving.py", "contract/wire.py", "handlers/classifier_base.py"} <= set(zf.namelist())
         assert json.loads(zf.read("task.json"))["runtime"] == runtime["served"]
 
 

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 import torch
 
-from bench.throughput import sample
+from bench.measure import sample
 from contract.model_card import read_model_card
 from handlers.text_normalise import NORMALISERS
 from modelops.tools import file_sha256

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelops.local import stack
+from modelops.local import services, torchserve, web
+from modelops.local.config import StackConfig
 from modelops.store.kserve import VIEW, refresh_kserve_view
 from tests.conftest import Stack, make_stack_config
 from tests.imagegen import encode, photo
@@ -35,20 +36,18 @@ def _fetch_view(live: Stack, target: Path) -> Path:
     return target
 
 
-def _wait_healthy(cfg: stack.StackConfig) -> None:
+def _wait_healthy(cfg: StackConfig) -> None:
     """Until TorchServe's `/ping` (no key: token auth is off) says Healthy, as KServe's readiness probe waits."""
-    stack.wait_until(
+    services.wait_until(
         lambda: httpx.get(f"{cfg.inference_url}/ping", timeout=5).json().get("status") == "Healthy",
         "the predictor's TorchServe",
         300,
-        lambda: stack.running_pid(cfg, "torchserve") is not None,
+        lambda: services.running_pid(cfg, "torchserve") is not None,
     )
 
 
 @pytest.fixture(scope="module")
-def predictor(
-    live_stack: Stack, stack_root: Path, monkeypatch_module: pytest.MonkeyPatch
-) -> Iterator[stack.StackConfig]:
+def predictor(live_stack: Stack, stack_root: Path, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[StackConfig]:
     """A TorchServe configured exactly by the KServe view (token auth off, models from its snapshot)."""
     refresh_kserve_view(live_stack.store, live_stack.catalog)
     mnt = _fetch_view(live_stack, stack_root / "kserve" / "mnt" / "models")
@@ -56,11 +55,11 @@ def predictor(
     cfg.model_store = mnt / "model-store"
     monkeypatch_module.setenv("TS_SERVICE_ENVELOPE", "kserve")
     try:
-        stack.start_torchserve(cfg, template=mnt / "config" / "config.properties")
+        services.start(cfg, torchserve.service(cfg, template=mnt / "config" / "config.properties"))
         _wait_healthy(cfg)
         yield cfg
     finally:
-        stack.stop(cfg, "torchserve")
+        services.stop(cfg, "torchserve")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
         yield patch
 
 
-def test_predictor_answers_kserve_v1_without_a_key(predictor: stack.StackConfig) -> None:
+def test_predictor_answers_kserve_v1_without_a_key(predictor: StackConfig) -> None:
     assert not predictor.key_file.exists()  # token authorization is off: TorchServe wrote no keys
     texts = {"instances": [{"text": "a wonderful, moving film"}, {"text": "dull and far too long"}]}
     answer = httpx.post(f"{predictor.inference_url}/v1/models/sentiment:predict", json=texts, timeout=60)
@@ -91,7 +90,7 @@ def test_predictor_answers_kserve_v1_without_a_key(predictor: stack.StackConfig)
     assert "instances[1]" in answer.text
 
 
-def test_predictor_batches_kserve_requests_without_dropping_any(predictor: stack.StackConfig) -> None:
+def test_predictor_batches_kserve_requests_without_dropping_any(predictor: StackConfig) -> None:
     """KServe's envelope would answer only the first request of each batch; the handler answers them all."""
 
     def classify(i: int) -> int:
@@ -116,10 +115,10 @@ def _served(metrics_url: str, model: str) -> float:
 
 
 def test_gateway_balances_over_two_torchserves_and_rides_out_one(
-    live_stack: Stack, predictor: stack.StackConfig, stack_root: Path
+    live_stack: Stack, predictor: StackConfig, stack_root: Path
 ) -> None:
     upstreams = [
-        stack.upstream_entry(live_stack.cfg),
+        web.upstream_entry(live_stack.cfg),
         {"name": "kserve", "inference_url": predictor.inference_url},
     ]
     env = {"GATEWAY_UPSTREAMS": json.dumps(upstreams), "GATEWAY_UPSTREAM_CHECK_INTERVAL_S": "1"}
@@ -128,7 +127,7 @@ def test_gateway_balances_over_two_torchserves_and_rides_out_one(
         "kserve": predictor.url(predictor.metrics_port),
     }
     with (
-        stack.second_gateway(live_stack.cfg, env, state_dir=stack_root / "gateway-two") as cfg,
+        web.second_gateway(live_stack.cfg, env, state_dir=stack_root / "gateway-two") as cfg,
         httpx.Client(base_url=cfg.gateway_url, timeout=60) as client,
     ):
         ready = client.get("/readyz").json()
@@ -142,7 +141,7 @@ def test_gateway_balances_over_two_torchserves_and_rides_out_one(
         served = {name: _served(url, "sentiment") - before[name] for name, url in metrics.items()}
         assert served == {"local": 10, "kserve": 10}  # round-robin, one each in turn
 
-        stack.stop(predictor, "torchserve")
+        services.stop(predictor, "torchserve")
         answers = [client.post("/v1/sentiment", json={"text": f"still here {i}"}) for i in range(10)]
         assert [a.status_code for a in answers] == [200] * 10  # the other upstream took every request
         ready = client.get("/readyz").json()
@@ -151,13 +150,15 @@ def test_gateway_balances_over_two_torchserves_and_rides_out_one(
         assert "not reachable" in ready["upstreams"]["kserve"]["reason"]
         assert 'gateway_upstream_healthy{upstream="kserve"} 0.0' in client.get("/metrics").text
 
-        stack.start_torchserve(predictor, template=predictor.torchserve_dir / "config.properties")
+        services.start(
+            predictor, torchserve.service(predictor, template=predictor.torchserve_dir / "config.properties")
+        )
         _wait_healthy(predictor)
-        stack.wait_until(
+        services.wait_until(
             lambda: 'gateway_upstream_healthy{upstream="kserve"} 1.0' in client.get("/metrics").text,
             "the gateway noticing the upstream came back",
             10,
-            lambda: stack.running_pid(cfg, "gateway") is not None,
+            lambda: services.running_pid(cfg, "gateway") is not None,
         )
         before = _served(metrics["kserve"], "sentiment")
         for i in range(10):

@@ -40,7 +40,15 @@ def model_entry(task: str, kind: str, labels: list[str], description: str, max_c
         "description": description,
         "labels": labels,
         "max_chars": max_chars,
-        "loaded": {"version": VERSION, "ready": True, "ready_workers": 1, "batch_size": 8, "max_batch_delay_ms": 5},
+        "loaded": {
+            "version": VERSION,
+            "ready": True,
+            "ready_workers": 1,
+            "workers": 1,
+            "batch_size": 8,
+            "max_batch_delay_ms": 5,
+        },
+        "training": None,
     }
 
 
@@ -184,7 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._answer(200, {"status": "ok"})
         elif self.path == "/readyz":
-            self._answer(200, {"status": "ready", "models": {m["model_name"]: True for m in stub.models}})
+            models = {m["model_name"]: True for m in stub.models}
+            self._answer(200, {"status": "ready", "models": models, "upstreams": {}})
         elif self.path == "/v1/models":
             self._answer(200, {"models": stub.models, "torchserve": "reachable", "upstreams": []})
         elif self.path.startswith("/v1/models/"):

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from contract.catalog import REPO_ROOT
-from modelops.local import stack
+from modelops.local import services, web
+from modelops.local.config import LOOPBACK, StackConfig
 from modelops.train.data import data_dir
 from tests.conftest import Stack, free_port
 from tests.ui.stub_gateway import StubGateway, model_entry
@@ -48,9 +49,9 @@ POSE_LABELS = [
 @pytest.fixture(scope="module")
 def ui_url(live_stack: Stack) -> Iterator[str]:
     cfg = dataclasses.replace(live_stack.cfg, ui_port=free_port(set()))
-    stack.start_ui(cfg)
+    services.start(cfg, web.ui(cfg))
     yield cfg.ui_url
-    stack.stop(cfg, "ui")
+    services.stop(cfg, "ui")
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +161,10 @@ def test_status_page_after_a_request_in_the_same_session(browser_page, ui_url: s
 @pytest.fixture(scope="module")
 def jobs_worker(live_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A job worker for the live gateway, as `make run` starts one."""
-    cfg = stack.StackConfig(state_dir=tmp_path_factory.mktemp("ui-jobs"), gateway_port=live_stack.cfg.gateway_port)
-    stack.start_jobs_worker(cfg)
+    cfg = StackConfig(state_dir=tmp_path_factory.mktemp("ui-jobs"), gateway_port=live_stack.cfg.gateway_port)
+    services.start(cfg, web.jobs_worker(cfg))
     yield
-    stack.stop(cfg, "jobs")
+    services.stop(cfg, "jobs")
 
 
 def test_bulk_job_runs_on_the_server_and_survives_a_reload(
@@ -203,11 +204,11 @@ def ui_process(gateway_url: str, log_path: Path, taken: set[int]) -> Iterator[st
     """A UI of its own, on a free port not in `taken`, for the gateway at `gateway_url`: its address while it
     runs."""
     ui_port = free_port(taken)
-    url = f"http://{stack.LOOPBACK}:{ui_port}"
+    url = f"http://{LOOPBACK}:{ui_port}"
     cmd = [
         sys.executable,
         *("-m", "streamlit", "run", str(REPO_ROOT / "ui" / "app.py")),
-        *("--server.address", stack.LOOPBACK, "--server.port", str(ui_port)),
+        *("--server.address", LOOPBACK, "--server.port", str(ui_port)),
         *("--server.headless", "true", "--browser.gatherUsageStats", "false"),
     ]
     env = {**os.environ, "UI_GATEWAY_URL": gateway_url, "PYTHONPATH": str(REPO_ROOT)}
@@ -215,7 +216,9 @@ def ui_process(gateway_url: str, log_path: Path, taken: set[int]) -> Iterator[st
         ui = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT / "ui", stdout=log, stderr=subprocess.STDOUT)
     try:
         health = f"{url}/_stcore/health"
-        stack.wait_until(lambda: httpx.get(health, timeout=2).status_code == 200, "ui", 60, lambda: ui.poll() is None)
+        services.wait_until(
+            lambda: httpx.get(health, timeout=2).status_code == 200, "ui", 60, lambda: ui.poll() is None
+        )
         yield url
     finally:
         ui.terminate()
@@ -227,7 +230,7 @@ def ui_before_its_gateway(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """A UI of its own whose gateway is not up yet: (the UI's address, the port it expects the gateway on)."""
     taken: set[int] = set()
     gateway_port = free_port(taken)
-    with ui_process(f"http://{stack.LOOPBACK}:{gateway_port}", tmp_path / "ui.log", taken) as url:
+    with ui_process(f"http://{LOOPBACK}:{gateway_port}", tmp_path / "ui.log", taken) as url:
         yield url, gateway_port
 
 

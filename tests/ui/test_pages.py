@@ -15,7 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from modelops.local import stack
+from modelops.local import services
 from tests.conftest import Stack, free_port
 from tests.ui.stub_gateway import StubGateway, model_entry
 
@@ -272,7 +272,7 @@ def test_status_page_shows_models_versions_and_health(gateway_env: str, live_sta
 
 @pytest.fixture
 def torchserve_stopped(live_stack: Stack) -> Iterator[None]:
-    stack.stop(live_stack.cfg, "torchserve")
+    services.stop(live_stack.cfg, "torchserve")
     yield
     live_stack.ensure_torchserve()
 

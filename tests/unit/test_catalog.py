@@ -42,9 +42,9 @@ def test_repo_catalog_names_every_task_with_routes_labels_and_recipes() -> None:
     for name in ("sentiment", "disaster"):
         quick = catalog[name].recipe("fast")
         assert quick.max_length > 0
-        assert catalog[name].serving_config("fast")["max_length"] == quick.max_length
+        assert catalog[name].serving_config("fast").max_length == quick.max_length
     pose = catalog["pose"].serving_config("fast")
-    assert (pose["architecture"], pose["image_size"], pose["resize_to"]) == ("efficientnet-lite0", 224, 256)
+    assert (pose.architecture, pose.image_size, pose.resize_to) == ("efficientnet-lite0", 224, 256)
 
 
 def test_kind_specific_fields_are_required() -> None:
@@ -154,11 +154,11 @@ def test_serving_config_carries_the_recipe_settings_the_handler_needs() -> None:
     catalog = load_catalog()
     sentiment = catalog["sentiment"]
     served = sentiment.serving_config("full")
-    assert served["head_tokens"] == sentiment.recipe("full").head_tokens
-    assert served["normalise"] == "none"
-    assert catalog["disaster"].serving_config("fast")["normalise"] == "tweet"
+    assert served.head_tokens == sentiment.recipe("full").head_tokens
+    assert served.normalise == "none"
+    assert catalog["disaster"].serving_config("fast").normalise == "tweet"
     pose = catalog["pose"]
-    assert pose.serving_config("full")["tta_flip"] is True
+    assert pose.serving_config("full").tta_flip is True
 
 
 def test_unknown_normalisations_and_misplaced_keys_are_rejected() -> None:

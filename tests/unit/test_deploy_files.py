@@ -20,7 +20,8 @@ from contract.manifest import Manifest
 from gateway.settings import Settings
 from modelops.dev.k8s import ManifestValidator, kserve_wheel
 from modelops.local.compose import write_compose_secrets
-from modelops.local.stack import StackConfig, torchserve_config
+from modelops.local.config import StackConfig
+from modelops.local.torchserve import write_config
 from modelops.store.kserve import kserve_properties
 from modelops.tools import bin_path
 
@@ -92,7 +93,7 @@ def test_torchserve_ignores_ts_variables_and_containers_bind_through_stack_host(
     assert environment["STACK_HOST"] == "0.0.0.0"
     assert 'CMD ["python", "-m", "modelops", "torchserve"]' in DOCKERFILE.read_text()
     container = StackConfig(state_dir=tmp_path, model_store=tmp_path / "store", host="0.0.0.0")
-    written = torchserve_config(container).read_text()
+    written = write_config(container).read_text()
     for api, port in (("inference", 8080), ("management", 8081), ("metrics", 8082)):
         assert f"\n{api}_address=http://0.0.0.0:{port}\n" in written
     assert "\nenable_envvars_config=false\n" in written

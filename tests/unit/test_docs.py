@@ -39,7 +39,7 @@ from contract.catalog import (
 )
 from gateway.settings import Settings
 from modelops.cli import build_parser
-from modelops.local.stack import StackConfig
+from modelops.local.config import StackConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -185,7 +185,7 @@ def real_settings() -> dict[str, tuple[set[str], str]]:
         ),
         "STACK_": (
             {f"STACK_{item.name.upper()}" for item in dataclasses.fields(StackConfig)},
-            "fields of modelops/local/stack.py's StackConfig (StackConfig.from_env reads STACK_<FIELD>)",
+            "fields of modelops/local/config.py's StackConfig (StackConfig.from_env reads STACK_<FIELD>)",
         ),
         "JOB_": (_environment_reads("JOB_"), "variables the job worker's code reads (os.environ)"),
         "UI_": (_environment_reads("UI_"), "variables the UI's code reads (os.environ)"),

@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from contract.serving import ImageServing, TextServing
+from contract.wire import CARD_FIELD
 from handlers.cell_occlusion import CELLS, occluded, overlay_png
 from handlers.image_handler import ImageClassifier
 from handlers.linear import LinearTextModel
-from handlers.protocol import CARD_FIELD
 from handlers.text_handler import TextClassifier
 from handlers.text_normalise import NORMALISERS
 from handlers.word_occlusion import Word, spans, spread, without, word_weights, words_of
@@ -68,7 +69,9 @@ class CountingText(TextClassifier):
 
     def __init__(self, linear_weight: float) -> None:
         super().__init__()
-        self.config = {"task": "t", "labels": ["neg", "pos"], "max_chars": 1000, "max_length": 6, "head_tokens": 6}
+        self.config = TextServing(
+            task="t", kind="text", model_name="t", labels=("neg", "pos"), max_chars=1000, max_length=6, head_tokens=6
+        )
         self.model_info = {"name": "t", "version": "1"}
         self.normalise = NORMALISERS["none"]
         self.encoder = WordEncoder()  # type: ignore[assignment]
@@ -177,7 +180,15 @@ class CornerImages(ImageClassifier):
 
     def __init__(self) -> None:
         super().__init__()
-        self.config = {"task": "p", "labels": ["other", "corner"], "temperature": 1.0}
+        self.config = ImageServing(
+            task="p",
+            kind="image",
+            model_name="p",
+            labels=("other", "corner"),
+            architecture="-",
+            image_size=224,
+            resize_to=256,
+        )
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         corner = batch[:, :, :32, :32].mean(dim=(1, 2, 3))

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from contract.serving import ImageServing
 from handlers.image_handler import ImageClassifier
 from handlers.image_ops import random_crop_box, random_view
 from modelops.train.image import BestOnDev
@@ -35,7 +36,16 @@ def _classifier(tta_flip: bool) -> ImageClassifier:
 
     torch.manual_seed(0)
     classifier = ImageClassifier()
-    classifier.config = {"labels": [f"c{i}" for i in range(5)], "tta_flip": tta_flip}
+    classifier.config = ImageServing(
+        task="t",
+        kind="image",
+        model_name="t",
+        labels=tuple(f"c{i}" for i in range(5)),
+        architecture="efficientnet-lite0",
+        image_size=64,
+        resize_to=72,
+        tta_flip=tta_flip,
+    )
     classifier.model = EfficientNet.from_name("efficientnet-lite0", num_classes=5).eval()
     return classifier
 

@@ -15,14 +15,8 @@ from contract.catalog import load_catalog
 from gateway.errors import describe_validation_errors
 from gateway.images import ImageLimits, prepare_image
 from gateway.main import create_app
-from gateway.schemas import (
-    BatchPrediction,
-    ImageBatchPrediction,
-    ImagePrediction,
-    Prediction,
-    image_request_model,
-    text_request_model,
-)
+from gateway.schemas.requests import image_request_model, text_request_model
+from gateway.schemas.responses import BatchPrediction, ImageBatchPrediction, ImagePrediction, Prediction
 from gateway.settings import Settings, UpstreamSettings
 
 Request = text_request_model(load_catalog()["disaster"], max_batch=3)

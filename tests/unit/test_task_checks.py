@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from contract.catalog import RESERVED_TASK_NAMES, TASK_NAME_PATTERN
-from handlers.protocol import MAX_PIXELS
+from contract.wire import MAX_PIXELS
 from modelops.tasks.checks import check_image_folder, check_name, check_table
 from tests import imagegen
 

@@ -14,7 +14,7 @@ from gateway.errors import APIError
 from gateway.main import create_app
 from gateway.settings import Settings
 from gateway.tasks import TaskSet
-from gateway.upstream import Described
+from gateway.torchserve.descriptions import Described
 
 
 def spec_json(task: str, labels: list[str], model: str | None = None) -> str:

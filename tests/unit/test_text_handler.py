@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from contract.serving import TextServing
 from handlers.classifier_base import RequestError
 from handlers.text_handler import TextClassifier, extract_text, label_scores
 
@@ -41,6 +42,9 @@ def test_label_scores_picks_the_most_probable_label() -> None:
     assert label_scores([0.9, 0.1], ["neg", "pos"])["label"] == "neg"
 
 
+TEXT_CONFIG = TextServing(task="t", kind="text", model_name="t", labels=("neg", "pos"), max_chars=50, max_length=8)
+
+
 class RecordingContext:
     """Stands in for TorchServe's Context: records per-slot status codes."""
 
@@ -53,7 +57,7 @@ class RecordingContext:
 
 def test_batch_with_one_bad_slot_marks_only_that_slot() -> None:
     handler = TextClassifier()
-    handler.config = {"task": "t", "labels": ["neg", "pos"], "max_chars": 50, "max_length": 8}
+    handler.config = TEXT_CONFIG
     handler.model_info = {"name": "t", "version": "1"}
     rows = [{"body": {"text": "good"}}, {"body": {"text": ""}}, {"body": {"text": "also good"}}]
     texts, slots = handler.preprocess(rows)
@@ -70,7 +74,7 @@ def test_batch_with_one_bad_slot_marks_only_that_slot() -> None:
 
 def test_kserve_v1_requests_batch_with_plain_ones_and_fail_as_a_whole() -> None:
     handler = TextClassifier()
-    handler.config = {"task": "t", "labels": ["neg", "pos"], "max_chars": 50, "max_length": 8}
+    handler.config = TEXT_CONFIG
     handler.model_info = {"name": "t", "version": "1"}
     rows = [
         {"body": {"instances": [{"text": "a"}, {"text": "b"}]}},

@@ -12,7 +12,10 @@ import pytest
 from gateway.errors import APIError
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings, UpstreamSettings
-from gateway.upstream import TorchServeClient, UpstreamHTTP
+from gateway.torchserve.client import PREDICTIONS
+from gateway.torchserve.errors import NotReady, Refused, TorchServeFailure
+from gateway.torchserve.http import CookielessClient
+from gateway.upstream import TorchServeClient
 
 Route = Callable[[httpx.Request], httpx.Response]
 
@@ -27,11 +30,7 @@ def _pool(route: Route, names: tuple[str, ...] = ("a", "b")) -> tuple[TorchServe
         return route(request)
 
     upstreams = [UpstreamSettings(name=n, inference_url=f"http://{n}:8080") for n in names]
-    client = TorchServeClient(Settings(upstreams=upstreams), GatewayMetrics())
-    client.http = httpx.AsyncClient(transport=httpx.MockTransport(record))
-    for upstream in client.upstreams:
-        upstream.http = client.http
-    return client, seen
+    return TorchServeClient(Settings(upstreams=upstreams), GatewayMetrics(), httpx.MockTransport(record)), seen
 
 
 def _ok(request: httpx.Request) -> httpx.Response:
@@ -67,7 +66,7 @@ def test_an_unreachable_upstream_is_skipped_at_once_and_tried_last_until_it_answ
         _predict(client)
     assert seen == ["b", "b", "b"]  # a is marked down: not asked while b answers
     down.clear()
-    assert asyncio.run(client.upstreams[0].ping(1.0)) is False  # answered (not a TorchServe body), so up
+    assert asyncio.run(client.upstreams[0].ping(httpx.Timeout(1.0))) is False  # answered (not a TorchServe body), so up
     assert client.upstreams[0].healthy is True
     seen.clear()
     for _ in range(2):
@@ -124,6 +123,30 @@ def test_any_other_server_error_is_not_retried_but_named() -> None:
     assert "answered HTTP 500: Prediction failed" in info.value.message
 
 
+@pytest.mark.parametrize(
+    ("status", "failure", "answer"),
+    [
+        (400, Refused, (422, "invalid_request", "bad text")),
+        (413, Refused, (413, "payload_too_large", "bad text")),
+        (503, NotReady, (503, "model_not_ready", "model 'sentiment' is not ready in TorchServe a: bad text")),
+    ],
+)
+def test_a_final_refusal_is_the_pools_own_failure_and_becomes_one_api_error(
+    status: int, failure: type[TorchServeFailure], answer: tuple[int, str, str]
+) -> None:
+    """The pool says what TorchServe did in its own terms; what the caller gets is decided in one place."""
+
+    def route(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"code": status, "message": "bad text"})
+
+    client, _ = _pool(route, names=("a",))
+    with pytest.raises(failure):
+        asyncio.run(client.pool.predict("sentiment", b"{}", "application/json", PREDICTIONS, {}, None))
+    with pytest.raises(APIError) as info:
+        _predict(client)
+    assert (info.value.status, info.value.code, info.value.message) == answer
+
+
 def test_no_upstream_answering_is_a_503_naming_each_one() -> None:
     def route(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
@@ -159,7 +182,7 @@ def test_a_cookie_an_upstream_sets_never_reaches_the_next_request() -> None:
         return httpx.Response(200, json={"label": "positive"}, headers={"Set-Cookie": "session=caller-a; Path=/"})
 
     async def twice() -> None:
-        async with UpstreamHTTP(transport=httpx.MockTransport(route)) as http:
+        async with CookielessClient(transport=httpx.MockTransport(route)) as http:
             for _ in range(2):
                 await http.post("http://a:8080/predictions/sentiment", content=b"{}")
             assert not http.cookies
@@ -167,4 +190,4 @@ def test_a_cookie_an_upstream_sets_never_reaches_the_next_request() -> None:
     asyncio.run(twice())
     assert sent_cookies == [None, None]
     with pytest.raises(ValueError, match="keeps no cookies"):
-        UpstreamHTTP(transport=httpx.MockTransport(route)).cookies = {"session": "x"}
+        CookielessClient(transport=httpx.MockTransport(route)).cookies = {"session": "x"}

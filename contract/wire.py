@@ -1,10 +1,10 @@
-"""What the gateway and the handlers agree on beyond the request bodies. Torch-free, so the gateway can import
-it; the handlers reach it inside their archive.
+"""What the gateway, the UI and the handlers agree on beyond the request bodies. Standard library only: the
+handlers reach it inside their archive (the packager ships `contract/` next to `handlers/`).
 
 A batch of texts travels as one KServe v1 `{"instances": [...]}` request. Explanation options travel as
-request headers (TorchServe hands a request's HTTP headers to the handler, and
-the body stays exactly what the prediction route takes). The model card travels in TorchServe's customized
-describe as JSON text: TorchServe re-serialises an object answer and drops its null fields on the way.
+request headers (TorchServe hands a request's HTTP headers to the handler, and the body stays exactly what
+the prediction route takes). The model card travels in TorchServe's customized describe as JSON text:
+TorchServe re-serialises an object answer and drops its null fields on the way.
 """
 
 # `true`: the image explanation adds a PNG of the classified crop with its heat map painted over it
@@ -21,6 +21,16 @@ MAX_INSTANCES = 64
 # Most pixels (width x height) an image may have, checked from its header before decoding: a 20000x20000 PNG of a
 # few kilobytes would otherwise take gigabytes to decode. The gateway's default, the handler's and training's.
 MAX_PIXELS = 40_000_000
+# The image formats every image route takes (Pillow's names), as users read them, and the file name suffixes
+# a file picker offers for them.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+IMAGE_FORMATS_TEXT = "JPEG, PNG, WebP, BMP or GIF"
+IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
+
+
+def explain_path(route: str) -> str:
+    """A task's explanation route, next to its prediction route."""
+    return f"{route}/explain"
 
 
 def wants_overlay(headers: dict[str, str]) -> bool:

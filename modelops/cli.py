@@ -17,6 +17,7 @@ task      add a classifier from your own labelled data (CSV, TSV, JSON Lines or 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from contract.catalog import (
 )
 from contract.logs import configure_logging, log_event
 from contract.torchserve import TorchServeError
-from modelops.local.config import LOOPBACK, StackConfig
+from modelops.local.config import StackConfig
 from modelops.store import StoreError
 from modelops.tasks import TaskError
 from modelops.train.data import data_dir
@@ -129,8 +130,10 @@ def cmd_sync(args: argparse.Namespace) -> None:
     from modelops.local.supervisor import key_rotation_period_s
     from modelops.store.s3 import ModelStore
 
-    host = args.torchserve_host or LOOPBACK
-    syncer = torchserve.syncer(StackConfig(host=host), load_catalog(), ModelStore())
+    cfg = StackConfig.from_env()  # STACK_MANAGEMENT_PORT, STACK_STATE_DIR, STACK_MODEL_STORE as `make run` has them
+    if args.torchserve_host:
+        cfg = dataclasses.replace(cfg, host=args.torchserve_host)
+    syncer = torchserve.syncer(cfg, load_catalog(), ModelStore())
     if args.loop:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -150,10 +153,13 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     from modelops.store.kserve import refresh_kserve_view
     from modelops.store.s3 import ModelStore
 
+    _use_local_s3(StackConfig.from_env())
     catalog = load_catalog()
-    if args.model not in {spec.model_name for spec in catalog.values()}:
-        raise SystemExit(f"unknown model {args.model!r}")
     store = ModelStore()
+    # the catalog's models and those `task add` published: the manifest names both
+    known = {spec.model_name for spec in catalog.values()} | set(store.read_manifest().models)
+    if args.model not in known:
+        raise SystemExit(f"unknown model {args.model!r} (the models: {', '.join(sorted(known))})")
     version = store.set_default(args.model, args.version)
     refresh_kserve_view(store, catalog)
     print(f"{args.model}: default is now {version}; each host's sync switches to it on its next pass")

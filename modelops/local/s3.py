@@ -26,14 +26,17 @@ def new_s3_credentials() -> tuple[str, str]:
     return "local-" + secrets.token_hex(8), secrets.token_urlsafe(30)
 
 
-def local_s3_env(cfg: StackConfig) -> dict[str, str]:
+def local_s3_env(cfg: StackConfig, starting: bool = False) -> dict[str, str]:
     """Credentials for the local S3 server, generated once per state folder and kept in an env file.
 
     Everything that talks to S3 reads the standard AWS_* variables; this only supplies them for the local
-    server. Variables already set in the environment win, so the same commands can target AWS S3.
+    server. Variables already set in the environment win, so the same commands can target AWS S3. `starting`:
+    the stack's S3 is about to listen at `cfg.s3_url`, so the file's endpoint follows it (a `make run` with
+    another `STACK_S3_PORT` or `STACK_HOST` than the first one); the credentials stay.
     """
     path = cfg.s3_env_file
-    if not path.exists():
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line) if path.exists() else {}
+    if not values:
         access_key, secret_key = new_s3_credentials()
         values = {
             "AWS_ENDPOINT_URL": cfg.s3_url,
@@ -41,8 +44,11 @@ def local_s3_env(cfg: StackConfig) -> dict[str, str]:
             "AWS_SECRET_ACCESS_KEY": secret_key,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
-        write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()))
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    elif not starting or values.get("AWS_ENDPOINT_URL") == cfg.s3_url:
+        return values
+    values["AWS_ENDPOINT_URL"] = cfg.s3_url
+    write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()))
+    return values
 
 
 def default_s3_env(cfg: StackConfig) -> dict[str, str]:
@@ -81,7 +87,7 @@ def service(cfg: StackConfig) -> Service:
     identities = s3_dir / "s3-identities.json"
 
     def prepare() -> None:
-        env = local_s3_env(cfg)
+        env = local_s3_env(cfg, starting=True)
         (s3_dir / "data").mkdir(parents=True, exist_ok=True)
         write_private(identities, json.dumps(s3_identities(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])))
 

@@ -210,6 +210,28 @@ def test_the_ui_shows_a_page_per_added_task(added: dict[str, Any], browser: Any,
         page.close()
 
 
+def test_rollback_takes_an_added_task_by_name(added: dict[str, Any], live_stack: Stack) -> None:
+    """`modelops rollback NAME` knows the tasks `task add` published, not only the catalog's (here to the version
+    it serves: one build has no earlier version to go back to)."""
+    version = live_stack.store.read_manifest().models[TEXT_TASK].default
+    env = {
+        **os.environ,
+        "MODEL_BUCKET": live_stack.store.location.bucket,
+        "MODEL_PREFIX": live_stack.store.location.prefix,
+    }
+    finished = subprocess.run(
+        [sys.executable, "-m", "modelops", "rollback", TEXT_TASK, version],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert f"{TEXT_TASK}: default is now {version}" in finished.stdout
+
+
 def test_a_removed_task_loses_its_routes_and_the_others_kept_answering(
     added: dict[str, Any], live_stack: Stack
 ) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from modelops.local import stack
 from modelops.local.config import StackConfig, free_port
-from modelops.local.s3 import s3_reads
+from modelops.local.s3 import local_s3_env, s3_reads
 from modelops.local.services import Service, Services, answers, running_pid, start, stop
 from tests.conftest import make_stack_config
 
@@ -169,3 +169,17 @@ def test_a_service_never_ready_is_reported_after_its_timeout(cfg: StackConfig) -
             start(cfg, slow)
     finally:
         assert stop(cfg, "slow")
+
+
+def test_the_s3_env_file_follows_the_port_s3_starts_on_and_keeps_its_credentials(tmp_path: Path) -> None:
+    """A `make run` with another STACK_S3_PORT than the first one: the clients reading var/local-s3.env must
+    find S3 where it now listens; a command merely reading the file (another port in its env) changes nothing."""
+    first = StackConfig(state_dir=tmp_path, s3_port=8333)
+    created = local_s3_env(first)
+    assert created["AWS_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+    moved = StackConfig(state_dir=tmp_path, s3_port=9444)
+    assert local_s3_env(moved) == created  # not starting S3: the file stays as it is
+    started = local_s3_env(moved, starting=True)
+    assert started["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9444"
+    assert started["AWS_SECRET_ACCESS_KEY"] == created["AWS_SECRET_ACCESS_KEY"]
+    assert local_s3_env(first) == started  # what every later reader gets

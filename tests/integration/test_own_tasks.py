@@ -210,24 +210,22 @@ def test_the_ui_shows_a_page_per_added_task(added: dict[str, Any], browser: Any,
         page.close()
 
 
-def test_rollback_takes_an_added_task_by_name(added: dict[str, Any], live_stack: Stack) -> None:
-    """`modelops rollback NAME` knows the tasks `task add` published, not only the catalog's (here to the version
-    it serves: one build has no earlier version to go back to)."""
-    version = live_stack.store.read_manifest().models[TEXT_TASK].default
+def _modelops(live_stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m modelops ARGS` as a user runs it, against the test stack's S3 bucket."""
     env = {
         **os.environ,
         "MODEL_BUCKET": live_stack.store.location.bucket,
         "MODEL_PREFIX": live_stack.store.location.prefix,
     }
-    finished = subprocess.run(
-        [sys.executable, "-m", "modelops", "rollback", TEXT_TASK, version],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    command = [sys.executable, "-m", "modelops", *args]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_rollback_takes_an_added_task_by_name(added: dict[str, Any], live_stack: Stack) -> None:
+    """`modelops rollback NAME` knows the tasks `task add` published, not only the catalog's (here to the version
+    it serves: one build has no earlier version to go back to)."""
+    version = live_stack.store.read_manifest().models[TEXT_TASK].default
+    finished = _modelops(live_stack, "rollback", TEXT_TASK, version)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert f"{TEXT_TASK}: default is now {version}" in finished.stdout
 
@@ -255,15 +253,10 @@ def test_a_removed_task_loses_its_routes_and_the_others_kept_answering(
 def test_the_command_refuses_bad_data_and_publishes_nothing(live_stack: Stack, tmp_path: Path) -> None:
     bad = tmp_path / "tickets.csv"
     bad.write_text("message,queue\nplease refund me,billing\n,billing\nmy card was charged twice,\n", encoding="utf-8")
-    env = {
-        **os.environ,
-        "MODEL_BUCKET": live_stack.store.location.bucket,
-        "MODEL_PREFIX": live_stack.store.location.prefix,
-    }
     before = live_stack.store.read_manifest()
-    command = [sys.executable, "-m", "modelops", "task", "add", "tickets", "--data", str(bad)]
-    command += ["--text-column", "message", "--label-column", "queue"]
-    finished = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    finished = _modelops(
+        live_stack, "task", "add", "tickets", "--data", str(bad), "--text-column", "message", "--label-column", "queue"
+    )
     assert finished.returncode == 1, finished.stdout + finished.stderr
     assert finished.stdout.splitlines() == [
         "error: tickets.csv, line 3: the 'message' cell is empty. Fill it in or delete the row",
@@ -274,15 +267,7 @@ def test_the_command_refuses_bad_data_and_publishes_nothing(live_stack: Stack, t
         finished.stderr.strip().splitlines()[-1] == "error: 3 problem(s) to fix first; nothing was trained or published"
     )
     assert live_stack.store.read_manifest() == before
-    name_clash = subprocess.run(
-        [sys.executable, "-m", "modelops", "task", "add", "models", "--data", str(bad)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    name_clash = _modelops(live_stack, "task", "add", "models", "--data", str(bad))
     assert name_clash.returncode == 1
     assert "error: task name 'models': the name is taken by the API or the UI. Choose another" in name_clash.stdout
     assert json.loads(json.dumps(live_stack.store.read_manifest().model_dump())) == before.model_dump()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,7 @@ def serving_from(data: dict[str, Any], source: str = SERVING_FILE) -> ServingCon
     cls = SERVING_KINDS.get(kind)
     if cls is None:
         raise ValueError(f"{source}: unknown kind {kind!r} (expected one of {sorted(SERVING_KINDS)})")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{source}: unknown serving setting(s) {', '.join(unknown)}")
+    _refuse_unknown(cls, data, source)
     try:
         return cls(**{**data, "kind": kind, "labels": tuple(data.get("labels", ()))})
     except TypeError as exc:  # a required field missing
@@ -87,7 +85,11 @@ def read_serving(model_dir: Path) -> ServingConfig:
 
 def with_changes(config: ServingConfig, changes: dict[str, Any]) -> ServingConfig:
     """`config` with `changes` applied (training's choices, an evaluation's overrides); unknown names refused."""
-    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(config)})
-    if unknown:
-        raise ValueError(f"unknown serving setting(s) {', '.join(unknown)} for a {config.kind} model")
+    _refuse_unknown(type(config), changes, f"a {config.kind} model")
     return dataclasses.replace(config, **changes)
+
+
+def _refuse_unknown(cls: type[ServingConfig], names: Iterable[str], where: str) -> None:
+    unknown = sorted(set(names) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"{where}: unknown serving setting(s) {', '.join(unknown)}")

@@ -93,13 +93,9 @@ class BatchClassifier:
     def __init__(self) -> None:
         self.initialized = False
         self.config: ServingConfig
-        self.threads = 1
-        self.runtime = "torch"
         self.model_info: dict[str, str] = {}
         self.card: dict[str, Any] = {}
         self.spec_json = ""
-        # what training fitted on its dev slice; every handler applies it last (`calibration.temper`)
-        self.temperature = 1.0
 
     # --- what subclasses provide ---------------------------------------------------------------------
 
@@ -133,9 +129,6 @@ class BatchClassifier:
         threads = self.config.threads_per_worker
         torch.set_num_threads(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        self.threads = threads
-        self.runtime = self.config.runtime
-        self.temperature = self.config.temperature
         manifest = getattr(context, "manifest", None) or {}
         self.model_info = {
             "name": context.model_name,
@@ -155,7 +148,7 @@ class BatchClassifier:
             "loaded model=%s version=%s runtime=%s threads=%d in %.1fs",
             self.model_info["name"],
             self.model_info["version"],
-            self.runtime,
+            self.config.runtime,
             threads,
             time.perf_counter() - started,
         )

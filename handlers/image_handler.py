@@ -59,8 +59,8 @@ class ImageClassifier(BatchClassifier):
     config: ImageServing
 
     def load(self, model_dir: Path) -> None:
-        if self.runtime != "torch":
-            self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
+        if self.config.runtime != "torch":
+            self.session = OrtModel(model_dir / ONNX_FILE, self.config.threads_per_worker)
             return
         from efficientnet_lite_pytorch import EfficientNet
         from safetensors.torch import load_file
@@ -71,7 +71,7 @@ class ImageClassifier(BatchClassifier):
         self.model = self.model.to(memory_format=torch.channels_last).eval()
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.runtime == "torch":
+        if self.config.runtime == "torch":
             return self.model(batch.to(memory_format=torch.channels_last))
         return self.session({PIXELS: batch})
 
@@ -94,7 +94,7 @@ class ImageClassifier(BatchClassifier):
         return probabilities.view(-1, count, probabilities.shape[-1]).mean(dim=0)
 
     def infer(self, inputs: list[torch.Tensor]) -> list[list[float]]:
-        return temper(self.probabilities(torch.stack(inputs)), self.temperature).tolist()
+        return temper(self.probabilities(torch.stack(inputs)), self.config.temperature).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return ranked(probabilities, self.config.labels)
@@ -103,7 +103,7 @@ class ImageClassifier(BatchClassifier):
         """The answer for one photo, and a `CELLS` x `CELLS` grid: how much the predicted label's probability
         (before the temperature) drops when that cell is greyed out."""
         base = self.probabilities(item[None])[0]
-        answer = self.describe(temper(base[None], self.temperature)[0].tolist())
+        answer = self.describe(temper(base[None], self.config.temperature)[0].tolist())
         target = self.config.labels.index(answer["label"])
         copies = occluded(item, CELLS)
         masked = torch.cat([self.probabilities(chunk)[:, target] for chunk in copies.split(CHUNK)])

@@ -68,21 +68,18 @@ class TextClassifier(BatchClassifier):
     cross-validation found it did not earn its cost and the linear member answers alone."""
 
     config: TextServing
-    encoder_kind = "finetuned"
 
     def load(self, model_dir: Path) -> None:
-        self.encoder_kind = self.config.encoder
         self.normalise = NORMALISERS[self.config.normalise]
-        self.linear_weight = self.config.linear_weight
-        self.linear = LinearTextModel.load(model_dir) if self.linear_weight > 0 else None
-        if self.encoder_kind == "none":
-            if self.linear is None or self.linear_weight != 1.0:
+        self.linear = LinearTextModel.load(model_dir) if self.config.linear_weight > 0 else None
+        if self.config.encoder == "none":
+            if self.linear is None or self.config.linear_weight != 1.0:
                 raise ValueError("a text model without an encoder needs its linear member at weight 1")
             return
         self.encoder = TextEncoder.load(model_dir)
-        if self.runtime != "torch":
-            self.session = OrtModel(model_dir / ONNX_FILE, self.threads)
-        elif self.encoder_kind == "frozen":
+        if self.config.runtime != "torch":
+            self.session = OrtModel(model_dir / ONNX_FILE, self.config.threads_per_worker)
+        elif self.config.encoder == "frozen":
             self.model = PooledClassifier.load(model_dir)
         else:
             from transformers import AutoModelForSequenceClassification  # only here: ONNX workers never import it
@@ -91,15 +88,15 @@ class TextClassifier(BatchClassifier):
 
     def torch_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The fp32 torch model's class logits: what an ONNX variant is exported from."""
-        if self.encoder_kind == "frozen":
+        if self.config.encoder == "frozen":
             logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask)
             return logits
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def logits(self, encoded: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        if self.runtime == "torch":
+        if self.config.runtime == "torch":
             return self.torch_logits(encoded["input_ids"], encoded["attention_mask"])
-        if self.runtime == "onnx-int8":
+        if self.config.runtime == "onnx-int8":
             # int8 activations are quantised with one scale per tensor, taken from the batch's own range: each
             # text runs alone (unpadded), so an answer never depends on the requests it was batched with and
             # equals the one the model card's accuracy was measured with. In-process sweep, one thread: sentiment 18%
@@ -120,13 +117,13 @@ class TextClassifier(BatchClassifier):
 
     def infer(self, inputs: list[str]) -> list[list[float]]:
         texts = [self.normalise(text) for text in inputs]
-        if self.encoder_kind == "none":
+        if self.config.encoder == "none":
             assert self.linear is not None  # load() refuses a model with neither
-            return temper(self.linear.predict_proba(texts), self.temperature).tolist()
+            return temper(self.linear.predict_proba(texts), self.config.temperature).tolist()
         probabilities = self.encoder_probabilities(texts)
         if self.linear is not None:
-            probabilities = blend(probabilities, self.linear.predict_proba(texts), self.linear_weight)
-        return temper(probabilities, self.temperature).tolist()
+            probabilities = blend(probabilities, self.linear.predict_proba(texts), self.config.linear_weight)
+        return temper(probabilities, self.config.temperature).tolist()
 
     def describe(self, probabilities: Sequence[float]) -> dict[str, Any]:
         return label_scores(probabilities, self.config.labels)
@@ -180,15 +177,15 @@ class TextClassifier(BatchClassifier):
         # each member: its blend weight, and its probabilities for the text then for each occlusion
         members: dict[str, tuple[float, torch.Tensor]] = {}
         groups: list[list[int]] = []
-        if self.encoder_kind != "none":
+        if self.config.encoder != "none":
             groups = spans(self._encoder_words(item, words, variants), ENCODER_PASSES)
             occluded = [without(item, [words[i] for i in group]) for group in groups]
             encoder = self.encoder_probabilities([self.normalise(t) for t in [item, *occluded]])
-            members["encoder"] = (1.0 if self.linear is None else 1.0 - self.linear_weight, encoder)
+            members["encoder"] = (1.0 if self.linear is None else 1.0 - self.config.linear_weight, encoder)
         if self.linear is not None:
-            members["linear"] = (self.linear_weight, self._linear_without_each(item, words, variants))
+            members["linear"] = (self.config.linear_weight, self._linear_without_each(item, words, variants))
         blended = torch.stack([weight * probs[0] for weight, probs in members.values()]).sum(dim=0)
-        answer = self.describe(temper(blended[None], self.temperature)[0].tolist())
+        answer = self.describe(temper(blended[None], self.config.temperature)[0].tolist())
         target = self.config.labels.index(answer["label"])
         shares = {}
         for name, (weight, probs) in members.items():

@@ -70,13 +70,18 @@ class CountingText(TextClassifier):
     def __init__(self, linear_weight: float) -> None:
         super().__init__()
         self.config = TextServing(
-            task="t", kind="text", model_name="t", labels=("neg", "pos"), max_chars=1000, max_length=6, head_tokens=6
+            task="t",
+            kind="text",
+            model_name="t",
+            labels=("neg", "pos"),
+            max_chars=1000,
+            max_length=6,
+            head_tokens=6,
+            linear_weight=linear_weight,
         )
         self.model_info = {"name": "t", "version": "1"}
         self.normalise = NORMALISERS["none"]
         self.encoder = WordEncoder()  # type: ignore[assignment]
-        self.temperature = 1.0
-        self.linear_weight = linear_weight
         weight = torch.zeros(256, 2)
         for term, sign in (("great", 1.0), ("awful", -1.0)):
             weight[zlib.crc32(term.encode()) & 255] = torch.tensor([-sign, sign])

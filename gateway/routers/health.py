@@ -72,8 +72,7 @@ async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> Orj
 def _best(statuses: list[UpstreamStatus], model: str) -> LoadedVersion | None:
     """What the first upstream that has `model` ready (else loaded at all) reports about it."""
     loaded = [info for s in statuses if s.models and (info := s.models.get(model))]
-    best = next((info for info in loaded if info["ready"]), loaded[0] if loaded else None)
-    return None if best is None else LoadedVersion(**best)
+    return next((info for info in loaded if info.ready), loaded[0] if loaded else None)
 
 
 @router.get("/v1/models", summary="The tasks routed (the catalog's and those added) and the version serving each")

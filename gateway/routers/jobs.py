@@ -229,9 +229,9 @@ async def _serving_version(client: Any, model: str, settings: Settings) -> str |
     ready on an upstream that cannot name versions (no management API, as a KServe predictor)."""
     ready = [loaded for status in await client.status([model]) if (loaded := (status.models or {}).get(model))]
     for loaded in ready:
-        if loaded.get("version"):
-            return str(loaded["version"])
-    if any(loaded["ready"] for loaded in ready):
+        if loaded.version:
+            return loaded.version
+    if any(loaded.ready for loaded in ready):
         return None
     raise APIError(
         503,

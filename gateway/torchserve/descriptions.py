@@ -1,5 +1,6 @@
 """What TorchServe's management describe answers say, in the gateway's terms: per upstream what is loaded (for
-/readyz and /v1/models), and what a model's serving version says of itself (its card and task spec)."""
+/readyz and /v1/models, in the answers' own `LoadedVersion`), and what a model's serving version says of
+itself (its card and task spec)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from contract.status import LoadedVersion
 from contract.torchserve import ready_workers
 from contract.wire import CARD_FIELD, SPEC_FIELD
 
@@ -38,40 +40,35 @@ class UpstreamStatus:
     it could not be asked."""
 
     name: str
-    models: dict[str, dict[str, Any] | None] | None
+    models: dict[str, LoadedVersion | None] | None
     problem: str | None
 
     def ready(self, model: str) -> bool:
         info = (self.models or {}).get(model)
-        return bool(info and info["ready"])
+        return bool(info and info.ready)
 
 
-def loaded(description: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+def loaded(description: list[dict[str, Any]] | None) -> LoadedVersion | None:
     """What a plain describe tells about a model: its default version, its workers and its batching."""
     if not description:
         return None
     default = description[0]
     ready = ready_workers(description)
-    return {
-        "ready": ready > 0,
-        "version": default.get("modelVersion"),
-        "ready_workers": ready,
-        "workers": len(default.get("workers", [])),
-        "batch_size": default.get("batchSize"),
-        "max_batch_delay_ms": default.get("maxBatchDelay"),
-    }
+    return LoadedVersion(
+        ready=ready > 0,
+        version=default.get("modelVersion"),
+        ready_workers=ready,
+        workers=len(default.get("workers", [])),
+        batch_size=default.get("batchSize"),
+        max_batch_delay_ms=default.get("maxBatchDelay"),
+    )
 
 
-def pinged(healthy: bool) -> dict[str, Any]:
+def pinged(healthy: bool) -> LoadedVersion:
     """What a ping-only upstream (no management API) tells about a model: ready or not, nothing more."""
-    return {
-        "ready": healthy,
-        "version": None,
-        "ready_workers": None,
-        "workers": None,
-        "batch_size": None,
-        "max_batch_delay_ms": None,
-    }
+    return LoadedVersion(
+        ready=healthy, version=None, ready_workers=None, workers=None, batch_size=None, max_batch_delay_ms=None
+    )
 
 
 def _card(metadata: Any) -> dict[str, Any] | None:

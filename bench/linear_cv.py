@@ -32,8 +32,6 @@ from modelops.train.data import data_dir, training_sets
 from modelops.train.linear_fit import linear_weights
 from modelops.train.metrics import bootstrap_interval
 
-MAX_BITS = 22
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -149,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for ngrams in ngram_orders:
         for bits in (int(b) for b in args.bits.split(",")):
-            x = features(hashes, orders, ngrams, min(bits, MAX_BITS))
+            x = features(hashes, orders, ngrams, bits)
             for min_df in (int(m) for m in args.min_df.split(",")):
                 for c in (float(v) for v in args.c.split(",")):
                     candidate = Candidate(ngrams, bits, min_df, c)

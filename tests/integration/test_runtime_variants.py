@@ -93,7 +93,7 @@ def test_onnx_runtime_answers_like_the_fp32_model(live_stack: Stack, task: str, 
     fp32 = load_handler(spec, tmp_path, {"runtime": "torch"})
     expected = fp32.infer(fp32.preprocess(rows)[0])
     optimised = load_handler(spec, tmp_path, {"runtime": spec.runtime})
-    assert optimised.runtime == spec.runtime
+    assert optimised.config.runtime == spec.runtime
     answered = optimised.infer(optimised.preprocess(rows)[0])
     largest = max(
         abs(a - b) for want, got in zip(expected, answered, strict=True) for a, b in zip(want, got, strict=True)

@@ -29,7 +29,7 @@ from contract.catalog import DEFAULT_RECIPE, TextTask, load_catalog
 from handlers.linear import words
 from modelops.train.crossval import accuracy, fold_ids, out_of_fold, paired
 from modelops.train.data import data_dir, training_sets
-from modelops.train.linear_fit import linear_weights
+from modelops.train.linear_fit import linear_probabilities, linear_weights, nb_lr_baseline
 from modelops.train.metrics import bootstrap_interval
 
 
@@ -77,20 +77,11 @@ def nb_lr(x_train: Any, y_train: np.ndarray, x_test: Any, c: float, min_df: int)
 
     kept = (np.asarray(x_train.sum(axis=0)).ravel() >= min_df).astype(np.float32)
     weight, bias = linear_weights(x_train @ sparse.diags(kept), y_train, 2, c)
-    logits = np.asarray(x_test @ weight) + bias
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+    return linear_probabilities(x_test, weight, bias)
 
 
 def fold_fit(x: Any, labels: np.ndarray, candidate: Candidate, train: np.ndarray, held: np.ndarray) -> np.ndarray:
     return nb_lr(x[train], labels[train], x[held], candidate.c, candidate.min_df)
-
-
-def exact_vocabulary() -> Any:
-    """BASELINES.md's features: scikit-learn's own word tokens, binary 1-3 grams (vocabulary fitted per fold)."""
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    return CountVectorizer(ngram_range=(1, 3), min_df=2, binary=True, dtype=np.float32)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,16 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         }
         print(f"{name:<44} {results[name]['accuracy']:.4f} {results[name]['ci95']}  {seconds / args.folds:.1f} s/fit")
 
-    vectorizer = exact_vocabulary()
-
-    def baseline(train: np.ndarray, held: np.ndarray) -> np.ndarray:
-        x_train = vectorizer.fit_transform([texts[i] for i in train])
-        return nb_lr(x_train, labels[train], vectorizer.transform([texts[i] for i in held]), 0.5, 1)  # min_df: its own
-
     t = time.perf_counter()
     record(
         "baseline: NB-LR exact 1-3 grams, min_df 2, C 0.5",
-        out_of_fold(folds, 2, baseline),
+        out_of_fold(folds, 2, nb_lr_baseline(texts, labels, 2)),
         time.perf_counter() - t,
         None,
     )

@@ -102,19 +102,26 @@ class RecipeBase(_Spec):
 
 class TextRecipe(RecipeBase):
     """`max_length` tokens per text, of which the first `head_tokens` and the rest from the end (head+tail);
-    `linear_member` blends a hashed n-gram logistic regression (`handlers/linear.py`) into the probabilities,
-    with its weight chosen on the dev slice."""
+    `linear_member` blends a hashed n-gram logistic regression (`handlers/linear.py`, `linear_bits` buckets,
+    penalty `linear_c`) into the probabilities. The blend weight and the temperature are chosen on rows neither
+    member trained on: the dev slice and, with a fractional epoch, up to `blend_examples` training rows the
+    encoder never saw (each scored by a linear member fitted without it). `baselines` also scores BASELINES.md's
+    NB-weighted LR on those rows, paired against the blend (about a minute on 23k reviews)."""
 
     max_length: PositiveInt
     head_tokens: PositiveInt | None = None
     linear_member: bool = False
+    linear_bits: int = Field(default=20, ge=10, le=24)
+    linear_c: PositiveFloat = 1.0
+    blend_examples: int = Field(default=0, ge=0)
+    baselines: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.head_tokens is not None and self.head_tokens >= self.max_length - 2:
             raise ValueError("head_tokens must leave room for a tail in max_length")
         if self.linear_member and self.dev_examples <= 0:
-            raise ValueError("a linear member needs dev_examples to choose its penalty and weight")
+            raise ValueError("a linear member needs dev_examples to choose its blend weight")
         return self
 
 

@@ -34,6 +34,7 @@ class TrainOverrides(TypedDict, total=False):
     train_examples: int | None
     eval_examples: int | None
     dev_examples: int | None
+    blend_examples: int | None  # text blends only
 
 
 # The trainer of each kind of recipe, as (module, function): imported only when used, since each pulls in its

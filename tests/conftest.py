@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contract.catalog import TaskSpec, load_catalog
+from contract.catalog import TaskSpec, TextTask, load_catalog
 from contract.logs import configure_logging
 from modelops.build import build_archive
 from modelops.local import s3, torchserve, web
@@ -141,11 +141,12 @@ def archives(stack_root: Path, catalog: dict[str, TaskSpec]) -> dict[str, Path]:
     """One real archive per task, trained for two steps on 64 examples of the shared data.
 
     The recipes are mixed so that CI runs every training and serving path: sentiment `fast` (head+tail
-    tokens, linear blend, extra dataset), disaster `full` (tweet normalisation, early stopping on the dev
-    slice), pose `full` (augmented views, early stopping, flip test-time augmentation in the handler). Each
-    archive serves the catalog's optimised runtime whatever it scores (`variant_max_drop=1.0`): on 16
-    validation examples one flipped answer is a 6-point drop, and which way it falls must not decide which
-    serving path the tests exercise.
+    tokens, extra dataset, linear blend chosen on the dev slice and 40 rows its encoder never saw), disaster
+    `full` (tweet normalisation, early stopping on the dev slice, blend chosen on the dev slice),
+    pose `full` (augmented views, early stopping, flip test-time augmentation in the handler). Each archive
+    serves the catalog's optimised runtime whatever it scores (`variant_max_drop=1.0`): on 16 validation
+    examples one flipped answer is a 6-point drop, and which way it falls must not decide which serving path
+    the tests exercise.
     """
     work = stack_root / "build"
     recipes = {"sentiment": "fast", "disaster": "full", "pose": "full"}
@@ -160,6 +161,7 @@ def archives(stack_root: Path, catalog: dict[str, TaskSpec]) -> dict[str, Path]:
             eval_examples=16,
             dev_examples=24,
             variant_max_drop=1.0,
+            **({"blend_examples": 40} if isinstance(spec, TextTask) else {}),
         )
         for name, spec in catalog.items()
     }

@@ -25,6 +25,7 @@ from contract.serving import SERVING_FILE, with_changes
 from contract.wire import TASK_SPEC_FILE
 from modelops.package.onnx import choose_runtime
 from modelops.tools import bin_path
+from modelops.train.blend import BLEND_ROWS_FILE, read_scored_rows
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ def torchserve_model_config(spec: TaskSpec) -> dict[str, Any]:
         "maxBatchDelay": spec.max_batch_delay_ms,
         "responseTimeout": spec.response_timeout_s,
     }
+
+
+# What training leaves beside the model for packaging, not for serving: its record (which becomes the model card)
+# and the scored blend rows (which judge an optimised runtime).
+TRAINING_ONLY = {"training.json", BLEND_ROWS_FILE}
 
 
 def build_model_card(spec: TaskSpec, version: str, training: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +87,7 @@ def package(
     with tempfile.TemporaryDirectory(prefix=f"package-{spec.task}-") as staging_name:
         staging = Path(staging_name)
         for item in trained_dir.iterdir():
-            if item.is_file() and item.name != "training.json":
+            if item.is_file() and item.name not in TRAINING_ONLY:
                 shutil.copy2(item, staging / item.name)
         # the handlers and the contract they stand on package whole, as `handlers/` and `contract/` at the
         # archive root: the entry file imports from both
@@ -91,7 +97,8 @@ def package(
         # the catalog's settings, then those training chose on the dev slice (blend weight, temperature)
         serving = with_changes(spec.serving_config(recipe_name), training.get("serving", {}))
         (staging / SERVING_FILE).write_text(serving.to_json(), encoding="utf-8")
-        runtime = choose_runtime(spec, staging, training, data_root, variant_max_drop)
+        scored = read_scored_rows(trained_dir)
+        runtime = choose_runtime(spec, staging, training, data_root, variant_max_drop, scored)
         serving = with_changes(serving, {"runtime": runtime["served"]})
         (staging / SERVING_FILE).write_text(serving.to_json(), encoding="utf-8")
         card = {**build_model_card(spec, version, training), "runtime": runtime}

@@ -10,6 +10,7 @@ and `docs/own-classifier.md` records it measured against rows held out of everyt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,27 @@ def out_of_fold(folds: np.ndarray, classes: int, fit_predict: FitPredict) -> np.
         held_out = np.flatnonzero(folds == fold)
         probabilities[held_out] = fit_predict(np.flatnonzero(folds != fold), held_out)
     return probabilities
+
+
+# A fit that scores held-out training rows leaves out at most this share of them, so that it is nearly the model
+# fitted on all of them (which is the one served).
+MAX_HELD_OUT_SHARE = 0.15
+
+
+def held_out_probabilities(train_rows: int, pool: np.ndarray, extra: np.ndarray, fit_predict: FitPredict) -> np.ndarray:
+    """Probabilities of the `pool` training rows, each from a fit on the training rows without it, then of the
+    `extra` rows (never trained on, such as a dev slice) from the first of those fits: (pool + extra, classes).
+
+    Indices address one matrix: training rows 0..train_rows-1, extra rows after them. The pool is cut into as
+    few parts as MAX_HELD_OUT_SHARE allows; with an empty pool, one fit on every training row scores `extra`.
+    """
+    parts = np.array_split(pool, max(1, math.ceil(len(pool) / (MAX_HELD_OUT_SHARE * train_rows))))
+    scored: list[np.ndarray] = []
+    for i, part in enumerate(parts):
+        fit_rows = np.setdiff1d(np.arange(train_rows), part)
+        scored.append(fit_predict(fit_rows, np.concatenate([part, extra]) if i == 0 else part))
+    first = scored[0]
+    return np.concatenate([first[: len(parts[0])], *scored[1:], first[len(parts[0]) :]])
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:

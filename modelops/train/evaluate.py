@@ -113,18 +113,26 @@ def handler_rows(spec: TaskSpec, examples: list[Example]) -> list[dict[str, Any]
     return [KINDS[spec.kind].handler_row(spec, ex.text) for ex in examples]
 
 
-def predict_with(handler: Any, spec: TaskSpec, examples: list[Example], batch: int, timer: Timer) -> Predictions:
-    """Run a loaded handler on the examples, batch by batch."""
-    predictions = Predictions()
+def handler_probabilities(
+    handler: Any, spec: TaskSpec, examples: list[Example], batch: int, timer: Timer
+) -> Iterator[list[float]]:
+    """Run a loaded handler on the examples, batch by batch: each example's class probabilities."""
     for chunk in tqdm(list(_chunks(examples, batch)), desc=f"evaluate {spec.task} in-process", unit="batch"):
         rows = handler_rows(spec, chunk)
         with timer:
             inputs, slots = handler.preprocess(rows)
             if rejected := [slot.error for slot in slots if slot.error]:
                 raise ValueError(f"the handler rejected examples: {rejected}")
-            for row in handler.infer(inputs):
-                best = _argmax(row)
-                predictions.add(best, row[best])
+            answered = handler.infer(inputs)
+        yield from answered
+
+
+def predict_with(handler: Any, spec: TaskSpec, examples: list[Example], batch: int, timer: Timer) -> Predictions:
+    """Run a loaded handler on the examples, batch by batch: each one's label and score."""
+    predictions = Predictions()
+    for row in handler_probabilities(handler, spec, examples, batch, timer):
+        best = _argmax(row)
+        predictions.add(best, row[best])
     return predictions
 
 

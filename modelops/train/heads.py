@@ -33,10 +33,11 @@ from handlers.linear import LinearTextModel
 from handlers.pooled_encoder import mean_pooled, save_head
 from handlers.text_encoding import TextEncoder
 from handlers.text_normalise import NORMALISERS
+from modelops.train.blend import choose_blend
 from modelops.train.calibrate import calibration_record, fit_temperature
-from modelops.train.crossval import Choice, blend_grid, choose, fold_ids, out_of_fold, paired
+from modelops.train.crossval import Choice, choose, fold_ids, out_of_fold, paired
 from modelops.train.data import Example, TrainingSets, training_sets
-from modelops.train.linear_fit import BITS, NGRAMS, feature_matrix, linear_weights
+from modelops.train.linear_fit import DEFAULT_BITS, NGRAMS, feature_matrix, linear_probabilities, linear_weights
 from modelops.train.metrics import classification_report
 from modelops.train.progress import progress
 from modelops.train.record import write_training_record
@@ -157,13 +158,6 @@ def embed_texts(
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def _linear_probabilities(features: Any, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    logits = np.asarray(features @ weight) + bias
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def _tfidf_baseline(texts: list[str], labels: np.ndarray, folds: np.ndarray, classes: int) -> Choice:
     """TF-IDF word 1-2 grams + logistic regression, its penalty chosen out of fold the same way: the simple
     baseline a served text model must beat, on the same rows."""
@@ -196,12 +190,12 @@ def train_text_heads(
     folds = fold_ids(labels.tolist(), recipe.folds, seed)
     log_event(logger, "train.start", task=spec.task, recipe=recipe.model_dump(), rows=len(texts), folds=recipe.folds)
 
-    features = feature_matrix(texts, BITS, NGRAMS)
+    features = feature_matrix(texts, DEFAULT_BITS, NGRAMS)
 
     def linear_fold(c: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         def run(train: np.ndarray, held_out: np.ndarray) -> np.ndarray:
             weight, bias = linear_weights(features[train], labels[train], classes, c)
-            return _linear_probabilities(features[held_out], weight, bias)
+            return linear_probabilities(features[held_out], weight, bias)
 
         return run
 
@@ -237,9 +231,7 @@ def train_text_heads(
             "c": encoder_choice.setting,
             "embed_seconds": round(embed_seconds, 1),
         }
-        best_member = max(linear.accuracy, encoder_choice.accuracy)
-        blends = {w: w * linear.probabilities + (1 - w) * encoder_choice.probabilities for w in reversed(blend_grid())}
-        blended = choose(blends, labels, floor=best_member)
+        blended = choose_blend(encoder_choice.probabilities, linear.probabilities, labels)
         vs_linear = paired(blended.probabilities, linear.probabilities, labels)
         earns = blended.setting < 1.0 and vs_linear["difference_ci95"][0] > 0
         members["encoder"]["earns_its_cost"] = earns
@@ -265,7 +257,7 @@ def train_text_heads(
     validation = np.zeros((len(held_out), classes))
     if weight > 0.0:  # the handler loads the linear member only when it has a weight
         linear_weight, linear_bias = linear_weights(features, labels, classes, float(linear.setting))
-        member = LinearTextModel(BITS, NGRAMS, torch.from_numpy(linear_weight), torch.from_numpy(linear_bias))
+        member = LinearTextModel(DEFAULT_BITS, NGRAMS, torch.from_numpy(linear_weight), torch.from_numpy(linear_bias))
         member.save(out_dir)
         if held_out:
             validation += weight * member.predict_proba(held_out).numpy()

@@ -1,11 +1,14 @@
 """Fine-tune a BERT-family encoder for one text task with the Hugging Face Trainer.
 
 Linear warmup and decay; with a dev slice and `patience`, EVALUATIONS_PER_RUN evaluations keep the best
-checkpoint (early stopping). A recipe with `linear_member` also fits the hashed n-gram logistic regression and
-serves the blend. On the dev slice (never the validation split) the blend weight and then the temperature
-are chosen. The output folder holds exactly what the handler loads (model, tokenizer, linear member) plus
-`training.json` (recipe, data split, metrics per member and blended, the chosen serving settings) that
-packaging turns into the model card.
+checkpoint (early stopping). A fractional epoch trains once over a random part of the training rows. A recipe
+with `linear_member` also fits the hashed n-gram logistic regression on every training row and serves the
+blend. Its weight and then the temperature are chosen on the blend rows: the dev slice and up to
+`blend_examples` training rows the encoder never saw, each scored by a linear member fitted without it. The
+dev slice alone (1,000 reviews) cannot tell weights a point apart; a few thousand more rows cost seconds of
+scoring. The output folder holds exactly what the handler loads (model, tokenizer, linear member) plus
+`training.json` (recipe, data split, metrics per member and blended, the blend rows' paired differences, the
+chosen serving settings) that packaging turns into the model card.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ from handlers.calibration import temper
 from handlers.linear import blend
 from handlers.text_encoding import TextEncoder
 from handlers.text_normalise import NORMALISERS
-from modelops.train.calibrate import calibration_record, fit_temperature, negative_log_likelihood
-from modelops.train.data import Example
+from modelops.train.blend import BlendRows, fit_and_blend, save_scored_rows
+from modelops.train.calibrate import calibration_record, fit_temperature
+from modelops.train.data import Example, stratified_split
 from modelops.train.device import training_device
-from modelops.train.linear_fit import fit_linear
 from modelops.train.progress import progress
 from modelops.train.record import accuracy, start_training, write_training_record
 
@@ -74,13 +77,13 @@ def predict_proba(
     return torch.cat(out) if out else torch.empty(0, model.config.num_labels)
 
 
-# Linear-member weights tried in the blend; the one with the lowest dev negative log-likelihood is served.
-BLEND_GRID = [i / 20 for i in range(21)]
-
-
-def choose_blend(encoder: torch.Tensor, linear: torch.Tensor, labels: list[int]) -> float:
-    """The linear member's weight that fits the dev slice best (NLL: smoother than accuracy on 400 examples)."""
-    return min(BLEND_GRID, key=lambda w: negative_log_likelihood(blend(encoder, linear, w), labels))
+def encoder_rows(train: list[Example], epochs: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """(rows the encoder trains on, rows it never sees): with a fractional epoch, a random `epochs` share of the
+    rows (label shares kept) once, else every row."""
+    if epochs >= 1:
+        return train, []
+    unseen, seen = stratified_split(train, epochs, seed)
+    return seen, unseen
 
 
 # Dev evaluations per training run with early stopping: fractional-epoch recipes on 23k reviews would never
@@ -88,11 +91,11 @@ def choose_blend(encoder: torch.Tensor, linear: torch.Tensor, labels: list[int])
 EVALUATIONS_PER_RUN = 4
 
 
-def _early_stopping(recipe: TextRecipe, dev: list[Example], train_size: int) -> dict[str, Any]:
+def _early_stopping(recipe: TextRecipe, dev: list[Example], epochs: float, train_size: int) -> dict[str, Any]:
     """Trainer arguments that evaluate on the dev slice EVALUATIONS_PER_RUN times and keep the best checkpoint."""
     if not dev or recipe.patience is None:
         return {"save_strategy": "no"}
-    every = max(1, math.ceil(recipe.epochs * train_size / recipe.batch_size / EVALUATIONS_PER_RUN))
+    every = max(1, math.ceil(epochs * train_size / recipe.batch_size / EVALUATIONS_PER_RUN))
     return {
         "eval_strategy": "steps",
         "eval_steps": every,
@@ -135,9 +138,10 @@ def train_text(
     train_examples: int | None = None,
     eval_examples: int | None = None,
     dev_examples: int | None = None,
+    blend_examples: int | None = None,
 ) -> dict[str, Any]:
     """Fine-tune (and fit the linear member if the recipe blends one), choose the blend weight and temperature on
-    the dev slice, score on the validation split, save."""
+    the blend rows, score on the validation split, save."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -177,11 +181,13 @@ def train_text(
         label2id={label: i for i, label in enumerate(spec.labels)},
     )
     started = time.perf_counter()
-    early = _early_stopping(recipe, sets.dev, len(sets.train))
+    seen, unseen = encoder_rows(sets.train, recipe.epochs, seed)
+    epochs = recipe.epochs if seen is sets.train else 1.0
+    early = _early_stopping(recipe, sets.dev, epochs, len(seen))
     with tempfile.TemporaryDirectory(prefix=f"train-{spec.task}-") as scratch:
         args = TrainingArguments(
             output_dir=scratch,
-            num_train_epochs=recipe.epochs,
+            num_train_epochs=epochs,
             max_steps=max_steps if max_steps is not None else -1,
             per_device_train_batch_size=recipe.batch_size,
             learning_rate=recipe.learning_rate,
@@ -199,7 +205,7 @@ def train_text(
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=_encode(encoder, sets.train, recipe),
+            train_dataset=_encode(encoder, seen, recipe),
             eval_dataset=_encode(encoder, sets.dev, recipe) if sets.dev else None,
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=_dev_accuracy if "eval_strategy" in early else None,
@@ -211,26 +217,35 @@ def train_text(
         trainer.train()
     encoder_seconds = time.perf_counter() - started
     validation_texts = [normalise(ex.text) for ex in sets.validation]
-    dev_texts, dev_labels = [ex.text for ex in sets.dev], [ex.label for ex in sets.dev]
     probabilities = predict_proba(model, encoder, validation_texts, recipe)
-    dev_probabilities = predict_proba(model, encoder, dev_texts, recipe)
     members: dict[str, Any] = {
-        "encoder": {"accuracy": accuracy(probabilities, sets.validation), "train_seconds": round(encoder_seconds, 1)}
+        "encoder": {
+            "accuracy": accuracy(probabilities, sets.validation),
+            "rows": len(seen),
+            "train_seconds": round(encoder_seconds, 1),
+        }
     }
     serving: dict[str, float] = {"linear_weight": 0.0}
     out_dir.mkdir(parents=True, exist_ok=True)
+    blend_record: dict[str, Any] = {}
     if recipe.linear_member:
-        linear, fit = fit_linear(
-            [ex.text for ex in sets.train], [ex.label for ex in sets.train], dev_texts, dev_labels, len(spec.labels)
-        )
-        linear.save(out_dir)
-        linear_probabilities = linear.predict_proba(validation_texts)
-        members["linear"] = {**fit, "accuracy": accuracy(linear_probabilities, sets.validation)}
-        dev_linear = linear.predict_proba(dev_texts)
-        serving["linear_weight"] = choose_blend(dev_probabilities, dev_linear, dev_labels)
-        probabilities = blend(probabilities, linear_probabilities, serving["linear_weight"])
-        dev_probabilities = blend(dev_probabilities, dev_linear, serving["linear_weight"])
-    serving["temperature"] = fit_temperature(dev_probabilities, dev_labels)
+        pool = unseen[: recipe.blend_examples if blend_examples is None else blend_examples]
+        rows = BlendRows(sets.train, pool, sets.dev)
+        scores = predict_proba(model, encoder, rows.texts(), recipe).numpy()
+        chosen = fit_and_blend(recipe, len(spec.labels), rows, scores)
+        chosen.linear.save(out_dir)
+        save_scored_rows(out_dir, rows, scores, chosen.linear_scores)
+        linear_validation = chosen.linear.predict_proba(validation_texts)
+        members["linear"] = {**chosen.linear_record, "accuracy": accuracy(linear_validation, sets.validation)}
+        serving["linear_weight"] = chosen.linear_weight
+        probabilities = blend(probabilities, linear_validation, chosen.linear_weight)
+        blend_record = chosen.record
+        choice_probabilities = torch.from_numpy(chosen.probabilities).float()
+        choice_labels = rows.labels().tolist()
+    else:
+        choice_probabilities = predict_proba(model, encoder, [ex.text for ex in sets.dev], recipe)
+        choice_labels = [ex.label for ex in sets.dev]
+    serving["temperature"] = fit_temperature(choice_probabilities, choice_labels)
     calibration = calibration_record(probabilities, [ex.label for ex in sets.validation], serving["temperature"])
     probabilities = temper(probabilities, serving["temperature"])
     train_seconds = time.perf_counter() - started
@@ -245,9 +260,10 @@ def train_text(
         max_steps=max_steps,
         train_seconds=train_seconds,
         device=device,
-        epochs_trained=round(float(trainer.state.epoch or 0), 2),
+        epochs_trained=round(float(trainer.state.epoch or 0) * len(seen) / max(1, len(sets.train)), 2),
         best_dev_accuracy=trainer.state.best_metric,
         members=members,
+        **({"blend": blend_record} if blend_record else {}),
         serving=serving,
         calibration=calibration,
     )

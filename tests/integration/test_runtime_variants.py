@@ -32,11 +32,14 @@ def test_card_records_both_runtimes_and_the_accuracy_rule_decides_what_is_served
     assert runtime["variants"]["torch"]["accuracy"] == card["validation"]["accuracy"]
     variant = runtime["variants"][spec.runtime]
     assert variant["examples"] == card["data"]["validation_examples_used"]
-    # decided on the dev slice (a setting), reported on validation
-    assert runtime["decided_on"] == "dev"
-    assert variant["dev_examples"] == card["data"]["dev_examples_used"] > 0
-    fp32_dev = runtime["variants"]["torch"]["dev_accuracy"]
-    assert variant["dev_accuracy_drop"] == pytest.approx(fp32_dev - variant["dev_accuracy"], abs=1e-4)
+    # decided on rows training did not fit (a setting), reported on validation: a blend of both members on its
+    # blend rows, anything else on the dev slice
+    blended = 0.0 < card["serving"].get("linear_weight", 0.0) < 1.0
+    assert runtime["decided_on"] == ("blend rows" if blended else "dev")
+    judged = card["blend"]["rows"] if blended else card["data"]["dev_examples_used"]
+    assert variant["judged_examples"] == judged > 0
+    fp32 = runtime["variants"]["torch"]["judged_accuracy"]
+    assert variant["judged_accuracy_drop"] == pytest.approx(fp32 - variant["judged_accuracy"], abs=1e-4)
     # the test build keeps every variant (conftest: variant_max_drop=1.0); the rule itself is checked below
     assert runtime["max_accuracy_drop"] == 1.0
     assert runtime["served"] == spec.runtime

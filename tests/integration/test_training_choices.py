@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bench.measure import sample
+from contract.catalog import TextRecipe
 from contract.model_card import read_model_card
 from handlers.text_normalise import NORMALISERS
 from modelops.tools import file_sha256
@@ -55,6 +56,25 @@ def test_the_temperature_moves_scores_but_never_the_label(live_stack: Stack, tas
             answers[temperature] = torch.tensor(handler.infer(handler.preprocess(rows)[0]))
     assert torch.equal(answers[1.0].argmax(-1), answers[2.5].argmax(-1))
     assert answers[2.5].max() < answers[1.0].max()  # a higher temperature is less sure
+
+
+@pytest.mark.parametrize("task", ["sentiment", "disaster"])
+def test_the_blend_is_chosen_on_rows_no_member_trained_on_and_never_loses_to_a_member(
+    live_stack: Stack, task: str
+) -> None:
+    card = read_model_card(live_stack.archives[task])
+    recipe = live_stack.catalog[task].recipe(card["recipe"]["name"])
+    assert isinstance(recipe, TextRecipe)
+    blend = card["blend"]
+    assert blend["dev_rows"] == card["data"]["dev_examples_used"] > 0
+    assert blend["rows"] == blend["dev_rows"] + blend["unseen_training_rows"]
+    # sentiment `fast` trains its encoder on a fraction of an epoch, so rows it never saw join the dev slice;
+    # disaster `full` (3 epochs) sees every row, so the dev slice alone chooses
+    assert (blend["unseen_training_rows"] == 40) if recipe.epochs < 1 else (blend["unseen_training_rows"] == 0)
+    assert blend["linear_weight"] == card["serving"]["linear_weight"]
+    assert blend["accuracy"] >= max(blend["vs_encoder"]["accuracy"], blend["vs_linear"]["accuracy"])
+    assert f"2**{recipe.linear_bits} buckets" in card["members"]["linear"]["features"]
+    assert card["members"]["linear"]["c"] == recipe.linear_c
 
 
 @pytest.mark.parametrize("task", ["sentiment", "disaster", "pose"])

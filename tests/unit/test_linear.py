@@ -5,12 +5,13 @@ from __future__ import annotations
 from bisect import bisect_left
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from handlers.linear import LinearTextModel, blend, buckets, terms, token_spans
 from handlers.word_occlusion import without, words_of
-from modelops.train.linear_fit import C_GRID, feature_matrix, fit_linear, log_count_ratio
+from modelops.train.linear_fit import NGRAMS, describe, feature_matrix, fit_linear, log_count_ratio
 
 POSITIVE = ["a wonderful film", "wonderful acting and a great story", "great fun, truly wonderful", "great cast"]
 NEGATIVE = ["a dull film", "dull acting and a boring story", "boring, truly dull", "boring plot"]
@@ -40,12 +41,15 @@ def test_log_count_ratio_favours_the_terms_of_the_positive_rows() -> None:
     assert ratio[wonderful] > 0 > ratio[boring]
 
 
-def test_fit_separates_the_classes_picks_c_on_dev_and_survives_a_save(tmp_path: Path) -> None:
+def _fit(texts: list[str], labels: list[int], classes: int, bits: int = 16) -> LinearTextModel:
+    return fit_linear(feature_matrix(texts, bits, NGRAMS), np.array(labels), classes, bits, 1.0)
+
+
+def test_fit_separates_the_classes_and_survives_a_save(tmp_path: Path) -> None:
     labels = [1] * len(POSITIVE) + [0] * len(NEGATIVE)
-    model, record = fit_linear(POSITIVE + NEGATIVE, labels, ["wonderful story", "boring film"], [1, 0], 2)
-    assert record["dev_accuracy"] == 1.0
-    assert record["c"] in C_GRID
-    assert record["rows"] == 8
+    model = _fit(POSITIVE + NEGATIVE, labels, 2, bits=14)
+    assert (model.bits, model.ngrams) == (14, NGRAMS)
+    assert describe(14, 1.0, 8)["features"] == "binary word 1-2 grams hashed into 2**14 buckets, NB log-count ratio"
     probabilities = model.predict_proba(["truly wonderful", "truly boring"])
     assert probabilities.argmax(-1).tolist() == [1, 0]
     # two classes: one model, class 0's logit is the reference
@@ -67,7 +71,7 @@ def test_a_text_s_logits_are_the_bias_plus_its_buckets_weights() -> None:
 
 def test_more_than_two_classes_are_fitted_one_against_the_rest() -> None:
     texts = ["red apple", "red cherry", "green leaf", "green grass", "blue sky", "blue sea"]
-    model, _ = fit_linear(texts, [0, 0, 1, 1, 2, 2], ["red", "green", "blue"], [0, 1, 2], 3)
+    model = _fit(texts, [0, 0, 1, 1, 2, 2], 3)
     assert model.predict_proba(["red red", "green", "blue sky"]).argmax(-1).tolist() == [0, 1, 2]
 
 

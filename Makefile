@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/data
 export DATA_DIR
 
-.PHONY: run stop test test-prerequisites lint audit postman compose-secrets compose-check k8s-check install sync build models rollback bench soak clean-state
+.PHONY: run stop test test-prerequisites lint audit postman compose-secrets compose-check image-test k8s-check install sync build models rollback bench soak clean-state
 
 # when this make started: make run's terminal view counts from it, the install included
 STARTED := $(shell date +%s)
@@ -65,6 +65,11 @@ compose-check: $(STAMP)
 	docker-compose -f docker-compose.yml config -q
 	COMPOSE_PROFILES=replicas docker-compose -f docker-compose.yml -f docker-compose.replicas.yml config -q
 	$(VENV)/bin/hadolint docker/Dockerfile
+
+## Build the three images with Podman and run the compose stack from them, checked from outside: every route
+## answers, the UI is healthy, a killed container comes back, the stack stops cleanly (docs/deployment.md).
+image-test: $(STAMP)
+	$(PY) -m modelops.dev.images $(IMAGE_TEST_ARGS)
 
 ## Validate deploy/k8s without a cluster: core kinds against Kubernetes' schemas, KServe kinds against the kserve
 ## wheel's (downloaded from PyPI on the first run, into var/cache; later runs need no network).

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -306,16 +307,27 @@ def cmd_jobs_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_torchserve(_args: argparse.Namespace) -> None:
-    """Become TorchServe, configured from config.properties at the `STACK_*` addresses (a container sets
-    `STACK_HOST=0.0.0.0`): the only way the addresses change, since TorchServe's own `TS_*` variables are off
-    (`enable_envvars_config=false`: whatever sets the JVM's environment could otherwise turn token auth off)."""
+    """Run TorchServe in the foreground, configured from config.properties at the `STACK_*` addresses (a
+    container sets `STACK_HOST=0.0.0.0`): the only way the addresses change, since TorchServe's own `TS_*`
+    variables are off (`enable_envvars_config=false`: whatever sets the JVM's environment could otherwise turn
+    token auth off).
+
+    It stays TorchServe's parent rather than becoming it: as a container's PID 1, a process gets no default
+    signal handling, and TorchServe's launcher installs none, so `docker stop` waited out its timeout and
+    killed it. SIGTERM and SIGINT are forwarded to TorchServe's process group (launcher and JVM), which shuts
+    down in a few seconds, and this exits with its status."""
     from modelops.local import torchserve
 
     cfg = StackConfig.from_env()
     torchserve.prepare(cfg)
-    command = torchserve.command(cfg)
-    os.chdir(cfg.torchserve_dir)
-    os.execv(command[0], command)
+    server = subprocess.Popen(torchserve.command(cfg), cwd=cfg.torchserve_dir, start_new_session=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        os.killpg(server.pid, signum)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, forward)
+    sys.exit(server.wait())
 
 
 def cmd_stop(_args: argparse.Namespace) -> None:

@@ -3,7 +3,9 @@
 # - the training data (the tests train tiny models on it), at $DATA_DIR (default ../shared/data);
 # - Debian's system tools the tests drive: chromium (browser tests; a browser download is impossible here),
 #   docker-compose, systemd-analyze and caddy (deployment files validated without an engine or an init),
-#   node/npm (newman runs the Postman collection).
+#   node/npm (newman runs the Postman collection), podman with runc, the CNI dnsname plugin (containers find
+#   each other by service name) and debootstrap (the container images are built and the compose stack run:
+#   `make image-test`).
 # Missing tools are installed with apt-get when this runs as root or with passwordless sudo; otherwise it stops
 # at once with the one command to run, instead of failing deep inside pytest.
 set -euo pipefail
@@ -20,6 +22,10 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x "${CNI_PLUGIN_DIR:-/usr/lib/cni}/dnsname" ] || need+=(golang-github-containernetworking-plugin-dnsname)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contract.healthcheck import healthy
 from contract.torchserve import read_keys
 from gateway.apikeys import digest
 from modelops.local import torchserve, web
-from modelops.serve.healthcheck import healthy
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,10 @@ from pathlib import Path
 from contract.catalog import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "test-prerequisites.sh"
-ALL_TOOLS = "chromium docker-compose systemd caddy nodejs npm"
+ALL_TOOLS = (
+    "chromium docker-compose systemd caddy nodejs npm podman runc golang-github-containernetworking-plugin-dnsname"
+    " debootstrap"
+)
 
 
 def _bare_machine(tmp_path: Path, uid: int) -> tuple[Path, Path]:
@@ -30,7 +33,7 @@ def _bare_machine(tmp_path: Path, uid: int) -> tuple[Path, Path]:
 def _run(bin_dir: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["/bin/bash", str(SCRIPT)],
-        env={"PATH": str(bin_dir), "DATA_DIR": str(data_dir)},
+        env={"PATH": str(bin_dir), "DATA_DIR": str(data_dir), "CNI_PLUGIN_DIR": str(bin_dir / "no-cni")},
         capture_output=True,
         text=True,
         check=False,

@@ -1,4 +1,4 @@
-"""`python -m modelops.serve.healthcheck URL [--key-file FILE --key KIND]`: exit 0 when URL answers 200.
+"""`python -m contract.healthcheck URL [--key-file FILE --key KIND]`: exit 0 when URL answers 200.
 
 Container health checks with token auth: TorchServe's `/ping` needs a key too, so the check reads the
 current key from TorchServe's key file (`--key management`) and asks the management API, which also proves
@@ -28,7 +28,7 @@ def healthy(url: str, key_file: Path | None = None, kind: str = "management", ti
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m modelops.serve.healthcheck", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m contract.healthcheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("url")
     parser.add_argument("--key-file", type=Path, help="TorchServe's key_file.json (sends its key as a bearer token)")
     parser.add_argument("--key", default="management", choices=("management", "inference"))

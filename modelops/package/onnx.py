@@ -169,18 +169,18 @@ def _judge(
     spec: TaskSpec,
     model_dir: Path,
     training: dict[str, Any],
-    data_root: Path,
+    dev: list[Example],
     requested: str,
     scored: ScoredRows | None,
 ) -> tuple[str, int, float, float]:
-    """(what the variant was judged on, how many rows, fp32 accuracy there, the variant's)."""
+    """(what the variant was judged on, how many rows, fp32 accuracy there, the variant's): a blend on its scored
+    blend rows, anything else on `dev` (`_judging_sets`)."""
     serving = training.get("serving", {})
     weight = float(serving.get("linear_weight", 0.0))
     if scored is not None and 0.0 < weight < 1.0:
         fp32 = accuracy(blend_arrays(scored.encoder, scored.linear, weight), scored.labels())
         variant = _blend_rows_accuracy(spec, model_dir, requested, scored, weight)
         return "blend rows", len(scored.examples), round(fp32, 4), round(variant, 4)
-    dev, _ = _judging_sets(spec, training, data_root)
     if not dev:
         raise CatalogError(f"task {spec.task!r}: judging the {requested} variant needs a dev slice (dev_examples)")
     fp32 = _accuracy(load_handler(spec, model_dir, {"runtime": "torch"}), spec, dev, Timer())
@@ -225,9 +225,9 @@ def choose_runtime(
     log_event(logger, "variant.export", task=spec.task, runtime=requested)
     onnx_file = export(spec, model_dir, requested)
     export_seconds = time.perf_counter() - started
-    judging = _judge(spec, model_dir, training, data_root, requested, scored)
+    dev, validation = _judging_sets(spec, training, data_root)
+    judging = _judge(spec, model_dir, training, dev, requested, scored)
     section["decided_on"], judged, fp32_dev, variant_dev = judging
-    _, validation = _judging_sets(spec, training, data_root)
     # as served: the settings training chose (the blend judging above switched the linear member off)
     handler = load_handler(spec, model_dir, {**training.get("serving", {}), "runtime": requested})
     timer = Timer()

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import httpx
 from contract.catalog import REPO_ROOT, STATE_DIR
 from modelops.local.compose import DEFAULT_DIR as COMPOSE_SECRETS_DIR
 from modelops.local.compose import write_compose_secrets
+from modelops.local.config import free_port
 from modelops.train.data import data_dir
 
 WORK_DIR = STATE_DIR / "image-test"
@@ -197,13 +197,6 @@ def build(env: dict[str, str], target: str, base: str, local_torch: bool, no_cac
     seconds = time.perf_counter() - started
     size = int(run(["podman", "image", "inspect", "--format", "{{.Size}}", f"multitask-{target}:{IMAGE_TAG}"], env=env))
     return {"seconds": round(seconds, 1), "mb": round(size / 1e6, 1)}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

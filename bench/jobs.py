@@ -6,7 +6,8 @@ Against the running stack (`make run`: its gateway and its job worker), per task
 2. a job alone: `--rows` rows of the task's validation texts (repeated as needed), submitted through
    `POST /v1/jobs`, timed from submission to success, in rows per second;
 3. interactive single-text requests at each `--concurrency`, without a job, then again while a long job runs
-   (cancelled afterwards), in requests per second and p95 latency, in alternating rounds.
+   (cancelled afterwards), in requests per second and p95 latency, in alternating rounds. The long job runs
+   on the same task, or with `--job-task` on another one: the workers of every task share the machine's cores.
 Every ratio is measured in the same run: job/batch-body texts per second, and per concurrency interactive
 throughput and p95 with a job over without.
 """
@@ -91,7 +92,10 @@ def bench_task(
     duration: float,
     rounds: int,
     work: Path,
+    job_spec: TextTask | None = None,
 ) -> dict[str, Any]:
+    """`job_spec`: the task the long job beside the interactive callers runs on (default: `spec`)."""
+    job_spec = job_spec or spec
     texts = _texts(spec, rows)
     bodies = work / f"{spec.task}-bodies.json"
     windows = [texts[i : i + BODY_TEXTS] for i in range(0, len(texts) - BODY_TEXTS + 1, BODY_TEXTS)]
@@ -116,13 +120,14 @@ def bench_task(
         "job_alone": {"rounds": alone, "rows_per_s": job_rows_per_s},
         "job_over_batch_body": round(job_rows_per_s / batch_texts_per_s, 3),
         "interactive": {},
+        "job_task": job_spec.task,
     }
     for level in levels:
         without: list[LoadPoint] = []
         with_job: list[LoadPoint] = []
         for _ in range(rounds):
             without.append(load(singles, level, duration, 2))
-            job = _submit(http, spec.task, _texts(spec, LONG_JOB_ROWS))
+            job = _submit(http, job_spec.task, _texts(job_spec, LONG_JOB_ROWS))
             _wait(http, job, "running")
             row = load(singles, level, duration, 2)
             job_rows_per_s = http.get(f"/v1/jobs/{job}").json()["rows_per_s"]
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", default="4,16", help="interactive clients, comma-separated levels")
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=2, help="alternating without/with rounds per level")
+    parser.add_argument("--job-task", help="run the long job beside the interactive callers on this task instead")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
     cfg = StackConfig.from_env()
@@ -159,12 +165,15 @@ def main(argv: list[str] | None = None) -> None:
         for task, rows in zip(tasks, sizes, strict=True):
             spec = catalog[task]
             assert isinstance(spec, TextTask), "bulk job benches measure text tasks"
-            measured = bench_task(http, spec, cfg, rows, levels, args.duration, args.rounds, Path(scratch))
+            job_spec = catalog[args.job_task] if args.job_task else spec
+            assert isinstance(job_spec, TextTask), "bulk job benches measure text tasks"
+            measured = bench_task(http, spec, cfg, rows, levels, args.duration, args.rounds, Path(scratch), job_spec)
             results[task] = as_json(measured)
             print(json.dumps({task: {k: v for k, v in results[task].items() if k != "interactive"}}), flush=True)
             for level, row in results[task]["interactive"].items():
                 print(
-                    f"{task} c={level}: interactive throughput x{row['throughput_ratio']}, p95 x{row['p95_ratio']}",
+                    f"{task} c={level}, job on {job_spec.task}: interactive throughput x{row['throughput_ratio']}, "
+                    f"p95 x{row['p95_ratio']}",
                     flush=True,
                 )
     print(json.dumps(results, indent=2))

@@ -218,7 +218,12 @@ class TaskBase(_Spec):
     label_column: str = "label"
     batch_size: PositiveInt
     max_batch_delay_ms: int = Field(ge=0)
+    # `workers` start when the task is warm; the gateway's scaler keeps it between `min_workers` (0: scaled to
+    # zero after an idle period, started again by the next request) and `max_workers` (more under a deep queue).
+    # Unset, both are `workers`: a task stays as it was registered, always on.
     workers: PositiveInt
+    min_workers: int | None = Field(default=None, ge=0)
+    max_workers: PositiveInt | None = None
     threads_per_worker: PositiveInt
     response_timeout_s: PositiveInt
     runtime: Runtime = "torch"
@@ -253,6 +258,22 @@ class TaskBase(_Spec):
     def route(self) -> str:
         """The task's classification route; its explanation route is `<route>/explain`."""
         return f"/v1/{self.task}"
+
+    @property
+    def worker_range(self) -> tuple[int, int]:
+        """The fewest and the most workers the scaler may give the task (`min_workers`, `max_workers`)."""
+        low = self.workers if self.min_workers is None else self.min_workers
+        high = self.workers if self.max_workers is None else self.max_workers
+        return low, high
+
+    @model_validator(mode="after")
+    def _worker_range(self) -> Self:
+        low, high = self.worker_range
+        if not low <= self.workers <= high:
+            raise ValueError(
+                f"workers: min_workers ({low}) <= workers ({self.workers}) <= max_workers ({high}) must hold"
+            )
+        return self
 
     @model_validator(mode="after")
     def _labels_pair(self) -> Self:

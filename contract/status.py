@@ -27,6 +27,28 @@ class LoadedVersion(BaseModel):
     max_batch_delay_ms: int | None
 
 
+class TaskScaling(BaseModel):
+    """Where a task stands with the gateway's scaler: workers started on demand, none while idle."""
+
+    state: str = Field(
+        description="`warm` (workers running), `starting` (a worker starting for a call) or `cold` "
+        "(scaled to zero: the next call starts one)"
+    )
+    workers: int = Field(description="workers running or starting")
+    min_workers: int = Field(description="the fewest it keeps; 0: scaled to zero when idle")
+    max_workers: int = Field(description="the most it gets under load")
+    last_used: str = Field(
+        description="when a call of it last went through this gateway, or through another one as TorchServe "
+        "counted it (ISO 8601, UTC); when the gateway first saw the task if never since"
+    )
+    idle_s: float = Field(description="seconds since then")
+    memory_mb: float = Field(
+        description="memory its workers hold now, resident, MB: read from /proc where TorchServe runs on the "
+        "gateway's host, else TorchServe's figure, else the estimate (GATEWAY_WORKER_MEMORY_ESTIMATE_MB)"
+    )
+    worker_memory_mb: float = Field(description="one worker's memory, measured or estimated, MB")
+
+
 class TaskEntry(BaseModel):
     task: str
     kind: str = Field(description="`text` or `image`: which body the route takes")
@@ -36,6 +58,9 @@ class TaskEntry(BaseModel):
     labels: list[str]
     max_chars: int | None = Field(description="a text task's limit per text")
     loaded: LoadedVersion | None = Field(description="None while no TorchServe has the model")
+    scaling: TaskScaling | None = Field(
+        default=None, description="its workers by demand (None when the gateway does not scale them)"
+    )
     training: dict[str, Any] | None = Field(
         description="a better version being built for the task (`make run`'s background training): its recipe, "
         "stage and progress (`contract/progress.py`)"
@@ -56,6 +81,9 @@ class ModelList(BaseModel):
 
 class Readiness(BaseModel):
     status: str = Field(description="`ready` or `not_ready`")
-    models: dict[str, bool] = Field(description="per model: has a READY worker on at least one upstream")
+    models: dict[str, bool] = Field(
+        description="per model: has a READY worker on at least one upstream, or is registered and scaled to zero "
+        "(its next call starts one)"
+    )
     upstreams: dict[str, UpstreamReadiness] = Field(description="per configured TorchServe, by name")
     reason: str | None = Field(default=None, description="why not ready")

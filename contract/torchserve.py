@@ -20,6 +20,7 @@ from typing import Any
 # gateway looks there when no upstream is configured.
 LOCAL_INFERENCE_PORT = 8080
 LOCAL_MANAGEMENT_PORT = 8081
+LOCAL_METRICS_PORT = 8082
 KEY_FILE_NAME = "key_file.json"
 
 

@@ -79,13 +79,20 @@ class Coalescer:
             if exc.status == 422 and len(group) > 1:  # one text was refused: each alone, so only it fails
                 await asyncio.gather(*(self._send(model, [item]) for item in group))
                 return
-            for item in group:
-                if not item.answer.done():
-                    item.answer.set_exception(exc)
+            self._fail(group, exc)
+            return
+        except Exception as exc:  # anything else, a bug included, must still end every caller's wait
+            self._fail(group, exc)
             return
         for item, result in zip(group, results, strict=True):
             if not item.answer.done():  # a caller that went away is not answered
                 item.answer.set_result(result)
+
+    @staticmethod
+    def _fail(group: list[_Waiting], exc: Exception) -> None:
+        for item in group:
+            if not item.answer.done():
+                item.answer.set_exception(exc)
 
     async def _alone(self, model: str, item: _Waiting) -> Answer:
         return (await self._ask(model, [item]))[0]

@@ -1,8 +1,10 @@
 """Interactive callers first: bulk requests (`X-Priority: bulk`, what the job workers send) take what they leave.
 
 TorchServe has one first-come queue per model, so the order and size of what the gateway sends is the only
-lever. Interactive requests go at once, as always. A model is *busy* while an interactive request of it is in
-flight or ended within `quiet_s` (a closed-loop client's next request is on its way). While it is busy, bulk
+lever. Interactive requests go at once, as always. The machine is *busy* while an interactive request of any
+task is in flight or ended within `quiet_s` (a closed-loop client's next request is on its way): the workers
+of every task share the same cores, so a job on one task that ignored another task's callers took a third of
+their throughput (disaster callers beside a sentiment job: 0.67x). While it is busy, bulk
 texts go one per upstream call and one call at a time, so an interactive request waits behind at most one
 text of bulk work, and after each such call bulk work rests as long as the call took: on two cores a bulk
 text running back to back beside one interactive caller took 28% of that caller's throughput (sentiment),
@@ -36,7 +38,7 @@ class FairShare:
         self.quiet_s = quiet_s
         self.interactive: Counter[str] = Counter()
         self.bulk: Counter[str] = Counter()
-        self._last_interactive: dict[str, float] = {}
+        self._last_interactive = float("-inf")
         self._rest_until: dict[str, float] = {}
         self._conditions: dict[str, asyncio.Condition] = {}
 
@@ -47,10 +49,11 @@ class FairShare:
         return condition
 
     def busy_for(self, model: str) -> float:
-        """Seconds the model stays busy with interactive work at least (0: it is quiet now)."""
-        if self.interactive[model]:
+        """Seconds the machine stays busy with interactive work at least (0: it is quiet now). Any task's
+        interactive calls count, not only `model`'s: they all run on the same cores."""
+        if self.interactive.total():
             return self.quiet_s
-        return max(0.0, self._last_interactive.get(model, float("-inf")) + self.quiet_s - time.monotonic())
+        return max(0.0, self._last_interactive + self.quiet_s - time.monotonic())
 
     @asynccontextmanager
     async def interactive_call(self, model: str) -> AsyncIterator[None]:
@@ -59,7 +62,7 @@ class FairShare:
             yield
         finally:
             self.interactive[model] -= 1
-            self._last_interactive[model] = time.monotonic()
+            self._last_interactive = time.monotonic()
 
     async def _admit(self, model: str, slots: int) -> bool:
         """Wait for a bulk slot (one while the model is busy, `slots` while quiet); True when it was quiet.

@@ -74,8 +74,8 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One pooled client for the app's lifetime: connections to TorchServe are reused across requests.
-        app.state.torchserve = TorchServeClient(settings, metrics, upstream_transport)
-        app.state.torchserve.start_health_checks()
+        app.state.torchserve = TorchServeClient(settings, metrics, upstream_transport, lambda: tasks.models)
+        app.state.torchserve.start()
         window = settings.coalesce_window_ms / 1000
         app.state.coalescer = Coalescer(app.state.torchserve, window) if window else None
         watcher = asyncio.create_task(

@@ -61,6 +61,30 @@ class GatewayMetrics:
             ("model",),
             registry=self.registry,
         )
+        self.cold_starts = Counter(
+            "gateway_cold_starts",
+            "Workers started for a task that had none (scaled to zero), by model",
+            ("model",),
+            registry=self.registry,
+        )
+        self.cold_start_seconds = Histogram(
+            "gateway_cold_start_seconds",
+            "Time from a cold task's first call to its worker being ready",
+            buckets=(0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0),
+            registry=self.registry,
+        )
+        self.scale_events = Counter(
+            "gateway_scale_events",
+            "Worker count changes the scaler made (to zero when idle or for room, one more or fewer under load)",
+            ("model", "direction"),
+            registry=self.registry,
+        )
+        self.budget_refusals = Counter(
+            "gateway_budget_refusals",
+            "Worker starts refused (503 capacity_full) because the worker-memory budget had no room",
+            ("model",),
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "gateway_auth_rejections",
             "Requests refused before any work: missing/invalid key, forbidden, rate limit",

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.catalog import STATE_DIR
-from contract.torchserve import KEY_FILE_NAME, LOCAL_INFERENCE_PORT, LOCAL_MANAGEMENT_PORT, local_torchserve_dir
+from contract.torchserve import (
+    KEY_FILE_NAME,
+    LOCAL_INFERENCE_PORT,
+    LOCAL_MANAGEMENT_PORT,
+    LOCAL_METRICS_PORT,
+    local_torchserve_dir,
+)
 from contract.wire import MAX_INSTANCES, MAX_PIXELS
 
 
@@ -42,8 +48,9 @@ class UpstreamSettings(BaseModel):
     `management_url` is optional: without it (a KServe predictor, whose management API stays inside its pod)
     readiness comes from TorchServe's `/ping` (a KServe predictor opens its port only once the models of its
     snapshot are registered; requests that arrive while their workers start wait in TorchServe's queue).
-    `key_file` is optional too: a TorchServe with token authorization off (KServe's predictor, fenced by a
-    NetworkPolicy instead) gets no Authorization header.
+    `metrics_url` (TorchServe's metrics API) lets the gateway that owns the scaling policy see the calls other
+    gateways forward, so it never takes a task they use for idle. `key_file` is optional too: a TorchServe with
+    token authorization off (KServe's predictor, fenced by a NetworkPolicy instead) gets no Authorization header.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -51,6 +58,7 @@ class UpstreamSettings(BaseModel):
     name: str = Field(default="", description="label in logs, metrics and /readyz; default host:port")
     inference_url: BaseUrl
     management_url: BaseUrl | None = None
+    metrics_url: BaseUrl | None = None
     key_file: Path | None = None
 
     @model_validator(mode="after")
@@ -66,6 +74,7 @@ def _local_torchserve() -> list[UpstreamSettings]:
             name="local",
             inference_url=f"http://127.0.0.1:{LOCAL_INFERENCE_PORT}",
             management_url=f"http://127.0.0.1:{LOCAL_MANAGEMENT_PORT}",
+            metrics_url=f"http://127.0.0.1:{LOCAL_METRICS_PORT}",
             key_file=local_torchserve_dir(STATE_DIR) / KEY_FILE_NAME,
         )
     ]
@@ -169,6 +178,57 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(default=None, description="key file of 'name sha256:<hex> [tasks]' lines")
     rate_limit_per_s: float = Field(default=0.0, ge=0, description="requests per second per API key (0 = off)")
     rate_limit_burst: int = Field(default=20, ge=1, description="requests a key may send at once before 429")
+
+    scaling: Literal["owner", "follow", "off"] = Field(
+        default="owner",
+        description="`owner`: this gateway scales its TorchServes' workers (to zero when idle, up under load, within "
+        "the budget); `follow`: it starts cold tasks for its callers and scales nothing down (a second gateway in "
+        "front of the same TorchServes); `off`: workers stay as registered",
+    )
+    scale_idle_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="a task that may go to zero (min_workers 0) is scaled to zero after this long unused",
+    )
+    scale_start_wait_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="how long a call to a cold task waits for its worker; past it: 503 `model_starting` with "
+        "Retry-After (the start goes on)",
+    )
+    scale_start_timeout_s: float = Field(
+        default=180.0, gt=0, description="how long one worker start may take before it counts as failed"
+    )
+    worker_memory_budget_mb: float = Field(
+        default_factory=lambda: default_memory_budget_mb(),
+        gt=0,
+        description="the memory the TorchServe workers may hold together (MB); default 60% of this machine's memory",
+    )
+    worker_memory_estimate_mb: float = Field(
+        default=300.0, gt=0, description="one worker's memory before TorchServe has measured it (MB, resident)"
+    )
+    scale_up_after_s: float = Field(
+        default=2.0, gt=0, description="a task's queue deeper than twice its slots this long gets one more worker"
+    )
+    scale_down_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="an extra worker whose task's load fits one worker fewer this long is given back",
+    )
+    scale_interval_s: float = Field(default=2.0, gt=0, description="how often the scaler reads TorchServe and acts")
+    scale_max_starting: int = Field(
+        default=2, ge=1, description="worker starts at once (each takes a core for seconds)"
+    )
+
+
+def default_memory_budget_mb(share: float = 0.6) -> float:
+    """`share` of this machine's memory (Linux's /proc/meminfo), or 4 GiB where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            total_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 4096.0
+    return round(total_kb / 1024 * share)
 
 
 @lru_cache(maxsize=1)

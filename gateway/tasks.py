@@ -41,6 +41,8 @@ class TaskSet:
         # why a served model is not routed (an invalid spec, a name another task has), by model
         self.refused: dict[str, str] = {}
         self.tasks: dict[str, TaskSpec] = dict(catalog)
+        # the same specs by model name, as the scaler looks them up
+        self.models: dict[str, TaskSpec] = {}
         # live mappings the middlewares read: a task route's path -> its task, and -> its own body limit
         self.paths: dict[str, str] = {}
         self.body_limits: dict[str, int] = {}
@@ -56,6 +58,7 @@ class TaskSet:
         self.tasks = dict(self.catalog) | {
             name: spec for name, spec in self.discovered.items() if spec.model_name not in taken
         }
+        self.models = {spec.model_name: spec for spec in self.tasks.values()}
         self.paths.clear()
         self.body_limits.clear()
         self.body_limits.update(self._static_limits)

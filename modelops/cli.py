@@ -241,6 +241,7 @@ def cmd_task_add(args: argparse.Namespace) -> None:
         _say,
         description=args.description,
         replace=args.replace,
+        min_workers=args.min_workers,
     )
     if apply_locally(cfg, catalog, store, spec.task, routed=True, say=_say):
         _say(f"serving after {time.monotonic() - started:.0f} s: POST {cfg.gateway_url}{spec.route}")
@@ -483,6 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, choices=range(2, 11), metavar="2..10", help="cross-validation folds")
     p.add_argument("--description", help="what the task does, for the API docs and the UI")
     p.add_argument("--replace", action="store_true", help="retrain a task added before, on this data")
+    p.add_argument(
+        "--min-workers",
+        type=int,
+        default=0,
+        choices=range(0, 9),
+        metavar="0..8",
+        help="workers kept while nobody calls it (default 0: scaled to zero when idle, started by its next call)",
+    )
     p.set_defaults(func=cmd_task_add)
     p = tasks.add_parser("list", help="every task: the catalog's and the ones added")
     p.set_defaults(func=cmd_task_list)

@@ -178,7 +178,9 @@ def live_stack(
     cfg = stack_config
     published = {name: s3_store.publish(path) for name, path in archives.items()}
     running = Stack(cfg, s3_store, catalog, archives, published)
-    services = Services(cfg, [torchserve.service(cfg), web.gateway(cfg)])
+    # The tests of scaling run gateways of their own that own the scaling policy (short idle periods, small
+    # budgets): this one follows, so it never scales down what they start.
+    services = Services(cfg, [torchserve.service(cfg), web.gateway(cfg, {"GATEWAY_SCALING": "follow"})])
     try:  # stop what was started even when start-up itself fails
         running.ensure_torchserve()
         services.start()  # TorchServe reused, then the gateway

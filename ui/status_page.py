@@ -31,22 +31,71 @@ def render(models: list[TaskEntry]) -> None:
     c3.metric("TorchServe", torchserve)
     if ready.status != "ready":
         st.warning(f"Not every model is ready: {ready.reason or ''}", icon=":material/hourglass_empty:")
-    rows = [
-        {
-            "task": m.task,
-            "route": m.route,
-            "version": m.loaded.version if m.loaded else None,
-            "ready workers": m.loaded.ready_workers if m.loaded else 0,
-            "batch size": m.loaded.batch_size if m.loaded else None,
-            "batch delay (ms)": m.loaded.max_batch_delay_ms if m.loaded else None,
-            "training": training_text(m.training),
-        }
-        for m in models
-    ]
     st.subheader("Models")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    shown = _filtered(models)
+    st.dataframe(pd.DataFrame([_row(m) for m in shown]), hide_index=True, width="stretch")
     _recent_latency()
-    _model_cards([m.task for m in models])
+    cold = [m.task for m in shown if m.scaling and m.scaling.state == "cold"]
+    _model_cards([m.task for m in shown if m.task not in cold])
+    if cold:
+        _cold_card(cold)
+
+
+# Past this many tasks the page offers a search box: a platform of many small classifiers stays readable.
+SEARCH_FROM = 8
+
+
+def _filtered(models: list[TaskEntry]) -> list[TaskEntry]:
+    """The tasks whose name, description or state holds the search text (every task when there are few)."""
+    if len(models) < SEARCH_FROM:
+        return models
+    wanted = st.text_input("Find a task", key="status-search", placeholder="name, description or state").lower()
+    found = [m for m in models if wanted in f"{m.task} {m.description} {_state(m)}".lower()]
+    st.caption(f"{len(found)} of {len(models)} tasks")
+    return found
+
+
+def _state(entry: TaskEntry) -> str:
+    if entry.scaling is None:
+        return "ready" if entry.loaded and entry.loaded.ready else "not ready"
+    return entry.scaling.state
+
+
+def _row(m: TaskEntry) -> dict[str, Any]:
+    """One task's line: its version and batching, and where it stands with the scaler (state, workers, last
+    use, memory) when the gateway scales it."""
+    scaling = m.scaling
+    return {
+        "task": m.task,
+        "state": _state(m),
+        "version": m.loaded.version if m.loaded else None,
+        "workers": scaling.workers if scaling else (m.loaded.ready_workers if m.loaded else 0),
+        "min-max workers": f"{scaling.min_workers}-{scaling.max_workers}" if scaling else None,
+        "last used": _ago(scaling.idle_s) if scaling else None,
+        "memory (MB)": round(scaling.memory_mb) if scaling else None,
+        "batch size": m.loaded.batch_size if m.loaded else None,
+        "route": m.route,
+        "training": training_text(m.training),
+    }
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _cold_card(cold: list[str]) -> None:
+    """Cold tasks' cards on request: reading a card the gateway has not seen yet starts the task's worker."""
+    st.caption(
+        f"{len(cold)} task(s) are scaled to zero: their cards are shown on request (the gateway may start a "
+        "worker to read one)."
+    )
+    task = st.selectbox("Card of a cold task", cold, index=None, key="status-cold-card")
+    if task:
+        _model_cards([task])
 
 
 def _recent_latency() -> None:

@@ -51,13 +51,16 @@ def _problems(statuses: list[UpstreamStatus]) -> str | None:
 async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> OrjsonResponse:
     statuses = await _statuses(client, catalog)
     names = [spec.model_name for spec in catalog.values()]
-    models = {name: any(s.ready(name) for s in statuses) for name in names}
+    models = {name: any(s.ready(name) for s in statuses) or _cold(client, statuses, name) for name in names}
     ready = all(models.values())
     body = Readiness(
         status="ready" if ready else "not_ready",
         models=models,
         upstreams={
-            s.name: UpstreamReadiness(ready=all(s.ready(name) for name in names), reason=s.problem) for s in statuses
+            s.name: UpstreamReadiness(
+                ready=all(s.ready(name) or _cold(client, [s], name) for name in names), reason=s.problem
+            )
+            for s in statuses
         },
     )
     if not ready:
@@ -67,6 +70,12 @@ async def readyz(client: Client, catalog: Catalog, settings: AppSettings) -> Orj
     # `reason` only when not ready; an upstream's `reason` always (null when it could be asked)
     content = body.model_dump(exclude={"reason"} if ready else set())
     return OrjsonResponse(content, status_code=200 if ready else 503, headers=headers)
+
+
+def _cold(client: TorchServeClient, statuses: list[UpstreamStatus], model: str) -> bool:
+    """Registered and scaled to zero on purpose: its next call starts a worker, so it counts as ready."""
+    registered = any(s.models and s.models.get(model) for s in statuses)
+    return registered and client.scaler.enabled and client.scaler.state(model) != "warm"
 
 
 def _best(statuses: list[UpstreamStatus], model: str) -> LoadedVersion | None:
@@ -90,6 +99,7 @@ async def list_models(client: Client, catalog: Catalog, settings: AppSettings) -
             labels=list(spec.labels),
             max_chars=spec.text.max_chars if isinstance(spec, TextTask) else None,
             loaded=_best(statuses, spec.model_name),
+            scaling=client.scaler.scaling(spec.model_name),
             training=training.get(spec.task),
         )
         for spec in catalog.values()

@@ -41,7 +41,10 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     415: _error("wrong Content-Type, or not a supported image format"),
     422: _error("invalid input; the message names the field and the limit"),
     502: _error("TorchServe answered something unexpected"),
-    503: _error("TorchServe down or the model not ready (Retry-After set)"),
+    503: _error(
+        "TorchServe down, the model not ready, its worker still starting from zero (`model_starting`) or no room "
+        "for one in the memory budget (`capacity_full`) (Retry-After set)"
+    ),
     504: _error("TorchServe did not answer in time"),
 }
 EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {

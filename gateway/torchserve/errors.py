@@ -34,3 +34,12 @@ class Refused(TorchServeFailure):
         super().__init__(f"TorchServe {upstream} answered HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+
+
+class Starting(TorchServeFailure):
+    """The model was scaled to zero and its worker is still starting after the caller's wait."""
+
+
+class CapacityFull(TorchServeFailure):
+    """A worker of the model cannot start within the worker-memory budget now: every worker that could make
+    room is busy or kept warm."""

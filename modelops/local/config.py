@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from contract.catalog import REPO_ROOT, STATE_DIR
-from contract.torchserve import KEY_FILE_NAME, LOCAL_INFERENCE_PORT, LOCAL_MANAGEMENT_PORT, local_torchserve_dir
+from contract.torchserve import (
+    KEY_FILE_NAME,
+    LOCAL_INFERENCE_PORT,
+    LOCAL_MANAGEMENT_PORT,
+    LOCAL_METRICS_PORT,
+    local_torchserve_dir,
+)
 
 LOOPBACK = "127.0.0.1"
 
@@ -27,7 +33,7 @@ class StackConfig:
     ui_port: int = 8501
     inference_port: int = LOCAL_INFERENCE_PORT
     management_port: int = LOCAL_MANAGEMENT_PORT
-    metrics_port: int = 8082
+    metrics_port: int = LOCAL_METRICS_PORT
     grpc_inference_port: int = 7070
     grpc_management_port: int = 7071
     s3_port: int = 8333
@@ -106,6 +112,10 @@ class StackConfig:
     @property
     def management_url(self) -> str:
         return self.url(self.management_port)
+
+    @property
+    def metrics_url(self) -> str:
+        return self.url(self.metrics_port)
 
 
 def port_open(host: str, port: int) -> bool:

@@ -22,6 +22,7 @@ def upstream_entry(cfg: StackConfig) -> dict[str, str]:
         "name": "local",
         "inference_url": cfg.inference_url,
         "management_url": cfg.management_url,
+        "metrics_url": cfg.metrics_url,
         "key_file": str(cfg.key_file),
     }
 
@@ -116,6 +117,7 @@ def second_gateway(
             gateway_port=free_port(),
             inference_port=cfg.inference_port,
             management_port=cfg.management_port,
+            metrics_port=cfg.metrics_port,
         )
         second.torchserve_dir.mkdir(parents=True, exist_ok=True)
         cleanup.callback(stop, second, "gateway")

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -73,6 +74,16 @@ class SyncStatus:
     s3_reachable: bool = True
     last_success: str | None = None
     outcomes: dict[str, str] = field(default_factory=dict)
+
+
+def starting_workers(spec: TaskSpec, serving: dict[str, Any] | None) -> int:
+    """How many workers a new version is registered with: as many as the version it replaces has now (a warm
+    task switches without a cold start, a task scaled to zero stays at zero), at least `min_workers`; a new
+    task's `workers`, or none when it may be scaled to zero (its first request starts it)."""
+    fewest = spec.worker_range[0]
+    if serving is None:
+        return spec.workers if fewest else 0
+    return max(fewest, len(serving.get("workers", [])))
 
 
 class Syncer:
@@ -176,7 +187,7 @@ class Syncer:
         """Keep a pinned version registered beside the default (again after a TorchServe restart)."""
         if version in {d["modelVersion"] for d in self.mgmt.describe(spec.model_name, "all") or []}:
             return
-        self.mgmt.register(spec, url, version)
+        self.mgmt.register(spec, url, version, spec.workers)
         self.mgmt.wait_ready(spec.model_name, version)
         log_event(logger, "sync.held_for_job", model=spec.model_name, version=version)
 
@@ -208,12 +219,15 @@ class Syncer:
         loaded = {d["modelVersion"]: d for d in self.mgmt.describe(name, "all") or []}
         default_now = (self.mgmt.describe(name) or [{}])[0].get("modelVersion") if loaded else None
         outcome = "already-serving"
+        fewest = spec.worker_range[0]
         if version not in loaded:
-            self.mgmt.register(spec, url, version)
-            self.mgmt.wait_ready(name, version)
-            self._warm_up(spec, version)
+            workers = starting_workers(spec, loaded.get(default_now) if default_now else None)
+            self.mgmt.register(spec, url, version, workers)
+            if workers:
+                self.mgmt.wait_ready(name, version)
+                self._warm_up(spec, version)
             outcome = "registered"
-        elif ready_workers([loaded[version]]) == 0:
+        elif fewest and ready_workers([loaded[version]]) == 0:
             self.mgmt.wait_ready(name, version)
         if default_now not in (None, version):
             self.mgmt.set_default(name, version)

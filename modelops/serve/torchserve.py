@@ -44,9 +44,9 @@ class ManagementClient:
             raise TorchServeError(f"describe {model}: HTTP {response.status_code} {response.text.strip()}")
         return response.json()
 
-    def register(self, spec: TaskSpec, archive_name: str, version: str) -> None:
-        """Register an archive (holding `version`) from the model store with the catalog's batching and
-        worker settings.
+    def register(self, spec: TaskSpec, archive_name: str, version: str, workers: int) -> None:
+        """Register an archive (holding `version`) from the model store with the catalog's batching settings
+        and `workers` workers (0: registered cold, its first request starts one through the gateway's scaler).
 
         A model's first registered version becomes its default; later ones wait for `set_default`.
         """
@@ -55,7 +55,7 @@ class ManagementClient:
             "model_name": spec.model_name,
             "batch_size": spec.batch_size,
             "max_batch_delay": spec.max_batch_delay_ms,
-            "initial_workers": spec.workers,
+            "initial_workers": workers,
             "response_timeout": spec.response_timeout_s,
             "synchronous": "true",
         }
@@ -64,7 +64,7 @@ class ManagementClient:
             raise TorchServeError(f"register {archive_name}: HTTP {response.status_code} {response.text.strip()}")
         # The archive's model-config.yaml caps workers at the catalog's value when it was packaged; the
         # catalog read now is the operator's current choice, so the new version is scaled to it.
-        self.scale(spec.model_name, version, spec.workers)
+        self.scale(spec.model_name, version, workers)
 
     def scale(self, model: str, version: str, workers: int) -> None:
         params = {"min_worker": workers, "max_worker": workers, "synchronous": "true"}

@@ -85,6 +85,7 @@ def add_task(
     *,
     description: str | None = None,
     replace: bool = False,
+    min_workers: int = 0,
 ) -> tuple[TaskSpec, dict[str, Any]]:
     """Check, train, package and publish a task from the user's data; returns its spec and its published
     entry (its card among it). Raises TaskError, having published nothing, when a check fails."""
@@ -116,6 +117,7 @@ def add_task(
         label_column=options.label_column,
         max_chars=options.max_chars,
         folds=options.folds,
+        min_workers=min_workers,
     )
     say(f"training {name} ({kind}, {options.folds}-fold cross-validation chooses every setting)...")
     archive = build_archive(spec, DEFAULT_RECIPE, Path("/"), work_dir / name)

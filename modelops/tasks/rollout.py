@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -13,6 +14,13 @@ from modelops.local import torchserve
 from modelops.local.config import StackConfig
 from modelops.local.services import running_pid
 from modelops.store.s3 import ModelStore
+
+
+def _answers(entry: dict[str, Any]) -> bool:
+    """A `/v1/models` entry of a task its gateway can answer: a worker is ready, or it is registered and scaled
+    to zero (its next call starts one)."""
+    loaded = entry.get("loaded") or {}
+    return bool(loaded.get("ready") or (loaded and (entry.get("scaling") or {}).get("state") == "cold"))
 
 
 def apply_locally(
@@ -47,7 +55,7 @@ def apply_locally(
             models = None
         if models is not None:
             entry = next((m for m in models if m["task"] == task), None)
-            if (entry is not None and (entry.get("loaded") or {}).get("ready")) == routed:
+            if (entry is not None and _answers(entry)) == routed:
                 return True
         time.sleep(1.0)
     raise RuntimeError(f"the gateway at {cfg.gateway_url} did not {'route' if routed else 'drop'} {task} in time")

@@ -13,12 +13,15 @@ from typing import Any
 from contract.catalog import TaskSpec, parse_task_document
 from modelops.kinds import KINDS
 
-# The serving defaults of a new task. One worker: each costs 270-400 MB of memory at idle (docs/own-classifier.md),
-# and TorchServe can be told to add more (`workers` in the spec, or its management API).
+# The serving defaults of a new task. One worker when it is called, none when it is not: a worker costs 200-260 MB
+# (PSS) whether it answers or not, so an added task is scaled to zero after an idle period and started again by its
+# next request (docs/scaling.md); under a deep queue the gateway gives it a second worker.
 SERVING_DEFAULTS = {
     "batch_size": 4,
     "max_batch_delay_ms": 5,
     "workers": 1,
+    "min_workers": 0,
+    "max_workers": 2,
     "threads_per_worker": 1,
     "response_timeout_s": 60,
 }
@@ -35,9 +38,10 @@ def new_task_spec(
     label_column: str = "label",
     max_chars: int = 10_000,
     folds: int = 5,
+    min_workers: int = 0,
 ) -> TaskSpec:
     """A new task's spec from its kind's defaults and its data (labels in sorted order, so a retrain on the
-    same data gives the same label indices)."""
+    same data gives the same label indices); `min_workers` above 0 keeps that many warm while idle."""
     defaults = KINDS[kind].new_task
     recipes = {recipe: {**values, "folds": folds} for recipe, values in defaults["recipes"].items()}
     document: dict[str, Any] = {
@@ -52,6 +56,9 @@ def new_task_spec(
         "label_column": label_column,
         "recipes": recipes,
     }
+    if min_workers:
+        warm = max(min_workers, int(SERVING_DEFAULTS["workers"]))
+        document |= {"min_workers": min_workers, "workers": warm, "max_workers": max(warm, 2)}
     if "text" in defaults:  # a text kind's input section carries its length limit
         document["text"] = {**defaults["text"], "max_chars": max_chars}
     return parse_task_document(document)

@@ -114,6 +114,43 @@ def test_status_page_lists_every_catalog_task(stub: StubGateway) -> None:
     assert set(table["version"]) == {"7"}
 
 
+def _scaled(entry: dict[str, Any], state: str, workers: int) -> dict[str, Any]:
+    scaling = {
+        "state": state,
+        "workers": workers,
+        "min_workers": 0,
+        "max_workers": 2,
+        "last_used": "2026-12-07T10:00:00+00:00",
+        "idle_s": 400.0 if state == "cold" else 3.0,
+        "memory_mb": 310.0 * workers,
+        "worker_memory_mb": 310.0,
+    }
+    return {**entry, "scaling": scaling}
+
+
+def test_status_page_of_many_tasks_finds_them_by_search_and_asks_no_cold_task_for_its_card(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    team = [
+        _scaled(model_entry(f"team_{i}", "text", ["no", "yes"], f"Team {i} tickets", 100), "cold", 0) for i in range(9)
+    ]
+    models = [_scaled(NEW_TASKS[0], "warm", 1), *team]
+    with StubGateway(models) as gateway:
+        monkeypatch.setenv("UI_GATEWAY_URL", gateway.url)
+        app = run_app("status")
+        table = app.dataframe[0].value
+        assert len(table) == 10
+        assert table.loc[table["task"] == "team_3", ["state", "workers", "last used"]].values.tolist() == [
+            ["cold", 0, "7 min ago"]
+        ]
+        assert ("GET", "/v1/models/spam") in gateway.requests
+        assert not [r for r in gateway.requests if r[1].startswith("/v1/models/team_")]
+        app.text_input(key="status-search").input("team_1").run()
+        assert app.dataframe[0].value["task"].tolist() == ["team_1"]
+        app.selectbox(key="status-cold-card").select("team_1").run()
+        assert ("GET", "/v1/models/team_1") in gateway.requests
+
+
 def test_explain_shades_each_word_of_the_text_by_its_weight(stub: StubGateway) -> None:
     app = run_app()
     app.text_area(key="spam-text").input("WIN a <b>free</b> prize, not a scam").run()

@@ -71,6 +71,24 @@ def test_while_interactive_calls_run_bulk_goes_one_text_at_a_time_and_rests() ->
         assert next_start - end >= 0.009  # rested about as long as the call took
 
 
+def test_bulk_work_yields_to_interactive_callers_of_another_task_too() -> None:
+    async def run() -> FakeUpstream:
+        share, upstream = FairShare(), FakeUpstream(seconds=0.01)
+
+        async def interactive_elsewhere() -> None:
+            for _ in range(20):
+                async with share.interactive_call("other"):
+                    await asyncio.sleep(0.005)
+
+        bulk = asyncio.create_task(share.bulk_items("m", [f"t{i}" for i in range(6)], upstream.send, 4, 8))
+        await asyncio.sleep(0)
+        await interactive_elsewhere()
+        await bulk
+        return upstream
+
+    assert 1 in asyncio.run(run()).chunks  # texts went one at a time while the other task's callers ran
+
+
 def test_bulk_waits_out_the_quiet_window_then_takes_chunks_again() -> None:
     async def run() -> FakeUpstream:
         share, upstream = FairShare(quiet_s=0.05), FakeUpstream()

@@ -67,6 +67,7 @@ class EchoServer:
         api: str = "",
         headers: dict[str, str] | None = None,
         version: str | None = None,
+        items: int = 1,
     ) -> tuple[dict[str, Any], float]:
         body = orjson.loads(content)
         self.calls.append((body, headers or {}))
@@ -109,6 +110,31 @@ def test_one_refused_text_fails_only_its_caller() -> None:
     assert _coalesced(server, ["a", "bad", "c", "d"], slots=1) == ["A", "invalid_request", "C", "D"]
     # "a" alone, then the shared request of the other three, then each of those alone
     assert [len(body.get("instances", [body])) for body, _ in server.calls] == [1, 3, 1, 1, 1]
+
+
+class BrokenServer(EchoServer):
+    """Fails shared requests with something other than an API error (a bug, a dropped connection)."""
+
+    async def predict(self, model: str, content: bytes, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], float]:
+        if b"instances" in content:
+            await asyncio.sleep(0.005)
+            raise RuntimeError("upstream client bug")
+        return await super().predict(model, content, *args, **kwargs)
+
+
+def test_an_unexpected_failure_ends_the_wait_of_every_caller_it_was_carrying() -> None:
+    async def scenario() -> list[str]:
+        coalescer = Coalescer(BrokenServer(), window_s=0.01)  # type: ignore[arg-type]
+
+        async def caller(text: str) -> str:
+            try:
+                return str((await coalescer.predict("m", text, 1))[0]["label"])
+            except RuntimeError as exc:
+                return str(exc)
+
+        return list(await asyncio.wait_for(asyncio.gather(*(caller(t) for t in "abcd")), timeout=5))
+
+    assert asyncio.run(scenario()) == ["A"] + ["upstream client bug"] * 3
 
 
 def test_below_twice_the_upstream_slots_in_flight_every_text_goes_alone() -> None:

@@ -1,0 +1,1 @@
+"""Workers by demand: scale to zero, start on the next call, more under load, all within a memory budget."""

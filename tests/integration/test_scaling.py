@@ -1,0 +1,225 @@
+"""Workers by demand on the real TorchServe: tasks added the way `task add` adds them are registered with no
+worker, a call starts exactly one however many arrive at once, an idle task is scaled back to zero, a start past
+the memory budget first scales the least recently used idle task to zero, and a deep queue gets a second worker
+that is given back when the load falls. A gateway with short periods and a small budget runs beside the stack's."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from bench.small_tasks import linear_text_spec, publish, text_data
+from contract.catalog import TaskSpec
+from contract.torchserve import bearer, read_keys
+from gateway.scaling.memory import worker_mb
+from modelops.local import services, torchserve, web
+from modelops.serve.torchserve import ManagementClient
+from modelops.train.data import data_dir
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+NAMES = ("scale_a", "scale_b", "scale_c")
+PERIODS = {
+    "GATEWAY_SCALE_IDLE_S": "4",
+    "GATEWAY_SCALE_INTERVAL_S": "0.5",
+    "GATEWAY_SCALE_UP_AFTER_S": "1",
+    "GATEWAY_SCALE_DOWN_AFTER_S": "3",
+    "GATEWAY_TASK_REFRESH_INTERVAL_S": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def small_tasks(live_stack: Stack, stack_root: Path) -> Iterator[list[TaskSpec]]:
+    """Three text tasks as `task add` makes them (no worker until called), published and synced; removed after."""
+    paths = text_data(data_dir(), stack_root / "scaling-data", len(NAMES))
+    specs = [linear_text_spec(name, path) for name, path in zip(NAMES, paths, strict=True)]
+    publish(specs, live_stack.store, stack_root / "scaling-build")
+    started = time.monotonic()
+    outcomes = live_stack.sync()
+    assert all(outcomes[s.model_name] == "registered" for s in specs), outcomes
+    # registered cold: the sync waited for no worker
+    assert time.monotonic() - started < 30
+    yield specs
+    for spec in specs:
+        live_stack.store.unpublish(spec.model_name)
+    live_stack.sync()
+
+
+@pytest.fixture(scope="module")
+def mgmt(live_stack: Stack) -> Iterator[ManagementClient]:
+    client = torchserve.management_client(live_stack.cfg)
+    yield client
+    client.close()
+
+
+def workers(mgmt: ManagementClient, model: str) -> int:
+    return len((mgmt.describe(model) or [{}])[0].get("workers", []))
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"not within {timeout_s}s: {what}")
+
+
+def entry(gateway: str, task: str) -> dict[str, Any]:
+    """The task's `/v1/models` entry; {} while the gateway does not route it yet."""
+    models = httpx.get(f"{gateway}/v1/models", timeout=30).json()["models"]
+    return next((m for m in models if m["task"] == task), {})
+
+
+def metric(gateway: str, name: str, model: str) -> float:
+    text = httpx.get(f"{gateway}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and f'model="{model}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture
+def scaled(live_stack: Stack, stack_root: Path, small_tasks: list[TaskSpec]) -> Iterator[str]:
+    with web.second_gateway(live_stack.cfg, PERIODS, state_dir=stack_root / "scaling-gateway") as cfg:
+        wait_for(lambda: all(entry(cfg.gateway_url, s.task).get("scaling") for s in small_tasks), 60, "tasks routed")
+        yield cfg.gateway_url
+
+
+def call(gateway: str, task: str, text: str = "a fine film") -> httpx.Response:
+    return httpx.post(f"{gateway}/v1/{task}", json={"text": text}, timeout=60)
+
+
+def test_an_idle_task_goes_to_zero_and_concurrent_calls_start_one_worker(
+    scaled: str, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    task = small_tasks[0]
+    wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, f"{task.task} scaled to zero")
+    wait_for(lambda: entry(scaled, task.task)["scaling"]["state"] == "cold", 10, "the listing says cold")
+    starts_before = metric(scaled, "gateway_cold_starts_total", task.model_name)
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=scaled, timeout=60) as http:
+            return await asyncio.gather(*(http.post(f"/v1/{task.task}", json={"text": f"film {i}"}) for i in range(8)))
+
+    answers = asyncio.run(burst())
+    assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers]
+    assert workers(mgmt, task.model_name) == 1
+    assert metric(scaled, "gateway_cold_starts_total", task.model_name) == starts_before + 1
+    listed = entry(scaled, task.task)["scaling"]
+    assert listed["state"] == "warm"
+    assert listed["workers"] == 1
+    assert listed["min_workers"] == 0
+    wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, "scaled to zero again after the idle period")
+    assert metric(scaled, "gateway_scale_events_total", task.model_name) >= 1
+    explained = httpx.post(f"{scaled}/v1/{task.task}/explain", json={"text": "a fine film"}, timeout=60)
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["explanation"]["words"]
+
+
+def test_the_card_of_a_cold_task_needs_no_worker(
+    scaled: str, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    task = small_tasks[1]
+    assert call(scaled, task.task).status_code == 200
+    first = httpx.get(f"{scaled}/v1/models/{task.task}", timeout=30)
+    wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, f"{task.task} scaled to zero")
+    again = httpx.get(f"{scaled}/v1/models/{task.task}", timeout=30)
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert workers(mgmt, task.model_name) == 0
+
+
+def test_a_deep_queue_gets_another_worker_and_gives_it_back(
+    scaled: str, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    task = small_tasks[2]
+    assert task.worker_range == (0, 2)
+
+    async def load(seconds: float) -> list[int]:
+        async with httpx.AsyncClient(base_url=scaled, timeout=60) as http:
+            stop = time.monotonic() + seconds
+
+            async def one() -> list[int]:
+                codes = []
+                while time.monotonic() < stop:
+                    response = await http.post(f"/v1/{task.task}", json={"texts": ["a film"] * 8})
+                    codes.append(response.status_code)
+                return codes
+
+            return [code for codes in await asyncio.gather(*(one() for _ in range(6))) for code in codes]
+
+    codes = asyncio.run(load(6))
+    assert set(codes) == {200}
+    assert metric(scaled, "gateway_scale_events_total", task.model_name) >= 1
+    wait_for(lambda: workers(mgmt, task.model_name) <= 1, 30, "the extra worker given back")
+
+
+def test_torchserve_killed_while_a_cold_task_starts_leaves_nothing_stuck_starting(
+    scaled: str, live_stack: Stack, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    task = small_tasks[1]
+    wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, f"{task.task} scaled to zero")
+    answers: list[httpx.Response] = []
+    caller = threading.Thread(target=lambda: answers.append(call(scaled, task.task)))
+    caller.start()
+    wait_for(lambda: entry(scaled, task.task)["scaling"]["state"] == "starting", 10, "the start begun")
+    java = next(
+        p for p in psutil.Process(services.running_pid(live_stack.cfg, "torchserve")).children() if p.name() == "java"
+    )
+    java.kill()
+    caller.join(timeout=60)
+    try:
+        assert answers, "the call was not answered"
+        assert answers[0].status_code == 503, answers[0].text
+        assert "Retry-After" in answers[0].headers
+        wait_for(lambda: entry(scaled, task.task)["scaling"]["state"] != "starting", 10, "not stuck starting")
+    finally:
+        live_stack.ensure_torchserve()
+    wait_for(lambda: call(scaled, task.task).status_code == 200, 60, "answered once TorchServe is back")
+
+
+def test_a_start_past_the_budget_first_scales_the_least_recently_used_idle_task_to_zero(
+    live_stack: Stack, stack_root: Path, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    for spec in small_tasks:  # cold, as the idle period leaves them
+        version = (mgmt.describe(spec.model_name) or [{}])[0]["modelVersion"]
+        mgmt.scale(spec.model_name, version, 0)
+    # what the scaler counts: each worker's resident memory, read on this host as the scaler reads it
+    held = sum(
+        worker_mb(worker) or 0.0
+        for model in mgmt.http.get("/models", headers=_auth(mgmt)).json()["models"]
+        for worker in (mgmt.describe(model["modelName"]) or [{}])[0].get("workers", [])
+    )
+    small_mb = 300.0  # a small text task's worker: 250-300 MB resident, the scaler's estimate until measured
+    env = {  # room for what runs now and two small workers more, not three
+        **PERIODS,
+        "GATEWAY_SCALE_IDLE_S": "600",
+        "GATEWAY_WORKER_MEMORY_BUDGET_MB": str(round(held + 2.5 * small_mb)),
+    }
+    with web.second_gateway(live_stack.cfg, env, state_dir=stack_root / "budget-gateway") as cfg:
+        gateway = cfg.gateway_url
+        wait_for(lambda: all(entry(gateway, s.task).get("scaling") for s in small_tasks), 60, "tasks routed")
+        a, b, c = small_tasks
+        assert call(gateway, a.task).status_code == 200
+        assert call(gateway, b.task).status_code == 200
+        assert (workers(mgmt, a.model_name), workers(mgmt, b.model_name)) == (1, 1)
+        evictions = metric(gateway, "gateway_scale_events_total", a.model_name)
+        assert call(gateway, c.task).status_code == 200
+        # a was used least recently: it made room for c
+        assert (workers(mgmt, a.model_name), workers(mgmt, b.model_name), workers(mgmt, c.model_name)) == (0, 1, 1)
+        assert metric(gateway, "gateway_scale_events_total", a.model_name) == evictions + 1
+
+
+def _auth(mgmt: ManagementClient) -> dict[str, str]:
+    return bearer(read_keys(mgmt.key_file).management)

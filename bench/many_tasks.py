@@ -36,7 +36,7 @@ from bench.measure import LoadPoint, load, payloads, sample
 from bench.processes import memory_mib, stack_processes
 from bench.report import write_results
 from bench.servers import running_stack
-from bench.small_tasks import linear_text_spec, publish, text_data
+from bench.small_tasks import linear_text_spec, photo_data, photo_spec, publish, text_data
 from contract.catalog import REPO_ROOT, TaskSpec, load_catalog
 from gateway.scaling.memory import worker_mb
 from modelops.local import torchserve, web
@@ -129,6 +129,31 @@ def cold_starts(gateway: str, mgmt: ManagementClient, specs: list[TaskSpec]) -> 
     return latencies
 
 
+def photo_cold_starts(
+    cfg: StackConfig, gateway: str, mgmt: ManagementClient, store: ModelStore, scratch: Path, count: int
+) -> list[float]:
+    """A photo task as `task add` makes it, scaled to zero and called `count` times: each first answer (ms)."""
+    spec = photo_spec(f"{PREFIX}_photos", photo_data(data_dir(), scratch / "photos"))
+    publish([spec], store, scratch / "build")
+    syncer = torchserve.syncer(cfg, load_catalog(), store)
+    syncer.run_once()
+    syncer.mgmt.close()
+    wait_until(lambda: routed(gateway, [spec.task]), 300, "the photo task routed")
+    photo = next((scratch / "photos" / "running").glob("*.jpg")).read_bytes()
+    latencies = []
+    with httpx.Client(base_url=gateway, timeout=120) as http:
+        for _ in range(count):
+            mgmt.scale(spec.model_name, (mgmt.describe(spec.model_name) or [{}])[0]["modelVersion"], 0)
+            wait_until(lambda: all(bounded_cold(gateway, [spec.task])), 60, "the gateway sees it cold")
+            started = time.perf_counter()
+            response = http.post(spec.route, files={"image": ("photo.jpg", photo, "image/jpeg")})
+            if response.status_code != 200:
+                raise SystemExit(f"cold call to {spec.task}: HTTP {response.status_code} {response.text[:200]}")
+            latencies.append((time.perf_counter() - started) * 1000)
+    store.unpublish(spec.model_name)
+    return latencies
+
+
 async def burst(gateway: str, specs: list[TaskSpec], limit_s: float = 60.0) -> dict[str, Any]:
     """Every task called at once; a 503 with Retry-After is waited out and sent again, until `limit_s`."""
     statuses: Counter[str] = Counter()
@@ -166,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.many_tasks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=50, help="small tasks to register")
     parser.add_argument("--cold", type=int, default=30, help="cold starts to time, one after another")
+    parser.add_argument("--photo-starts", type=int, default=10, help="cold starts of one photo task (0: none)")
     parser.add_argument("--burst", type=int, default=20, help="cold tasks called at once")
     parser.add_argument("--budget-workers", type=int, default=5, help="workers the burst's budget holds")
     parser.add_argument("--hot-task", default="disaster", help="the built-in task whose latency is compared")
@@ -226,6 +252,14 @@ def main(argv: list[str] | None = None) -> None:
                     "max": round(max(latencies), 1),
                 }
                 print(f"cold starts: {results['cold_start_ms']}", file=sys.stderr)
+                if args.photo_starts:
+                    photos = photo_cold_starts(cfg, owner.gateway_url, mgmt, store, scratch, args.photo_starts)
+                    results["photo_cold_start_ms"] = {
+                        "count": len(photos),
+                        "p50": percentile(photos, 0.5),
+                        "p95": percentile(photos, 0.95),
+                        "max": round(max(photos), 1),
+                    }
             for name in names:  # cold, as the idle period left them
                 mgmt.scale(name, (mgmt.describe(name) or [{}])[0]["modelVersion"], 0)
             worker_mib = 300.0  # a small task's worker: 250-300 MB resident
@@ -274,8 +308,14 @@ def report(results: dict[str, Any]) -> None:
         f"{with_tasks.p95_ms} ms with them ({with_tasks.p95_ms / without.p95_ms:.2f}x); "
         f"{without.rps} vs {with_tasks.rps} req/s"
     )
-    cold = results["cold_start_ms"]
-    print(f"cold first answers ({cold['count']}): p50 {cold['p50']} ms, p95 {cold['p95']} ms, max {cold['max']} ms")
+    for kind in ("cold_start_ms", "photo_cold_start_ms"):
+        if kind in results:
+            cold = results[kind]
+            what = "photo task" if kind.startswith("photo") else "text tasks"
+            print(
+                f"cold first answers, {what} ({cold['count']}): p50 {cold['p50']} ms, p95 {cold['p95']} ms, "
+                f"max {cold['max']} ms"
+            )
     b = results["burst"]
     print(
         f"burst over {b['tasks']} cold tasks, budget {b['budget_mib']} MiB: {b['answered']} answered "

@@ -21,6 +21,7 @@ from contract.catalog import TaskSpec
 from contract.torchserve import bearer, read_keys
 from gateway.scaling.memory import worker_mb
 from modelops.local import services, torchserve, web
+from modelops.local.config import StackConfig
 from modelops.serve.torchserve import ManagementClient
 from modelops.train.data import data_dir
 from tests.conftest import Stack
@@ -80,11 +81,12 @@ def entry(gateway: str, task: str) -> dict[str, Any]:
     return next((m for m in models if m["task"] == task), {})
 
 
-def metric(gateway: str, name: str, model: str) -> float:
+def metric(gateway: str, name: str, model: str, label: str = "") -> float:
+    """A counter of the gateway's for `model` (and `label`, e.g. `direction="up"`), summed over its series."""
     text = httpx.get(f"{gateway}/metrics", timeout=10).text
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name) and f'model="{model}"' in line:
+        if line.startswith(name) and f'model="{model}"' in line and label in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -127,6 +129,31 @@ def test_an_idle_task_goes_to_zero_and_concurrent_calls_start_one_worker(
     assert explained.json()["explanation"]["words"]
 
 
+def test_a_bulk_job_on_a_cold_task_starts_it_and_finishes(
+    scaled: str, stack_root: Path, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    task = small_tasks[0]
+    wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, f"{task.task} scaled to zero")
+    worker = StackConfig(state_dir=stack_root / "scaling-jobs", gateway_port=int(scaled.rsplit(":", 1)[1]))
+    services.start(worker, web.jobs_worker(worker))
+    try:
+        rows = "\n".join(["text", *(f"film number {i}, a fine one" for i in range(40))]).encode()
+        submitted = httpx.post(
+            f"{scaled}/v1/jobs",
+            data={"task": task.task, "input_column": "text"},
+            files={"file": ("films.csv", rows, "text/csv")},
+            timeout=60,
+        )
+        assert submitted.status_code == 202, submitted.text
+        job = f"{scaled}/v1/jobs/{submitted.json()['id']}"
+        wait_for(lambda: httpx.get(job, timeout=30).json()["state"] == "succeeded", 120, "the job done")
+        results = httpx.get(f"{job}/results", timeout=30).text.splitlines()
+        assert len(results) == 40
+        assert all('"label"' in line for line in results)
+    finally:
+        services.stop(worker, "jobs")
+
+
 def test_the_card_of_a_cold_task_needs_no_worker(
     scaled: str, mgmt: ManagementClient, small_tasks: list[TaskSpec]
 ) -> None:
@@ -161,8 +188,9 @@ def test_a_deep_queue_gets_another_worker_and_gives_it_back(
 
     codes = asyncio.run(load(6))
     assert set(codes) == {200}
-    assert metric(scaled, "gateway_scale_events_total", task.model_name) >= 1
+    assert metric(scaled, "gateway_scale_events_total", task.model_name, 'direction="up"') == 1  # to max_workers
     wait_for(lambda: workers(mgmt, task.model_name) <= 1, 30, "the extra worker given back")
+    assert metric(scaled, "gateway_scale_events_total", task.model_name, 'direction="down"') >= 1
 
 
 def test_torchserve_killed_while_a_cold_task_starts_leaves_nothing_stuck_starting(

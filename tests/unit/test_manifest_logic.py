@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from contract.catalog import load_catalog
 from contract.manifest import Manifest, PublishedModel, PublishedVersion
-from modelops.store.kserve import kserve_properties
+from modelops.store.kserve import kserve_properties, view_defaults
 from modelops.store.s3 import archive_path, local_archive
 
 ARCHIVE = PublishedVersion(key="k", sha256="0" * 64, size=1, created="2026-11-27T11:00:00Z")
@@ -62,3 +62,16 @@ def test_kserve_config_names_each_default_with_catalog_batching() -> None:
             "responseTimeout": catalog["sentiment"].response_timeout_s,
         }
     }
+
+
+def test_the_kserve_view_knows_which_defaults_it_holds_so_a_publish_copies_only_what_changed() -> None:
+    catalog = load_catalog()
+    manifest = Manifest(
+        models={
+            "sentiment": PublishedModel(default="2", versions={"1": ARCHIVE, "2": ARCHIVE}),
+            "pose": PublishedModel(default="7", versions={"7": ARCHIVE}),
+        }
+    )
+    assert view_defaults(kserve_properties(manifest, catalog)) == {"sentiment": "2", "pose": "7"}
+    assert view_defaults(None) == {}
+    assert view_defaults("model_snapshot={not json") == {}

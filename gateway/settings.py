@@ -202,7 +202,8 @@ class Settings(BaseSettings):
     worker_memory_budget_mb: float = Field(
         default_factory=lambda: default_memory_budget_mb(),
         gt=0,
-        description="the memory the TorchServe workers may hold together (MB); default 60% of this machine's memory",
+        description="the memory the TorchServe workers may hold together (MB, resident); default this machine's "
+        "memory less 1 GiB for the rest of the stack",
     )
     worker_memory_estimate_mb: float = Field(
         default=300.0, gt=0, description="one worker's memory before TorchServe has measured it (MB, resident)"
@@ -221,14 +222,21 @@ class Settings(BaseSettings):
     )
 
 
-def default_memory_budget_mb(share: float = 0.6) -> float:
-    """`share` of this machine's memory (Linux's /proc/meminfo), or 4 GiB where it cannot be read."""
+# What the rest of a stack holds beside the workers: TorchServe's JVM (~250 MB), S3 (~120 MB), the gateway, the
+# UI, the supervisor and a job worker (~250 MB together), and room for the system (docs/benchmarks.md).
+RESERVED_MB = 1024
+
+
+def default_memory_budget_mb() -> float:
+    """This machine's memory (Linux's /proc/meminfo) less `RESERVED_MB`, and at least half of it; 3 GiB where
+    it cannot be read. The workers are counted resident, shared pages in each (`gateway.scaling.memory`), so
+    what they hold together stays below the budget."""
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
-            total_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+            total_mb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:")) / 1024
     except (OSError, StopIteration, ValueError, IndexError):
-        return 4096.0
-    return round(total_kb / 1024 * share)
+        return 3072.0
+    return round(max(total_mb - RESERVED_MB, total_mb / 2))
 
 
 @lru_cache(maxsize=1)

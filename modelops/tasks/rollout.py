@@ -55,7 +55,7 @@ def apply_locally(
             models = None
         if models is not None:
             entry = next((m for m in models if m["task"] == task), None)
-            if (entry is not None and _answers(entry)) == routed:
+            if (entry is not None and _answers(entry)) if routed else entry is None:
                 return True
         time.sleep(1.0)
     raise RuntimeError(f"the gateway at {cfg.gateway_url} did not {'route' if routed else 'drop'} {task} in time")

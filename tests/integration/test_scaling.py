@@ -225,19 +225,22 @@ def test_torchserve_killed_while_a_cold_task_starts_leaves_nothing_stuck_startin
 def test_a_start_past_the_budget_first_scales_the_least_recently_used_idle_task_to_zero(
     live_stack: Stack, stack_root: Path, mgmt: ManagementClient, small_tasks: list[TaskSpec]
 ) -> None:
+    version = {s.model_name: (mgmt.describe(s.model_name) or [{}])[0]["modelVersion"] for s in small_tasks}
+    # one small task's worker as the scaler counts it (resident, read on this host): 230-300 MB from run to run
+    first = small_tasks[0].model_name
+    mgmt.scale(first, version[first], 1)
+    small_mb = worker_mb((mgmt.describe(first) or [{}])[0]["workers"][0]) or 300.0
     for spec in small_tasks:  # cold, as the idle period leaves them
-        version = (mgmt.describe(spec.model_name) or [{}])[0]["modelVersion"]
-        mgmt.scale(spec.model_name, version, 0)
-    # what the scaler counts: each worker's resident memory, read on this host as the scaler reads it
+        mgmt.scale(spec.model_name, version[spec.model_name], 0)
     held = sum(
         worker_mb(worker) or 0.0
         for model in mgmt.http.get("/models", headers=_auth(mgmt)).json()["models"]
         for worker in (mgmt.describe(model["modelName"]) or [{}])[0].get("workers", [])
     )
-    small_mb = 300.0  # a small text task's worker: 250-300 MB resident, the scaler's estimate until measured
     env = {  # room for what runs now and two small workers more, not three
         **PERIODS,
         "GATEWAY_SCALE_IDLE_S": "600",
+        "GATEWAY_WORKER_MEMORY_ESTIMATE_MB": str(round(small_mb)),
         "GATEWAY_WORKER_MEMORY_BUDGET_MB": str(round(held + 2.5 * small_mb)),
     }
     with web.second_gateway(live_stack.cfg, env, state_dir=stack_root / "budget-gateway") as cfg:

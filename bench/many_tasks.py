@@ -233,7 +233,11 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         assert all(outcomes[n] in ("registered", "already-serving") for n in names), outcomes
-        env = {"GATEWAY_SCALE_IDLE_S": str(args.idle_s), "GATEWAY_TASK_REFRESH_INTERVAL_S": "2"}
+        env = {
+            "GATEWAY_SCALING": "owner",  # in place of the stack's gateway, which is stopped meanwhile
+            "GATEWAY_SCALE_IDLE_S": str(args.idle_s),
+            "GATEWAY_TASK_REFRESH_INTERVAL_S": "2",
+        }
         try:
             with web.second_gateway(cfg, env) as owner:
                 results["discovered_s"] = round(wait_until(lambda: routed(owner.gateway_url, names), 900, "routed"), 1)

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         description="how often the upstreams' model lists are read for tasks added or removed (routes follow)",
     )
     catalog_path: Path | None = Field(default=None, description="model catalog; default models.toml")
+    descriptions_dir: Path | None = Field(
+        default=None,
+        description="a folder for each model version's card and task spec (`make run` sets one): a restarted "
+        "gateway then routes the tasks scaled to zero without starting them; unset, they are held in memory",
+    )
 
     upstream_timeout_s: float = Field(default=30.0, gt=0, description="wait for one TorchServe answer")
     connect_timeout_s: float = Field(default=2.0, gt=0)
@@ -214,7 +219,7 @@ class Settings(BaseSettings):
     scale_down_after_s: float = Field(
         default=30.0,
         gt=0,
-        description="an extra worker whose task's load fits one worker fewer this long is given back",
+        description="a task whose load fits one worker fewer this long gives one back, down to its min_workers",
     )
     scale_interval_s: float = Field(default=2.0, gt=0, description="how often the scaler reads TorchServe and acts")
     scale_max_starting: int = Field(

@@ -16,7 +16,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.scaling.scaler import Scaler
 from gateway.settings import Settings
 from gateway.torchserve.client import PREDICTIONS, Upstream
-from gateway.torchserve.descriptions import Described, UpstreamStatus
+from gateway.torchserve.descriptions import Described, SavedDescriptions, UpstreamStatus
 from gateway.torchserve.errors import (
     CapacityFull,
     NotReady,
@@ -70,8 +70,7 @@ class TorchServeClient:
         self.metrics = metrics
         self.pool = UpstreamPool(settings, metrics, transport)
         self.scaler = Scaler(settings, metrics, self.pool.upstreams, specs)
-        # the last description of each model: a cold model's card is answered from it while its version serves
-        self._described: dict[str, Described] = {}
+        self._described = SavedDescriptions(settings.descriptions_dir)
 
     @property
     def upstreams(self) -> list[Upstream]:
@@ -115,14 +114,16 @@ class TorchServeClient:
         """The serving version of `model`, its model card and its task spec (`UpstreamPool.described`). A worker
         answers it, so a cold model is answered from its last description while that version serves, and
         started otherwise."""
-        last = self._described.get(model)
-        if last is not None and last.version == self.scaler.versions.get(model) and self.scaler.state(model) != "warm":
+        if model not in self.scaler.versions:
+            await self.scaler.refresh()  # a gateway just started: which version serves, and is it warm
+        last = self._described.get(model, self.scaler.versions.get(model))
+        if last is not None and self.scaler.state(model) != "warm":
             return last
         try:
             described = await self.scaler.call(model, lambda: self.pool.described(model))
         except TorchServeFailure as failure:
             raise api_error(failure, self.settings.retry_after_s) from failure
-        self._described[model] = described
+        self._described.put(model, described)
         return described
 
     async def served(self) -> tuple[dict[str, str], bool]:

@@ -8,7 +8,9 @@ A task is *warm* with `workers` workers (its spec's), *cold* with none, or in be
   refused (the caller gets 503 with Retry-After) rather than risking the kernel's out-of-memory killer;
 - **more under load**: a task whose items in flight stayed above `deep_factor` times its slots (workers x batch
   size) for `up_after_s` gets one more worker, up to `max_workers` and the budget; one whose load stayed at or
-  below what one worker fewer takes, for `down_after_s`, gives one back, down to its warm `workers`.
+  below what one worker fewer takes, for `down_after_s`, gives one back, down to `min_workers` but never below
+  one (zero is the idle rule's, which waits for no call at all). A task started with `workers` thus holds only
+  what its traffic needs once the traffic is quiet: the built-ins start with two workers each and keep one.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def under_load(load: TaskLoad, rules: Rules, now: float) -> int:
             return 1
         return 0
     load.deep_since = None
-    if load.workers > load.warm and load.in_flight <= (load.workers - 1) * load.batch_size:
+    if load.workers > max(load.fewest, 1) and load.in_flight <= (load.workers - 1) * load.batch_size:
         load.shallow_since = now if load.shallow_since is None else load.shallow_since
         if now - load.shallow_since >= rules.down_after_s:
             load.shallow_since = None

@@ -77,6 +77,8 @@ class Scaler:
         self._room = asyncio.Lock()
         self._starts = asyncio.Semaphore(settings.scale_max_starting)
         self._seen_counts: dict[str, float] = {}
+        # predictions this gateway sent each model since the last look at TorchServe's counts
+        self._sent: dict[str, int] = {}
         self._loop: asyncio.Task[None] | None = None
         self.timeout = httpx.Timeout(settings.scale_start_timeout_s, connect=settings.connect_timeout_s)
         self.quick = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
@@ -142,6 +144,7 @@ class Scaler:
         load = self.load(model)
         load.in_flight += items
         load.last_used = time.monotonic()
+        self._sent[model] = self._sent.get(model, 0) + 1
         try:
             if load.workers == 0 or model in self.starting:
                 await self.warm(model)
@@ -324,10 +327,15 @@ class Scaler:
             load.workers = len(workers)
 
     async def _other_callers(self, upstream: Upstream) -> None:
-        """Models whose TorchServe request count grew since the last look count as used now."""
+        """Models whose TorchServe request count grew since the last look by more than this gateway sent count
+        as used now, and keep their workers: the owner cannot see how deep other gateways' queues are, so it
+        gives a worker back only once their calls have stopped for `down_after_s`."""
         counts = await request_counts(upstream, self.quick)
         now = time.monotonic()
         for model, count in counts.items():
-            if model in self.loads and count > self._seen_counts.get(model, count):
-                self.loads[model].last_used = max(self.loads[model].last_used, now)
+            grown = count - self._seen_counts.get(model, count)
             self._seen_counts[model] = count
+            if model in self.loads and grown > self._sent.pop(model, 0):
+                load = self.loads[model]
+                load.last_used = max(load.last_used, now)
+                load.shallow_since = None

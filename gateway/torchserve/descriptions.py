@@ -4,14 +4,21 @@ itself (its card and task spec)."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from contract.logs import log_event
 from contract.status import LoadedVersion
 from contract.torchserve import ready_workers
 from contract.wire import CARD_FIELD, SPEC_FIELD
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,55 @@ class Described:
             return None
         spec = metadata.get(SPEC_FIELD) if isinstance(metadata, dict) else None
         return cls(description.get("modelVersion"), card, spec if isinstance(spec, str) else "")
+
+
+class SavedDescriptions:
+    """The last description of each model, by version: a cold model's card and spec are answered from here while
+    that version serves, so routing a task or showing its card never starts a worker. With a folder, each
+    description is also a file there (`<model>@<version>.json`), so a gateway started again routes the cold tasks
+    it routed before without starting each of them; without one they live as long as the process."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._held: dict[str, Described] = {}
+
+    def get(self, model: str, version: str | None) -> Described | None:
+        held = self._held.get(model)
+        if held is not None and held.version == version:
+            return held
+        path = self._path(model, version)
+        if path is None or not path.is_file():
+            return None
+        try:
+            raw = orjson.loads(path.read_bytes())
+            found = Described(raw["version"], raw["card"], raw["spec"])
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+            return None  # a torn or foreign file: described again by a worker
+        self._held[model] = found
+        return found if found.version == version else None
+
+    def put(self, model: str, described: Described) -> None:
+        self._held[model] = described
+        path = self._path(model, described.version)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for older in path.parent.glob(f"{model}@*.json"):
+                older.unlink(missing_ok=True)
+            partial = path.with_suffix(".part")
+            partial.write_bytes(orjson.dumps(dataclasses.asdict(described)))
+            partial.replace(path)
+        except OSError as exc:  # a full or read-only disk costs a cold start after a restart, nothing more
+            log_event(logger, "descriptions.not_saved", logging.WARNING, model=model, error=str(exc))
+
+    def _path(self, model: str, version: str | None) -> Path | None:
+        if self.folder is None or version is None or not (_SAFE.fullmatch(model) and _SAFE.fullmatch(version)):
+            return None
+        return self.folder / f"{model}@{version}.json"
+
+
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,23 @@ def command(cfg: StackConfig) -> list[str]:
     ]
 
 
+# The environment TorchServe and its workers run with, here and in the images and the EC2 unit (a unit test
+# holds those to it).
+WORKER_ENV = {
+    # One intra-op thread per worker (the handler sets torch's too): ~3x faster under load on 2 cores.
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+    # The JVM's native memory and the workers (who inherit it): glibc keeps an arena per thread otherwise.
+    "MALLOC_ARENA_MAX": "2",
+    # A fixed threshold: a batch's activations (over 128 KiB) are mapped and unmapped, not kept in the heap.
+    # glibc's own threshold climbs to the largest block freed, so a worker kept its peak batch's memory (the
+    # pose workers held 40 MiB PSS less each after `bench.soak`, at the same throughput).
+    "MALLOC_MMAP_THRESHOLD_": "131072",
+}
+
+
 def service(cfg: StackConfig, template: Path = CONFIG_TEMPLATE) -> Service:
     """TorchServe with `template` (this project's config.properties, or another such as the KServe view's) at
     this stack's addresses; ready once its management API answers."""
@@ -86,13 +103,7 @@ def service(cfg: StackConfig, template: Path = CONFIG_TEMPLATE) -> Service:
             "TEMP": str(tmp),
             "LOG_LOCATION": str(cfg.log_dir / "torchserve"),
             "METRICS_LOCATION": str(cfg.log_dir / "torchserve"),
-            # One intra-op thread per worker (the handler sets torch's too): ~3x faster under load on 2 cores.
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1",
-            # The JVM's native memory and the workers (who inherit it): glibc keeps an arena per thread otherwise
-            "MALLOC_ARENA_MAX": "2",
+            **WORKER_ENV,
         },
         cwd=cfg.torchserve_dir,
         prepare=prepare_here,

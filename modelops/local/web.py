@@ -51,7 +51,8 @@ def gateway(cfg: StackConfig, extra_env: dict[str, str] | None = None, uvicorn_a
             "--no-access-log",
             *uvicorn_args,
         ],
-        env={**gateway_env(cfg), **(extra_env or {})},
+        # its models' descriptions outlive it: started again, it routes the tasks scaled to zero without waking them
+        env={**gateway_env(cfg), "GATEWAY_DESCRIPTIONS_DIR": str(cfg.state_dir / "descriptions"), **(extra_env or {})},
         ready=answers(f"{cfg.gateway_url}/healthz"),
         url=cfg.gateway_url,
         ports=[("STACK_GATEWAY_PORT", cfg.gateway_port)],
@@ -107,7 +108,9 @@ def second_gateway(
     """Another gateway process on a free port in front of this stack's TorchServe, with its own GATEWAY_*
     settings or uvicorn flags: what tests of settings the stack's gateway does not have, and benches comparing
     two gateways side by side, run against. Its pid file and log go to `state_dir` (a temporary folder when
-    None); it is stopped on exit."""
+    None); it is stopped on exit. It follows the scaling policy of the stack's own gateway (starts cold tasks,
+    scales nothing down) unless `extra_env` makes it the owner: one owner per stack, or two would undo each
+    other's moves."""
     with contextlib.ExitStack() as cleanup:
         if state_dir is None:
             state_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="gateway-")))
@@ -121,5 +124,6 @@ def second_gateway(
         )
         second.torchserve_dir.mkdir(parents=True, exist_ok=True)
         cleanup.callback(stop, second, "gateway")
-        start(second, gateway(second, extra_env={**gateway_env(cfg), **(extra_env or {})}, uvicorn_args=uvicorn_args))
+        env = {**gateway_env(cfg), "GATEWAY_SCALING": "follow", **(extra_env or {})}
+        start(second, gateway(second, extra_env=env, uvicorn_args=uvicorn_args))
         yield second

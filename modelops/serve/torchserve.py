@@ -44,6 +44,21 @@ class ManagementClient:
             raise TorchServeError(f"describe {model}: HTTP {response.status_code} {response.text.strip()}")
         return response.json()
 
+    def models(self) -> list[str]:
+        """The name of every registered model, page by page (TorchServe lists 100 at most per page)."""
+        names: list[str] = []
+        token = None
+        while True:
+            params = {"limit": 100, **({"next_page_token": token} if token else {})}
+            response = self._request("GET", "/models", params=params)
+            if response.status_code != 200:
+                raise TorchServeError(f"list models: HTTP {response.status_code} {response.text.strip()}")
+            page = response.json()
+            names += [entry["modelName"] for entry in page.get("models", [])]
+            token = page.get("nextPageToken")
+            if not token:
+                return names
+
     def register(self, spec: TaskSpec, archive_name: str, version: str, workers: int) -> None:
         """Register an archive (holding `version`) from the model store with the catalog's batching settings
         and `workers` workers (0: registered cold, its first request starts one through the gateway's scaler).

@@ -6,6 +6,8 @@ that is given back when the load falls. A gateway with short periods and a small
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +18,9 @@ import httpx
 import psutil
 import pytest
 
+from bench.many_tasks import held_by_workers
 from bench.small_tasks import linear_text_spec, publish, text_data
 from contract.catalog import TaskSpec
-from contract.torchserve import bearer, read_keys
 from gateway.scaling.memory import worker_mb
 from modelops.local import services, torchserve, web
 from modelops.local.config import StackConfig
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 NAMES = ("scale_a", "scale_b", "scale_c")
 PERIODS = {
+    "GATEWAY_SCALING": "owner",  # the stack's own gateway follows, so these tests' gateways own the policy
     "GATEWAY_SCALE_IDLE_S": "4",
     "GATEWAY_SCALE_INTERVAL_S": "0.5",
     "GATEWAY_SCALE_UP_AFTER_S": "1",
@@ -53,6 +56,10 @@ def small_tasks(live_stack: Stack, stack_root: Path) -> Iterator[list[TaskSpec]]
     for spec in specs:
         live_stack.store.unpublish(spec.model_name)
     live_stack.sync()
+    mgmt = torchserve.management_client(live_stack.cfg)
+    for builtin in live_stack.catalog.values():  # as the sync registered them, for the modules after this one
+        mgmt.scale(builtin.model_name, (mgmt.describe(builtin.model_name) or [{}])[0]["modelVersion"], builtin.workers)
+    mgmt.close()
     # the stack's gateway drops their routes before the next module's tests list the tasks
     wait_for(lambda: not any(entry(live_stack.gateway, s.task) for s in specs), 60, "the tasks' routes gone")
 
@@ -102,6 +109,18 @@ def scaled(live_stack: Stack, stack_root: Path, small_tasks: list[TaskSpec]) -> 
 
 def call(gateway: str, task: str, text: str = "a fine film") -> httpx.Response:
     return httpx.post(f"{gateway}/v1/{task}", json={"text": text}, timeout=60)
+
+
+def call_once_cold(
+    gateway: str, mgmt: ManagementClient, task: TaskSpec
+) -> tuple[threading.Thread, list[httpx.Response]]:
+    """A call to `task` once it is scaled to zero, from a thread (the gateway holds it while a worker starts);
+    its answer lands in the list."""
+    wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, f"{task.task} scaled to zero")
+    answers: list[httpx.Response] = []
+    caller = threading.Thread(target=lambda: answers.append(call(gateway, task.task)))
+    caller.start()
+    return caller, answers
 
 
 def test_an_idle_task_goes_to_zero_and_concurrent_calls_start_one_worker(
@@ -197,14 +216,23 @@ def test_a_deep_queue_gets_another_worker_and_gives_it_back(
     assert metric(scaled, "gateway_scale_events_total", task.model_name, 'direction="down"') >= 1
 
 
+def test_a_quiet_built_in_keeps_one_worker_of_its_two(
+    scaled: str, live_stack: Stack, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    builtin = live_stack.catalog["disaster"]
+    assert (builtin.workers, builtin.worker_range) == (2, (1, 2))
+    wait_for(lambda: workers(mgmt, builtin.model_name) == 1, 30, "one worker given back once quiet")
+    time.sleep(6)  # past the idle period: a built-in never goes to zero
+    assert workers(mgmt, builtin.model_name) == 1
+    assert entry(scaled, builtin.task)["scaling"]["state"] == "warm"
+    assert call(scaled, builtin.task, "forest fire near the town").status_code == 200
+
+
 def test_torchserve_killed_while_a_cold_task_starts_leaves_nothing_stuck_starting(
     scaled: str, live_stack: Stack, mgmt: ManagementClient, small_tasks: list[TaskSpec]
 ) -> None:
     task = small_tasks[1]
-    wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, f"{task.task} scaled to zero")
-    answers: list[httpx.Response] = []
-    caller = threading.Thread(target=lambda: answers.append(call(scaled, task.task)))
-    caller.start()
+    caller, answers = call_once_cold(scaled, mgmt, task)
     time.sleep(0.5)  # the call is held while the worker starts (1.5-3 s for this task)
     java = next(
         p for p in psutil.Process(services.running_pid(live_stack.cfg, "torchserve")).children() if p.name() == "java"
@@ -222,6 +250,86 @@ def test_torchserve_killed_while_a_cold_task_starts_leaves_nothing_stuck_startin
     wait_for(lambda: call(scaled, task.task).status_code == 200, 60, "answered once TorchServe is back")
 
 
+def first_worker_pid(mgmt: ManagementClient, model: str, timeout_s: float) -> int:
+    """The pid of the task's first worker as soon as TorchServe lists one (polled every 20 ms)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = (mgmt.describe(model) or [{}])[0].get("workers", [])
+        if listed and int(listed[0].get("pid") or 0) > 0:
+            return int(listed[0]["pid"])
+        time.sleep(0.02)
+    raise AssertionError(f"no worker of {model} within {timeout_s}s")
+
+
+def test_a_worker_killed_while_its_task_starts_still_answers_the_held_call(
+    scaled: str, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    task = small_tasks[0]
+    caller, answers = call_once_cold(scaled, mgmt, task)
+    os.kill(first_worker_pid(mgmt, task.model_name, 20), signal.SIGKILL)  # before it has loaded its model
+    caller.join(timeout=90)
+    assert answers, "the call was not answered"
+    # TorchServe starts another worker; the held call gets its answer, or the documented 503 past the bound
+    if answers[0].status_code != 200:
+        assert answers[0].status_code == 503, answers[0].text
+        assert answers[0].json()["error"]["code"] == "model_starting"
+        assert "Retry-After" in answers[0].headers
+    wait_for(lambda: entry(scaled, task.task)["scaling"]["state"] != "starting", 30, "not stuck starting")
+    assert call(scaled, task.task).status_code == 200
+    wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, "scaled to zero after the idle period")
+
+
+def test_a_worker_killed_as_its_task_goes_idle_leaves_the_task_cold_and_callable(
+    scaled: str, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    task = small_tasks[2]
+    assert call(scaled, task.task).status_code == 200
+    pid = first_worker_pid(mgmt, task.model_name, 5)
+    time.sleep(3.6)  # the idle period is 4 s: TorchServe restarts the worker while the scaler takes it away
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: workers(mgmt, task.model_name) == 0, 40, "scaled to zero")
+    wait_for(lambda: entry(scaled, task.task)["scaling"]["state"] == "cold", 10, "listed cold")
+    assert call(scaled, task.task).status_code == 200
+
+
+def test_the_owning_gateway_killed_while_a_task_starts_leaves_nothing_stuck(
+    live_stack: Stack, stack_root: Path, mgmt: ManagementClient, small_tasks: list[TaskSpec]
+) -> None:
+    """The scaler keeps no state TorchServe does not: a gateway started again reads each task's workers from
+    TorchServe's description, so a start cut short by a SIGKILL is finished or taken back to zero."""
+    task = small_tasks[1]
+    env = {**web.gateway_env(live_stack.cfg), **PERIODS}
+    with web.second_gateway(live_stack.cfg, PERIODS, state_dir=stack_root / "killed-gateway") as cfg:
+        gateway = cfg.gateway_url
+        wait_for(lambda: entry(gateway, task.task).get("scaling") is not None, 60, "task routed")
+        wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, f"{task.task} scaled to zero")
+        outcome: list[httpx.Response | httpx.TransportError] = []
+
+        def calling() -> None:
+            try:
+                outcome.append(call(gateway, task.task))
+            except httpx.TransportError as error:
+                outcome.append(error)
+
+        caller = threading.Thread(target=calling)
+        caller.start()
+        first_worker_pid(mgmt, task.model_name, 20)  # the scale-up is under way
+        pid = services.running_pid(cfg, "gateway")
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        caller.join(timeout=60)
+        assert outcome, "the call neither answered nor failed"
+        answer = outcome[0]
+        if isinstance(answer, httpx.Response):  # answered before the kill; else only the connection was lost
+            assert answer.status_code == 200, answer.text
+        services.start(cfg, web.gateway(cfg, extra_env=env))
+        wait_for(lambda: entry(gateway, task.task).get("scaling") is not None, 60, "routed again")
+        assert entry(gateway, task.task)["scaling"]["state"] != "starting"
+        assert call(gateway, task.task).status_code == 200
+        wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, "the new owner scales it to zero when idle")
+        assert entry(gateway, task.task)["scaling"]["state"] == "cold"
+
+
 def test_a_start_past_the_budget_first_scales_the_least_recently_used_idle_task_to_zero(
     live_stack: Stack, stack_root: Path, mgmt: ManagementClient, small_tasks: list[TaskSpec]
 ) -> None:
@@ -232,11 +340,7 @@ def test_a_start_past_the_budget_first_scales_the_least_recently_used_idle_task_
     small_mb = worker_mb((mgmt.describe(first) or [{}])[0]["workers"][0]) or 300.0
     for spec in small_tasks:  # cold, as the idle period leaves them
         mgmt.scale(spec.model_name, version[spec.model_name], 0)
-    held = sum(
-        worker_mb(worker) or 0.0
-        for model in mgmt.http.get("/models", headers=_auth(mgmt)).json()["models"]
-        for worker in (mgmt.describe(model["modelName"]) or [{}])[0].get("workers", [])
-    )
+    held = held_by_workers(mgmt, mgmt.models())
     env = {  # room for what runs now and two small workers more, not three
         **PERIODS,
         "GATEWAY_SCALE_IDLE_S": "600",
@@ -255,7 +359,3 @@ def test_a_start_past_the_budget_first_scales_the_least_recently_used_idle_task_
         # a was used least recently: it made room for c
         assert (workers(mgmt, a.model_name), workers(mgmt, b.model_name), workers(mgmt, c.model_name)) == (0, 1, 1)
         assert metric(gateway, "gateway_scale_events_total", a.model_name) == evictions + 1
-
-
-def _auth(mgmt: ManagementClient) -> dict[str, str]:
-    return bearer(read_keys(mgmt.key_file).management)

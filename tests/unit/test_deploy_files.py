@@ -21,7 +21,7 @@ from gateway.settings import Settings
 from modelops.dev.k8s import ManifestValidator, kserve_wheel
 from modelops.local.compose import write_compose_secrets
 from modelops.local.config import StackConfig
-from modelops.local.torchserve import write_config
+from modelops.local.torchserve import WORKER_ENV, write_config
 from modelops.store.kserve import kserve_properties
 from modelops.tools import bin_path
 
@@ -153,6 +153,17 @@ def test_ec2_systemd_units_verify(tmp_path: Path) -> None:
         [tool, "verify", *map(str, sorted(tmp_path.glob("*.service")))], capture_output=True, text=True, check=False
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
+
+
+def test_torchserve_runs_with_the_same_environment_locally_in_the_image_and_under_systemd() -> None:
+    unit = (REPO_ROOT / "deploy" / "ec2" / "multitask-torchserve.service").read_text()
+    lines = re.findall(r"^Environment=(.*)$", unit, re.M)
+    unit_env = dict(pair.split("=", 1) for line in lines for pair in line.split())
+    image = DOCKERFILE.read_text().split("FROM python AS app", 1)[1]
+    image_env = dict(re.findall(r"^\s*([A-Z_]+)=(\S+?)(?: \\)?$", image.split("\n\n", 2)[1], re.M))
+    for name, value in WORKER_ENV.items():
+        assert unit_env.get(name) == value, f"the EC2 unit: {name}"
+        assert image_env.get(name) == value, f"the app image: {name}"
 
 
 def test_ec2_caddyfile_is_valid() -> None:

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from contract.catalog import CatalogError, TaskSpec, parse_task_document, task_document
@@ -16,6 +17,7 @@ from gateway.scaling import policy
 from gateway.scaling.policy import Rules, TaskLoad
 from gateway.scaling.traffic import parse_counts
 from gateway.settings import Settings, UpstreamSettings
+from gateway.torchserve.descriptions import Described, SavedDescriptions
 from gateway.upstream import TorchServeClient
 from modelops.serve.sync import starting_workers
 from modelops.tasks.spec import new_task_spec
@@ -67,7 +69,18 @@ def test_a_queue_that_stays_deep_gets_one_more_worker_and_a_shallow_one_gives_it
     assert policy.under_load(load, RULES, now=20) == 0
     assert policy.under_load(load, RULES, now=31) == -1
     load.workers = 1
-    assert policy.under_load(load, RULES, now=50) == 0  # never below the warm count under load
+    load.in_flight = 0
+    assert policy.under_load(load, RULES, now=70) == 0  # never below one: zero is the idle rule's
+
+
+def test_a_task_started_with_two_workers_keeps_its_min_workers_once_quiet() -> None:
+    """A built-in: `workers` 2 to take the first burst, `min_workers` 1 held once its traffic is quiet."""
+    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=2, in_flight=4)
+    assert policy.under_load(load, RULES, now=0) == 0
+    assert policy.under_load(load, RULES, now=10.5) == -1
+    load.workers = 1
+    assert policy.under_load(load, RULES, now=30) == 0
+    assert policy.idle([load], RULES, now=1000) == []  # kept warm
 
 
 def test_a_queue_that_dips_restarts_the_clock() -> None:
@@ -107,9 +120,12 @@ class FakeTorchServe:
         self.workers = workers
         self.start_s = start_s
         self.scale_calls: list[tuple[str, int]] = []
+        self.requests: dict[str, int] = {}  # TorchServe's inference request count, other gateways' calls included
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         parts = request.url.path.split("/")
+        if request.url.port == 8082:
+            return httpx.Response(200, text="".join(_count_line(m, n) for m, n in self.requests.items()))
         if request.url.port == 8081 and request.url.path == "/models":
             listed = [{"modelName": m, "modelUrl": f"{m}.mar"} for m in self.workers]
             return httpx.Response(200, json={"models": listed})
@@ -130,11 +146,18 @@ class FakeTorchServe:
         if self.workers.get(model, 0) == 0:
             message = f'Model "{model}" has no worker to serve inference request. Please use scale workers API.'
             return httpx.Response(503, json={"code": 503, "type": "ServiceUnavailableException", "message": message})
+        self.requests[model] = self.requests.get(model, 0) + 1
         return httpx.Response(200, json={"label": "positive"})
 
 
+def _count_line(model: str, count: int) -> str:
+    return f'ts_inference_requests_total{{model_name="{model}",model_version="1",hostname="h",}} {count}.0\n'
+
+
 def _client(fake: FakeTorchServe, specs: dict[str, TaskSpec], **settings: object) -> TorchServeClient:
-    upstream = UpstreamSettings(name="ts", inference_url="http://ts:8080", management_url="http://ts:8081")
+    upstream = UpstreamSettings(
+        name="ts", inference_url="http://ts:8080", management_url="http://ts:8081", metrics_url="http://ts:8082"
+    )
     config = Settings(upstreams=[upstream], worker_memory_budget_mb=1100, **settings)  # type: ignore[arg-type]
     return TorchServeClient(config, GatewayMetrics(), httpx.MockTransport(fake), lambda: specs)
 
@@ -198,13 +221,55 @@ def test_a_start_past_the_budget_evicts_the_least_recently_used_idle_task_or_say
     assert "budget" in error.message
 
 
+def test_the_owner_keeps_a_second_worker_while_other_gateways_call_and_gives_it_back_after(
+    catalog: dict[str, TaskSpec],
+) -> None:
+    """The owner cannot see another gateway's queue, only TorchServe's request count growing beyond its own."""
+    spec = parse_task_document(task_document(catalog["sentiment"]) | {"workers": 2, "min_workers": 1})
+    fake = FakeTorchServe({"sentiment": 2})
+    client = _client(fake, {"sentiment": spec}, scale_down_after_s=0.3)
+
+    async def run() -> list[int]:
+        seen = []
+        await client.scaler.tick()
+        for _ in range(8):  # 0.8 s of calls through another gateway, none through this one
+            fake.requests["sentiment"] = fake.requests.get("sentiment", 0) + 5
+            await asyncio.sleep(0.1)
+            await client.scaler.tick()
+        seen.append(fake.workers["sentiment"])
+        await client.predict("sentiment", b'{"text": "x"}')  # its own calls are its own to judge
+        for _ in range(6):  # then quiet
+            await asyncio.sleep(0.1)
+            await client.scaler.tick()
+        seen.append(fake.workers["sentiment"])
+        return seen
+
+    assert asyncio.run(run()) == [2, 1]
+    assert fake.scale_calls == [("sentiment", 1)]
+
+
+def test_a_gateway_started_again_routes_a_cold_task_from_its_saved_description_without_starting_it(
+    catalog: dict[str, TaskSpec], tmp_path: Path
+) -> None:
+    spec = _spec("cold", catalog)
+    saved = Described("1", {"task": "cold"}, orjson.dumps(task_document(spec)).decode())
+    SavedDescriptions(tmp_path).put("cold", saved)
+    fake = FakeTorchServe({"cold": 0})
+    client = _client(fake, {"cold": spec}, descriptions_dir=tmp_path)
+    assert asyncio.run(client.described("cold")) == saved
+    assert fake.scale_calls == []
+    assert SavedDescriptions(tmp_path).get("cold", "2") is None  # another version is described again
+    (tmp_path / "cold@1.json").write_text("{torn")
+    assert SavedDescriptions(tmp_path).get("cold", "1") is None
+
+
 # --- the worker ranges the build writes and the sync registers with ------------------------------------
 
 
-def test_a_catalog_task_keeps_its_workers_and_an_added_one_may_go_to_zero(
+def test_a_built_in_keeps_one_worker_and_an_added_task_may_go_to_zero(
     catalog: dict[str, TaskSpec], tmp_path: Path
 ) -> None:
-    assert catalog["sentiment"].worker_range == (catalog["sentiment"].workers,) * 2
+    assert all(spec.worker_range == (1, spec.workers) for spec in catalog.values())
     added = new_task_spec("tickets", "text", ["a", "b"], tmp_path / "t.csv")
     assert (added.worker_range, added.workers) == ((0, 2), 1)
     warm = new_task_spec("tickets", "text", ["a", "b"], tmp_path / "t.csv", min_workers=3)
@@ -225,4 +290,5 @@ def test_the_sync_registers_a_cold_task_cold_and_a_new_version_as_warm_as_the_on
     assert starting_workers(cold, {"workers": []}) == 0
     assert starting_workers(cold, {"workers": [{}, {}]}) == 2
     assert starting_workers(catalog["sentiment"], None) == 2
-    assert starting_workers(catalog["sentiment"], {"workers": []}) == 2
+    assert starting_workers(catalog["sentiment"], {"workers": []}) == 1  # its min_workers
+    assert starting_workers(catalog["sentiment"], {"workers": [{}, {}]}) == 2

@@ -132,7 +132,7 @@ def bench_task(
             row = load(singles, level, duration, 2)
             job_rows_per_s = http.get(f"/v1/jobs/{job}").json()["rows_per_s"]
             with_job.append(PointBesideJob(**vars(row), job_rows_per_s=job_rows_per_s))
-            http.delete(f"/v1/jobs/{job}")
+            http.delete(f"/v1/jobs/{job}")  # cancelled, then removed with what it wrote
             time.sleep(3)  # the worker stops at its next shard
         rps = [sum(r.rps for r in runs) / rounds for runs in (without, with_job)]
         p95 = [sum(r.p95_ms for r in runs) / rounds for runs in (without, with_job)]

@@ -218,9 +218,9 @@ class TaskBase(_Spec):
     label_column: str = "label"
     batch_size: PositiveInt
     max_batch_delay_ms: int = Field(ge=0)
-    # `workers` start when the task is warm; the gateway's scaler keeps it between `min_workers` (0: scaled to
-    # zero after an idle period, started again by the next request) and `max_workers` (more under a deep queue).
-    # Unset, both are `workers`: a task stays as it was registered, always on.
+    # `workers` start when the task is warm; the gateway's scaler keeps it between `min_workers` (what it steps
+    # down to once quiet; 0: scaled to zero after an idle period, started again by the next request) and
+    # `max_workers` (more under a deep queue). Unset, both are `workers`: a task stays as it was registered.
     workers: PositiveInt
     min_workers: int | None = Field(default=None, ge=0)
     max_workers: PositiveInt | None = None
@@ -480,3 +480,23 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> dict[str, TextTa
     """Load the catalog named by `path`, else `$MODEL_CATALOG`, else the repo's `models.toml`."""
     chosen = path or os.environ.get("MODEL_CATALOG") or DEFAULT_CATALOG
     return _load(str(Path(chosen).resolve()))
+
+
+# The catalog tasks a stack serves, comma-separated (empty: none, only tasks added with `task add`); unset: all.
+SERVED_TASKS_ENV = "TASKS"
+
+
+def served_catalog(path: str | os.PathLike[str] | None = None) -> dict[str, TextTask | ImageTask]:
+    """The catalog's tasks this stack serves (`$TASKS`), which the gateway routes from its start and the sync
+    expects; a task left out is neither built nor waited for (its name stays reserved for it)."""
+    catalog = load_catalog(path)
+    chosen = os.environ.get(SERVED_TASKS_ENV)
+    if chosen is None:
+        return catalog
+    names = [name.strip() for name in chosen.split(",") if name.strip()]
+    unknown = [name for name in names if name not in catalog]
+    if unknown:
+        raise CatalogError(
+            f"{SERVED_TASKS_ENV}: no catalog task {', '.join(unknown)}; the catalog's tasks are {', '.join(catalog)}"
+        )
+    return {name: spec for name, spec in catalog.items() if name in names}

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from contract.wire import IMAGE_FORMATS, IMAGE_FORMATS_TEXT
 from gateway.errors import APIError
-from handlers.image_decode import to_rgb
+from handlers.image_decode import TooManyPixels, open_header, to_rgb
 
 _ORIENTATION = 0x0112  # EXIF tag
 # TorchServe refuses requests over 6.5 MB (max_request_size); stay well under it.
@@ -37,7 +37,9 @@ def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     if len(data) > limits.max_bytes:
         raise APIError(413, "image_too_large", f"{field}: {len(data)} bytes; the limit is {limits.max_bytes} bytes")
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        image = open_header(data, limits.max_pixels)
+    except TooManyPixels as exc:
+        raise APIError(413, "image_too_large", f"{field}: {exc}") from None
     except (UnidentifiedImageError, OSError):
         raise APIError(
             415, "unsupported_media_type", f"{field}: not a supported image; send {IMAGE_FORMATS_TEXT}"
@@ -45,13 +47,6 @@ def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     if image.format not in IMAGE_FORMATS:
         raise APIError(
             415, "unsupported_media_type", f"{field}: {image.format} images are not accepted; send {IMAGE_FORMATS_TEXT}"
-        )
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise APIError(
-            413,
-            "image_too_large",
-            f"{field}: {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels} pixels",
         )
     return image
 

@@ -135,6 +135,20 @@ class JobStore:
         if spec.pin:
             self._remove(spec.pin)
 
+    def _delete(self, job: Job) -> None:
+        """The job and everything under it, its spec first: from then on it is not found, even if a step after
+        fails. A job still running is cancelled first and its cancel marker kept, so a worker in the middle of a
+        shard sees it and stops; what that worker writes then, the workers' sweep removes with the marker."""
+        spec = job.spec
+        running = job.status.state not in jobs.FINISHED
+        if running:
+            self._cancel(job)
+        self._remove(jobs.spec_key(spec.owner, spec.id))
+        marker = jobs.cancel_key(spec.owner, spec.id)
+        for name in self._list(f"{jobs.job_prefix(spec.owner, spec.id)}/"):
+            if not (running and name == marker):
+                self._remove(name)
+
     def _parts(self, spec: JobSpec) -> Iterator[bytes]:
         for shard in range(spec.shards):
             data = self._get(jobs.part_key(spec.owner, spec.id, shard))
@@ -161,6 +175,9 @@ class JobStore:
 
     async def cancel(self, job: Job) -> None:
         await run_in_threadpool(self._cancel, job)
+
+    async def delete(self, job: Job) -> None:
+        await run_in_threadpool(self._delete, job)
 
     def _read_object(self, bucket: str, key: str) -> bytes | None:
         try:

@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from contract.catalog import load_catalog
+from contract.catalog import served_catalog
 from contract.logs import configure_logging
 from gateway.apikeys import KeyStore
 from gateway.coalesce import Coalescer
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
     body_limits = {"image": settings.max_image_body_bytes}
     # a bulk job's file, with room for the multipart envelope around it
     static_limits = {"/v1/jobs": settings.job_max_bytes + 64 * 1024}
-    tasks = TaskSet(load_catalog(settings.catalog_path), lambda spec: body_limits.get(spec.kind), static_limits)
+    tasks = TaskSet(served_catalog(settings.catalog_path), lambda spec: body_limits.get(spec.kind), static_limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

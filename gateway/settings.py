@@ -214,7 +214,7 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="one worker's memory before TorchServe has measured it (MB, resident)"
     )
     scale_up_after_s: float = Field(
-        default=2.0, gt=0, description="a task's queue deeper than twice its slots this long gets one more worker"
+        default=2.0, gt=0, description="a task with more in flight than its slots this long gets one more worker"
     )
     scale_down_after_s: float = Field(
         default=30.0,

@@ -6,14 +6,16 @@ Pillow + numpy only, so the gateway can use it without importing torch.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image, ImageOps
 
-# Pillow's own bomb guard would refuse huge headers before ours can name the dimensions and the configured
-# limit: every reader (the gateway's intake, the handler, training, a user's data checks) gives `decode` a
-# `max_pixels`, checked from the header before any pixel is decoded.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own decompression-bomb guard stays on for the whole process (whatever else in it opens images). Every
+# reader here (the gateway's intake, the handler, training, a user's data checks) also gives `decode` a
+# `max_pixels`, checked from the header before any pixel is decoded; a header past Pillow's hard limit (twice
+# `Image.MAX_IMAGE_PIXELS`) is refused by Pillow first, and reported here in the same words.
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -40,13 +42,31 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if mode != "RGB" else image
 
 
+class TooManyPixels(ValueError):
+    """The header declares more pixels than the reader's limit (the message names both)."""
+
+
+def open_header(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """The image with only its header read. Raises `TooManyPixels` above `max_pixels` (or Pillow's own limit),
+    and PIL/OSError errors for data that is no image Pillow reads."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        found = _BOMB_PIXELS.search(str(exc))
+        size = f"{found.group(1)} pixels" if found else f"over {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels"
+        limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        raise TooManyPixels(f"{size}; the limit is {limit} pixels") from None
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        image.close()
+        raise TooManyPixels(f"{width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels")
+    return image
+
+
 def decode(data: bytes, max_pixels: int | None = None) -> Image.Image:
     """Bytes -> upright RGB image. Raises ValueError above `max_pixels` (checked from the header, before any
     pixel is decoded), and PIL/OSError errors for corrupt or unsupported data."""
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        if max_pixels is not None and width * height > max_pixels:
-            raise ValueError(f"{width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels")
+    with open_header(data, max_pixels) as image:
         image.seek(0)  # animated GIF/WebP: first frame
         image.load()
         return to_rgb(image)

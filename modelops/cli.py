@@ -37,6 +37,7 @@ from contract.catalog import (
     STATE_DIR,
     CatalogError,
     load_catalog,
+    served_catalog,
 )
 from contract.logs import configure_logging, log_event
 from contract.torchserve import TorchServeError
@@ -134,7 +135,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
     cfg = StackConfig.from_env()  # STACK_MANAGEMENT_PORT, STACK_STATE_DIR, STACK_MODEL_STORE as `make run` has them
     if args.torchserve_host:
         cfg = dataclasses.replace(cfg, host=args.torchserve_host)
-    syncer = torchserve.syncer(cfg, load_catalog(), ModelStore())
+    syncer = torchserve.syncer(cfg, served_catalog(), ModelStore())
     if args.loop:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -154,7 +155,6 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     from modelops.store.kserve import refresh_kserve_view
     from modelops.store.s3 import ModelStore
 
-    _use_local_s3(StackConfig.from_env())
     catalog = load_catalog()
     store = ModelStore()
     # the catalog's models and those `task add` published: the manifest names both
@@ -173,11 +173,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from modelops.train.evaluate import evaluate, format_report
 
     catalog = load_catalog()
-    if args.task in catalog:
-        spec = catalog[args.task]
-    else:  # a task added with `task add`: its published spec
-        _use_local_s3(StackConfig.from_env())
-        spec = find_task(args.task, catalog, ModelStore())
+    # a catalog task, else one added with `task add` (its published spec)
+    spec = catalog[args.task] if args.task in catalog else find_task(args.task, catalog, ModelStore())
     archive = Path(args.archive) if args.archive else None
     if archive is None and not args.via:
         synced = applied_default(StackConfig.from_env().model_store, spec.model_name)
@@ -208,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     # the terminal is for people (`supervisor.Terminal`); the JSON lines go to the log
     configure_logging(args.log_level or "INFO", stream=(cfg.log_dir / "supervisor.log").open("a", encoding="utf-8"))
-    supervisor.run(cfg, load_catalog(), args.recipe, data_dir(args.data), args.sync_interval)
+    supervisor.run(cfg, served_catalog(), args.recipe, data_dir(args.data), args.sync_interval)
 
 
 def _say(line: str) -> None:
@@ -225,7 +222,6 @@ def cmd_task_add(args: argparse.Namespace) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     cfg = StackConfig.from_env()
-    _use_local_s3(cfg)
     store = ModelStore()
     store.ensure_bucket()
     catalog = load_catalog()
@@ -243,7 +239,7 @@ def cmd_task_add(args: argparse.Namespace) -> None:
         replace=args.replace,
         min_workers=args.min_workers,
     )
-    if apply_locally(cfg, catalog, store, spec.task, routed=True, say=_say):
+    if apply_locally(cfg, catalog, store, spec.task, routed=True, say=_say, api_key=args.api_key):
         _say(f"serving after {time.monotonic() - started:.0f} s: POST {cfg.gateway_url}{spec.route}")
         _say(f"  try it: {KINDS[spec.kind].example_call.format(url=cfg.gateway_url + spec.route)}")
         _say(f"  its page in the web UI: {cfg.ui_url}/{spec.task}")
@@ -254,7 +250,6 @@ def cmd_task_list(_args: argparse.Namespace) -> None:
     from modelops.store.s3 import ModelStore
     from modelops.tasks.manage import list_tasks
 
-    _use_local_s3(StackConfig.from_env())
     rows = list_tasks(load_catalog(), ModelStore())
     print(f"{'task':<24} {'kind':<6} {'labels':>6}  {'source':<12} version")
     for row in rows:
@@ -267,17 +262,20 @@ def cmd_task_remove(args: argparse.Namespace) -> None:
     from modelops.tasks.rollout import apply_locally
 
     cfg = StackConfig.from_env()
-    _use_local_s3(cfg)
     store, catalog = ModelStore(), load_catalog()
     versions = remove_task(args.name, catalog, store)
     _say(f"unpublished {args.name} ({len(versions)} version(s)): every host's sync unregisters it")
-    if apply_locally(cfg, catalog, store, args.name, routed=False, say=_say):
+    if apply_locally(cfg, catalog, store, args.name, routed=False, say=_say, api_key=args.api_key):
         _say(f"{cfg.gateway_url}/v1/{args.name} is gone")
 
 
+# The commands that set up the local S3's environment themselves (`run` starts that S3) or touch no S3.
+OWN_S3_SETUP = frozenset({"run", "stop", "torchserve"})
+
+
 def _use_local_s3(cfg: StackConfig) -> None:
-    """The local stack's S3 credentials unless the caller named an S3 of their own (as the Makefile's
-    operator targets do)."""
+    """The local stack's S3 credentials unless the caller named an S3 of their own (`default_s3_env`'s rule),
+    for every command alike: applied once, before any command runs."""
     from modelops.local.s3 import default_s3_env
 
     for key, value in default_s3_env(cfg).items():
@@ -289,7 +287,6 @@ def cmd_jobs_worker(args: argparse.Namespace) -> None:
     from modelops.store.s3 import ModelStore
 
     cfg = StackConfig.from_env()
-    _use_local_s3(cfg)
     settings = Settings(args.gateway or cfg.gateway_url, args.api_key, retention_days=args.retention_days)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -492,18 +489,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="0..8",
         help="workers kept while nobody calls it (default 0: scaled to zero when idle, started by its next call)",
     )
+    _api_key_argument(p)
     p.set_defaults(func=cmd_task_add)
     p = tasks.add_parser("list", help="every task: the catalog's and the ones added")
     p.set_defaults(func=cmd_task_list)
     p = tasks.add_parser("remove", help="unpublish a task added with `task add`; its route goes away")
     p.add_argument("name")
+    _api_key_argument(p)
     p.set_defaults(func=cmd_task_remove)
     return parser
+
+
+def _api_key_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("MODELOPS_API_KEY"),
+        help="a key of the local gateway's, when it has API keys, to wait for the route (env MODELOPS_API_KEY)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level or ("WARNING" if args.command == "task" else "INFO"))
+    if args.command not in OWN_S3_SETUP:
+        _use_local_s3(StackConfig.from_env())
     try:
         args.func(args)
     except TaskError as exc:

@@ -59,6 +59,7 @@ def make_stack_config(root: Path) -> StackConfig:
         state_dir=root / "var",
         model_store=root / "model_store",
         gateway_port=free_port(taken),
+        ui_port=free_port(taken),
         inference_port=free_port(taken),
         management_port=free_port(taken),
         metrics_port=free_port(taken),

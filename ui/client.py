@@ -121,7 +121,7 @@ class GatewayClient:
         return found
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = self._call("DELETE", f"/v1/jobs/{job_id}").body
+        body: dict[str, Any] = self._call("POST", f"/v1/jobs/{job_id}/cancel").body
         return body
 
     def job_results(self, job_id: str, as_csv: bool) -> bytes:

@@ -17,8 +17,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -102,7 +104,7 @@ async def _job(store: JobStore, request: Request, job_id: str, settings: Setting
 async def _form(request: Request) -> tuple[JobSubmission, str, bytes | None]:
     """The submission and the input file's name and bytes (None: the file is in S3, at `input_uri`)."""
     if is_json(request):
-        submission = JobSubmission.model_validate_json(await request.body())
+        submission = _validated(JobSubmission.model_validate_json, await request.body())
         if not submission.input_uri:
             raise APIError(422, "validation_error", "input_uri: a JSON submission names its file by s3:// URI")
         return submission, submission.input_uri.rsplit("/", 1)[-1], None
@@ -117,7 +119,16 @@ async def _form(request: Request) -> tuple[JobSubmission, str, bytes | None]:
     unknown = sorted(set(form.keys()) - {"file", *JobSubmission.model_fields})
     if unknown:
         raise APIError(422, "validation_error", f"unknown form field(s) {', '.join(unknown)}")
-    return JobSubmission.model_validate(fields), upload.filename or "input.csv", await upload.read()
+    return _validated(JobSubmission.model_validate, fields), upload.filename or "input.csv", await upload.read()
+
+
+def _validated(parse: Callable[[Any], JobSubmission], body: Any) -> JobSubmission:
+    """The submission, or the validation error a route's own body model would give (422 naming each field): the
+    body is parsed here, not by FastAPI, because it is JSON or a multipart form."""
+    try:
+        return parse(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
 def _check_file(data: bytes, name: str, spec: TaskSpec, submission: JobSubmission, settings: Settings) -> int:
@@ -262,11 +273,16 @@ async def job_status(job_id: str, request: Request, store: Jobs, settings: AppSe
     return OrjsonResponse(view(await _job(store, request, job_id, settings)))
 
 
-@router.delete(
-    "/v1/jobs/{job_id}", summary="Cancel a job", status_code=202, response_model=JobView, responses=job_errors(404)
+@router.post(
+    "/v1/jobs/{job_id}/cancel",
+    summary="Cancel a job",
+    status_code=202,
+    response_model=JobView,
+    responses=job_errors(404, 503),
 )
 async def cancel_job(job_id: str, request: Request, store: Jobs, settings: AppSettings) -> OrjsonResponse:
-    """The workers stop at their next shard; a job already finished stays as it is."""
+    """The workers stop at their next shard; the job stays listed as `cancelled` until deleted. A job already
+    finished stays as it is."""
     job = await _job(store, request, job_id, settings)
     if job.status.state not in jobs.FINISHED and not job.cancelled:
         try:
@@ -275,6 +291,24 @@ async def cancel_job(job_id: str, request: Request, store: Jobs, settings: AppSe
             raise _unavailable(exc, settings) from None
         job = Job(job.spec, job.status, True)
     return OrjsonResponse(view(job), status_code=202)
+
+
+@router.delete(
+    "/v1/jobs/{job_id}",
+    summary="Delete a job and its results",
+    status_code=204,
+    response_class=Response,
+    responses=job_errors(404, 503),
+)
+async def delete_job(job_id: str, request: Request, store: Jobs, settings: AppSettings) -> Response:
+    """The job, its input and its results are removed (a job still running is cancelled first); its id is a
+    404 from then on."""
+    job = await _job(store, request, job_id, settings)
+    try:
+        await store.delete(job)
+    except StoreUnavailable as exc:
+        raise _unavailable(exc, settings) from None
+    return Response(status_code=204)
 
 
 @router.get(

@@ -7,10 +7,11 @@ A task is *warm* with `workers` workers (its spec's), *cold* with none, or in be
   recently used tasks that may go to zero and have nothing in flight; if that cannot free enough, the start is
   refused (the caller gets 503 with Retry-After) rather than risking the kernel's out-of-memory killer;
 - **more under load**: a task whose items in flight stayed above `deep_factor` times its slots (workers x batch
-  size) for `up_after_s` gets one more worker, up to `max_workers` and the budget; one whose load stayed at or
-  below what one worker fewer takes, for `down_after_s`, gives one back, down to `min_workers` but never below
-  one (zero is the idle rule's, which waits for no call at all). A task started with `workers` thus holds only
-  what its traffic needs once the traffic is quiet: the built-ins start with two workers each and keep one.
+  size; 1: a batch waits behind each running one) for `up_after_s` gets one more worker, up to `max_workers`
+  and the budget; one whose load stayed at or below what one worker fewer takes, for `down_after_s`, gives one
+  back, down to `min_workers` but never below one (zero is the idle rule's, which waits for no call at all). A
+  task started with `workers` thus holds only what its traffic needs once the traffic is quiet: the built-ins
+  start with two workers each and keep one.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class Rules:
     budget_mb: float
     up_after_s: float = 2.0
     down_after_s: float = 30.0
-    deep_factor: float = 2.0
+    # 1, not more: one worker of batch 4 under 8 steady callers has 8 in flight, and must get its second (the
+    # built-ins run one per core under load); down again only at or below what one worker fewer takes
+    deep_factor: float = 1.0
 
 
 def idle(loads: Iterable[TaskLoad], rules: Rules, now: float) -> list[str]:

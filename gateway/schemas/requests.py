@@ -150,11 +150,17 @@ class ImageRequestBase(OneOrManyRequest):
     one_of_message: ClassVar[str] = "send exactly one of 'image_base64' (a string) or 'images_base64' (a list)"
 
 
+# Standard base64 with its padding (RFC 4648 section 4), as the gateway decodes it (`gateway.uploads`, whose 422
+# names the item): the schema says so, so a client generated from it cannot send what is refused.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+Base64Text = Annotated[str, StringConstraints(min_length=4), Field(json_schema_extra={"pattern": BASE64_PATTERN})]
+
+
 def image_request_model(max_images: int) -> type[ImageRequestBase]:
     fields: dict[str, Any] = {
-        "image_base64": (str | None, Field(default=None, min_length=1, description="one base64-encoded image")),
+        "image_base64": (Base64Text | None, Field(default=None, description="one base64-encoded image")),
         "images_base64": (
-            list[Annotated[str, StringConstraints(min_length=1)]] | None,
+            list[Base64Text] | None,
             Field(default=None, min_length=1, max_length=max_images, description=f"up to {max_images} images"),
         ),
     }
@@ -190,7 +196,16 @@ class JobSubmission(BaseModel):
                 "file": {"type": "string", "format": "binary", "description": "a CSV, TSV or JSON Lines file"},
             },
         }
-        json_form = {**schema, "required": ["task", "input_uri"]}
+        uri = {
+            "type": "string",
+            "pattern": r"^s3://[^/]+/.+",
+            "description": schema["properties"]["input_uri"]["description"],
+        }
+        json_form = {
+            **schema,
+            "properties": {**schema["properties"], "input_uri": uri},
+            "required": ["task", "input_uri"],
+        }
         return {
             "requestBody": {
                 "required": True,

@@ -449,21 +449,33 @@ class JobWorker:
     # --- retention ----------------------------------------------------------------------------------------
 
     def _sweep(self) -> None:
-        """Delete finished jobs older than the retention period (results included), once an hour."""
+        """Once an hour: delete finished jobs older than the retention period (results included), and what is
+        left of a deleted job that was running (its cancel marker, and the status and parts its workers wrote
+        before they saw it). A job being submitted is never taken for one: its spec is written before anything
+        but its input."""
         if time.monotonic() - self._last_sweep < RETENTION_SWEEP_S:
             return
         self._last_sweep = time.monotonic()
         cutoff = time.time() - self.settings.retention_days * 86400
+        by_job: dict[str, list[str]] = {}
         for key in self._list(f"{jobs.ROOT}/"):
-            if not key.endswith("/status.json") or key.startswith(f"{jobs.ROOT}/active/"):
-                continue
-            found = self._get(key)
-            status = JobStatus.model_validate_json(found[0]) if found else None
-            if status and status.state in jobs.FINISHED and (status.finished or 0) < cutoff:
-                prefix = key.rsplit("/", 1)[0] + "/"
-                for old in self._list(prefix):
-                    self._delete(old)
-                log_event(logger, "jobs.expired", prefix=prefix)
+            parts = key.split("/")
+            if len(parts) > 3 and parts[1] not in ("active", "pins"):  # the indexes beside the jobs
+                by_job.setdefault("/".join(parts[:3]), []).append(key)
+        for prefix, keys in by_job.items():
+            names = {key.removeprefix(f"{prefix}/") for key in keys}
+            if "job.json" not in names:
+                deleted = bool(names & {"cancel", "status.json"}) or any(n.startswith("parts/") for n in names)
+                reason = "deleted" if deleted else None
+            else:
+                found = self._get(f"{prefix}/status.json") if "status.json" in names else None
+                status = JobStatus.model_validate_json(found[0]) if found else None
+                old = status is not None and status.state in jobs.FINISHED and (status.finished or 0) < cutoff
+                reason = "expired" if old else None
+            if reason:
+                for key in keys:
+                    self._delete(key)
+                log_event(logger, "jobs.swept", prefix=prefix, reason=reason)
 
 
 def _headers(spec: JobSpec) -> dict[str, str]:

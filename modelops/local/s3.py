@@ -51,11 +51,27 @@ def local_s3_env(cfg: StackConfig, starting: bool = False) -> dict[str, str]:
     return values
 
 
+# Any of these set names an S3 of the caller's own (AWS through boto3's usual chain, or another endpoint): every
+# command then uses it. MODEL_BUCKET counts, so a machine with an instance role or SSO and no AWS_* variable says
+# which S3 it means by naming its bucket, as the deploy guides do.
+OWN_S3_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "MODEL_BUCKET",
+)
+
+
 def default_s3_env(cfg: StackConfig) -> dict[str, str]:
-    """The local S3's credentials, unless the caller's environment names an S3 of its own (as the Makefile's
-    operator targets may) or no local S3 was ever started: what bulk jobs (the gateway's job store, the job
-    worker) and the operator commands use."""
-    named = any(os.environ.get(k) for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"))
+    """The local S3's credentials, unless the caller's environment names an S3 of its own (`OWN_S3_VARIABLES`)
+    or no local S3 was ever started: the one rule every `modelops` command, the gateway's job store and the job
+    worker follow."""
+    named = any(os.environ.get(k) for k in OWN_S3_VARIABLES)
     return {} if named or not cfg.s3_env_file.exists() else local_s3_env(cfg)
 
 

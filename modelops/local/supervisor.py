@@ -21,10 +21,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO, Any
 
-from contract.catalog import DEFAULT_RECIPE, TaskSpec
+from contract.catalog import DEFAULT_RECIPE, SERVED_TASKS_ENV, TaskSpec
 from contract.logs import log_event
 from contract.progress import PROGRESS_DIR_ENV, read_progress
 from modelops.local import s3, stack, torchserve
@@ -37,6 +38,7 @@ from modelops.store.upgrades import due_for_upgrade
 logger = logging.getLogger(__name__)
 
 QUICK = "quick"
+ADD_YOUR_OWN = "`.venv/bin/python -m modelops task add NAME --data FILE` (docs/own-classifier.md)"
 PROGRESS_DIR = "build-progress"
 
 
@@ -140,22 +142,54 @@ class Supervisor:
         self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
         return (self.cfg.log_dir / "build.log").open("ab")
 
-    def _build_now(self, tasks: list[str]) -> None:
-        """Each task's quick version in its own child process, side by side (one core each does most of it);
-        the terminal follows their progress."""
+    def _build_now(self, tasks: list[str], syncer: Syncer) -> None:
+        """Each task's quick version in its own child process, side by side (one core each does most of it),
+        the stack already up: each is synced, and so answered, as soon as its own build has published it. The
+        terminal follows their progress; a build that fails leaves its task unserved and the others serving."""
         with self._log() as log:
-            children = [
-                subprocess.Popen(self._build(QUICK, "--task", task), stdout=log, stderr=log, env=self._child_env())
+            children = {
+                task: subprocess.Popen(
+                    self._build(QUICK, "--task", task), stdout=log, stderr=log, env=self._child_env()
+                )
                 for task in tasks
-            ]
-            while any(child.poll() is None for child in children):
-                self.terminal.progress(read_progress(self.progress_dir))
+            }
+            while children:
                 time.sleep(1)
-        self.terminal.progress(read_progress(self.progress_dir))
-        if any(child.returncode != 0 for child in children):
-            for child in children:
-                child.wait()
-            raise SystemExit("training a quick version failed: see var/log/build.log; nothing was started but S3")
+                self.terminal.progress(read_progress(self.progress_dir))
+                for task, child in list(children.items()):
+                    if child.poll() is None:
+                        continue
+                    del children[task]
+                    if child.returncode == 0:
+                        syncer.run_once()
+                        self.terminal.say(f"  {task:<12} answering at {self.cfg.gateway_url}{self.catalog[task].route}")
+                    else:
+                        self.terminal.say(
+                            f"  {task:<12} training its quick version failed (var/log/build.log): not served; "
+                            "the other tasks are"
+                        )
+
+    def _has_data(self, spec: TaskSpec) -> bool:
+        return (self.data / spec.dataset).is_file()
+
+    def _serve_what_it_has(self, published: Collection[str]) -> None:
+        """Leave out the catalog tasks with neither a published version nor data to train one (a clone without
+        the data folder, offline): the rest of the stack serves, tasks added with `task add` included. `$TASKS`
+        names the served ones when set; the choice is passed on to the gateway and the builds through it."""
+        lacking = [s.task for s in self.catalog.values() if s.model_name not in published and not self._has_data(s)]
+        if not lacking:
+            return
+        if SERVED_TASKS_ENV in os.environ:
+            raise SystemExit(
+                f"{SERVED_TASKS_ENV} names {', '.join(lacking)}, with no published version and no data in "
+                f"{self.data} to train one: set DATA_DIR to the data folder, or leave them out of {SERVED_TASKS_ENV}"
+            )
+        self.catalog = {name: spec for name, spec in self.catalog.items() if name not in lacking}
+        os.environ[SERVED_TASKS_ENV] = ",".join(self.catalog)
+        self.terminal.say(
+            f"models: no data for {', '.join(lacking)} in {self.data} (what it is: docs/models.md#training-data): "
+            "not served"
+        )
 
     def start(self) -> Syncer:
         say = self.terminal.say
@@ -167,11 +201,9 @@ class Supervisor:
         store = ModelStore()
         store.ensure_bucket()
         published = store.read_manifest().models
+        self._serve_what_it_has(published)
         missing = [spec.task for spec in self.catalog.values() if spec.model_name not in published]
-        if missing:
-            say(f"models: training a quick version of {', '.join(missing)} side by side (log: var/log/build.log)")
-            self._build_now(missing)
-        else:
+        if not missing and self.catalog:
             say("models: every task is published; serving the published versions")
         self.services.start(through="torchserve")
         syncer = torchserve.syncer(self.cfg, self.catalog, store)
@@ -180,9 +212,15 @@ class Supervisor:
         cfg = self.cfg
         routes = "  ".join(f"{cfg.gateway_url}{spec.route}" for spec in self.catalog.values())
         say(f"serving: web UI {cfg.ui_url}   API {cfg.gateway_url} (docs: {cfg.gateway_url}/docs)")
-        say(f"  routes: {routes}")
+        say(f"  routes: {routes}" if routes else f"  no built-in task: add your own with {ADD_YOUR_OWN}")
         say("  Ctrl-C (or `make stop` in another terminal) stops everything; logs and state are in var/")
-        due = [spec.task for spec in due_for_upgrade(self.catalog, self.recipe, store)]
+        if missing:
+            say(
+                f"models: training a quick version of {', '.join(missing)} side by side (log: var/log/build.log); "
+                "each route answers as soon as its own is published"
+            )
+            self._build_now(missing, syncer)
+        due = [spec.task for spec in due_for_upgrade(self.catalog, self.recipe, store) if self._has_data(spec)]
         if due:
             say(
                 f"better ({self.recipe}) versions of {', '.join(due)}: training in the background, one after the other;"

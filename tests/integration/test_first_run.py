@@ -7,6 +7,7 @@ The catalog is the real tasks' with CI-sized recipes (a few dozen rows), on free
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -15,6 +16,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -109,10 +113,21 @@ dev_examples = 30
 """
 
 
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackConfig, subprocess.Popen[str]]]:
-    """`python -m modelops run` on an empty state folder; stopped (SIGTERM, as `make stop`) at the end."""
-    root = tmp_path_factory.mktemp("run")
+@dataclass
+class Run:
+    """A `python -m modelops run` on an empty state folder: its addresses, its process, the environment a
+    command beside it needs (its S3, its catalog) and what it printed."""
+
+    cfg: StackConfig
+    supervisor: subprocess.Popen[str]
+    env: dict[str, str]
+    terminal: Path
+
+
+@contextmanager
+def supervised(root: Path, data: Path) -> Iterator[Run]:
+    """The stack `make run` starts, on free ports, reading `data`; stopped (SIGTERM, as `make stop`) after."""
+    root.mkdir(exist_ok=True)
     cfg = make_stack_config(root)
     catalog = root / "models.toml"
     catalog.write_text(CATALOG, encoding="utf-8")
@@ -121,12 +136,13 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackC
     ports = ("gateway", "ui", "inference", "management", "metrics", "grpc_inference", "grpc_management", "s3")
     env.update({f"STACK_{name.upper()}_PORT": str(getattr(cfg, f"{name}_port")) for name in ports})
     env["STACK_S3_INTERNAL_PORTS"] = json.dumps(cfg.s3_internal_ports)
-    env.update({"MODEL_CATALOG": str(catalog), "DATA_DIR": str(data_dir()), "SYNC_INTERVAL_S": "3"})
-    log = (root / "terminal.log").open("w")
+    env.update({"MODEL_CATALOG": str(catalog), "DATA_DIR": str(data), "SYNC_INTERVAL_S": "3"})
+    terminal = root / "terminal.log"
+    log = terminal.open("w")
     command = [sys.executable, "-m", "modelops", "run"]
     supervisor = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        yield cfg, supervisor
+        yield Run(cfg, supervisor, env, terminal)
     finally:
         supervisor.send_signal(signal.SIGTERM)
         try:
@@ -134,7 +150,13 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackC
         finally:
             stack.stop_all(cfg)
             log.close()
-            print((root / "terminal.log").read_text())
+            print(terminal.read_text())
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackConfig, subprocess.Popen[str]]]:
+    with supervised(tmp_path_factory.mktemp("run"), data_dir()) as run:
+        yield run.cfg, run.supervisor
 
 
 def _models(gateway: str) -> dict[str, dict[str, Any]]:
@@ -186,3 +208,50 @@ def test_quick_versions_answer_first_then_better_ones_replace_them_under_load(
     assert ("fast", "training") in stages or ("fast", "features") in stages, stages
     assert ("fast", "done") in stages, stages
     assert supervisor.poll() is None
+
+
+def test_without_the_data_folder_the_stack_serves_no_built_in_and_takes_a_users_own(tmp_path: Path) -> None:
+    """A clone without the data folder: `make run` leaves out the catalog's tasks it has no data for, is ready
+    with none, and `task add` of the user's own 600-row file is served on it."""
+    tweets = list(csv.DictReader((data_dir() / "disaster" / "tweets.csv").open(encoding="utf-8", newline="")))
+    texts = {row["text"]: ("urgent" if row["target"] == "1" else "other") for row in tweets}
+    own = tmp_path / "tickets.csv"
+    with own.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([("text", "label"), *list(texts.items())[:600]])
+    (tmp_path / "no-data").mkdir()
+    started = time.monotonic()
+    with supervised(tmp_path / "stack", tmp_path / "no-data") as run:
+        gateway = run.cfg.gateway_url
+        while not _ready(gateway):
+            assert run.supervisor.poll() is None, "the supervisor exited"
+            assert time.monotonic() - started < 300, "not serving within 5 minutes"
+            time.sleep(1)
+        print(f"ready without data after {time.monotonic() - started:.0f} s")
+        assert _models(gateway) == {}
+        while "no built-in task" not in run.terminal.read_text():  # printed once every service is up
+            assert time.monotonic() - started < 300, run.terminal.read_text()
+            time.sleep(0.5)
+        said = run.terminal.read_text()
+        assert "no data for disaster, pose" in said
+        assert "no built-in task: add your own with" in said
+        assert "every task is published" not in said
+        added = subprocess.run(
+            [sys.executable, "-m", "modelops", "task", "add", "tickets", "--data", str(own)],
+            cwd=REPO_ROOT,
+            env=run.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert added.returncode == 0, added.stdout + added.stderr
+        answer = httpx.post(f"{gateway}/v1/tickets", json={"text": "Flood waters rising near the bridge"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["label"] in ("urgent", "other")
+        assert _ready(gateway)
+
+
+def _ready(gateway: str) -> bool:
+    try:
+        return httpx.get(f"{gateway}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -24,6 +24,8 @@ import httpx
 import pytest
 
 from contract import jobs
+from modelops.jobs.worker import JobWorker
+from modelops.jobs.worker import Settings as JobSettings
 from modelops.local import services, web
 from modelops.local.config import StackConfig
 from modelops.local.s3 import default_s3_env
@@ -211,7 +213,7 @@ def test_progress_is_reported_and_a_job_can_be_cancelled(jobs_gateway: StackConf
         running = _wait(http, job, lambda v: v["state"] == "running" and v["rows"]["done"] >= 2 * SHARD_ROWS)
         assert running["rows_per_s"] > 0
         assert running["eta_s"] > 0
-        cancelled = http.delete(f"/v1/jobs/{job}")
+        cancelled = http.post(f"/v1/jobs/{job}/cancel")
         assert cancelled.status_code == 202
         assert cancelled.json()["state"] == "cancelled"
         time.sleep(3)
@@ -221,6 +223,41 @@ def test_progress_is_reported_and_a_job_can_be_cancelled(jobs_gateway: StackConf
         assert later["state"] == "cancelled"
         assert later["rows"]["done"] == done_then["rows"]["done"] < 12000  # the workers stopped
         assert http.get(f"/v1/jobs/{job}/results").json()["error"]["code"] == "job_not_finished"
+
+
+def test_a_deleted_job_is_gone_with_its_input_and_results(
+    live_stack: Stack, jobs_gateway: StackConfig, worker: StackConfig
+) -> None:
+    with _client(jobs_gateway) as http:
+        finished = _submit(http, _tweets(40))
+        _wait(http, finished, lambda v: v["state"] == "succeeded")
+        running = _submit(http, _tweets(6000))
+        _wait(http, running, lambda v: v["state"] == "running")
+        for job in (finished, running):  # a job still running is cancelled first
+            deleted = http.delete(f"/v1/jobs/{job}")
+            assert deleted.status_code == 204, deleted.text
+            assert http.get(f"/v1/jobs/{job}").status_code == 404
+            assert http.get(f"/v1/jobs/{job}/results").status_code == 404
+            assert http.delete(f"/v1/jobs/{job}").status_code == 404
+            assert job not in [j["id"] for j in http.get("/v1/jobs").json()["jobs"]]
+        assert live_stack.store.keys(f"{jobs.job_prefix('alice', finished)}/") == []
+        # the worker running a shard of the other sees the cancel marker the delete kept, and stops
+        left = f"{jobs.job_prefix('alice', running)}/status.json"
+        deadline = time.monotonic() + 60
+        while left not in live_stack.store.keys(left):
+            assert time.monotonic() < deadline, "the worker did not stop"
+            time.sleep(0.5)
+        # what any worker does once an hour: what was written after the delete goes too (a shard that was in
+        # flight when the worker stopped may land a moment later, for the next sweep)
+        sweeper = JobWorker(live_stack.store, JobSettings(gateway_url=jobs_gateway.gateway_url))
+        deadline = time.monotonic() + 30
+        while live_stack.store.keys(f"{jobs.job_prefix('alice', running)}/"):
+            assert time.monotonic() < deadline, live_stack.store.keys(f"{jobs.job_prefix('alice', running)}/")
+            sweeper._last_sweep = 0.0
+            sweeper._sweep()
+            time.sleep(2)
+        assert not [key for key in live_stack.store.keys(f"{jobs.ROOT}/active/") if running in key]
+        assert finished not in str(live_stack.store.keys(f"{jobs.ROOT}/"))
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,15 @@ import json
 
 import pytest
 
-from contract.catalog import CatalogError, load_catalog, parse_catalog, parse_task_document, task_document
+from contract.catalog import (
+    SERVED_TASKS_ENV,
+    CatalogError,
+    load_catalog,
+    parse_catalog,
+    parse_task_document,
+    served_catalog,
+    task_document,
+)
 
 ENTRY = """
 [tasks.{name}]
@@ -191,3 +199,15 @@ def test_text_examples_must_carry_a_catalog_label_and_fit_the_limit() -> None:
         parse_catalog(good.replace('label = "a"', 'label = "c"'))
     with pytest.raises(CatalogError, match=r"longer than max_chars \(10\)"):
         parse_catalog(good.replace('"fine"', '"far too long here"'))
+
+
+def test_the_served_tasks_are_the_catalogs_named_in_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SERVED_TASKS_ENV, raising=False)
+    assert list(served_catalog()) == list(load_catalog())
+    monkeypatch.setenv(SERVED_TASKS_ENV, "")
+    assert served_catalog() == {}
+    monkeypatch.setenv(SERVED_TASKS_ENV, " pose, sentiment ")
+    assert list(served_catalog()) == ["sentiment", "pose"]  # in the catalog's order
+    monkeypatch.setenv(SERVED_TASKS_ENV, "sentiment,tickets")
+    with pytest.raises(CatalogError, match="TASKS: no catalog task tickets; the catalog's tasks are sentiment"):
+        served_catalog()

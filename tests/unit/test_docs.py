@@ -14,6 +14,7 @@ import argparse
 import ast
 import dataclasses
 import itertools
+import json
 import re
 import sys
 import types
@@ -521,3 +522,25 @@ def test_every_virtualenv_program_named_is_installed(page: Path) -> None:
         f"{_rel(page)} names .venv/bin/{', .venv/bin/'.join(missing)}, which `make install` does not install; "
         "use `.venv/bin/python -m <module>`"
     )
+
+
+def test_the_postman_counts_in_the_test_guide_are_the_collections() -> None:
+    """docs/tests.md says how many requests and assertions the collection holds: counted from the file."""
+    collection = json.loads((REPO / "postman" / "collection.json").read_text(encoding="utf-8"))
+
+    def requests(items: list[dict[str, object]]) -> Iterator[dict[str, object]]:
+        for item in items:
+            inner = item.get("item")
+            yield from requests(inner) if isinstance(inner, list) else (item,)
+
+    found = list(requests(collection["item"]))
+    scripts = [
+        line
+        for item in found
+        for event in item.get("event", [])  # type: ignore[attr-defined]
+        if event["listen"] == "test"
+        for line in event["script"]["exec"]
+    ]
+    counts = f"({len(found)} requests, {sum(line.count('pm.test(') for line in scripts)} assertions)"
+    prose = " ".join(read_page(REPO / "docs" / "tests.md").prose.split())
+    assert counts in prose, f"docs/tests.md should say {counts}"

@@ -14,6 +14,8 @@ from handlers.image_decode import decode
 from handlers.image_ops import to_model_input
 from tests import imagegen
 
+PILLOW_DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3  # Pillow's own: a 1 GiB RGB image
+
 LIMITS = ImageLimits(max_bytes=5_000_000, max_pixels=40_000_000, forward_shorter_side=512)
 
 
@@ -90,7 +92,7 @@ def test_pixel_bomb_is_refused_from_its_header() -> None:
     with pytest.raises(APIError) as info:
         prepare_image(imagegen.png_bomb(), "image", LIMITS)
     assert info.value.status == 413
-    assert "20000x20000 = 400000000 pixels; the limit is 40000000" in info.value.message
+    assert "400000000 pixels; the limit is 40000000" in info.value.message
 
 
 def test_model_input_is_a_normalised_center_crop() -> None:
@@ -100,6 +102,16 @@ def test_model_input_is_a_normalised_center_crop() -> None:
     assert float(white.max()) == pytest.approx((255 - 127) / 128)
 
 
+def test_pillows_own_bomb_guard_stays_on_in_every_process_that_decodes() -> None:
+    """Importing the decoder (the gateway, the handler and training all do) leaves Pillow's limit as Pillow set it,
+    so any other image opened in the process is guarded too; a header past it is refused in the decoder's words."""
+    assert Image.MAX_IMAGE_PIXELS == PILLOW_DEFAULT_MAX_PIXELS
+    with pytest.raises(ValueError, match=r"^400000000 pixels; the limit is 40000000 pixels$"):
+        decode(imagegen.png_bomb(), max_pixels=40_000_000)
+    with pytest.raises(ValueError, match=r"12000x12000 = 144000000 pixels; the limit is 40000000 pixels"):
+        decode(imagegen.png_bomb(12000), max_pixels=40_000_000)
+
+
 def test_serving_decoder_refuses_huge_images_from_the_header() -> None:
-    with pytest.raises(ValueError, match="20000x20000 = 400000000 pixels; the limit is 40000000 pixels"):
+    with pytest.raises(ValueError, match="400000000 pixels; the limit is 40000000 pixels"):
         decode(imagegen.png_bomb(), max_pixels=40_000_000)

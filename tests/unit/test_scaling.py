@@ -59,7 +59,7 @@ def test_no_room_when_every_other_worker_is_busy_or_kept_warm() -> None:
 
 
 def test_a_queue_that_stays_deep_gets_one_more_worker_and_a_shallow_one_gives_it_back() -> None:
-    load = _load("t", in_flight=9)  # 1 worker x batch 4: deep past 8
+    load = _load("t", in_flight=9)  # 1 worker x batch 4: deep past 4
     assert policy.under_load(load, RULES, now=0) == 0
     assert policy.under_load(load, RULES, now=1) == 0
     assert policy.under_load(load, RULES, now=2.5) == 1
@@ -81,6 +81,16 @@ def test_a_task_started_with_two_workers_keeps_its_min_workers_once_quiet() -> N
     load.workers = 1
     assert policy.under_load(load, RULES, now=30) == 0
     assert policy.idle([load], RULES, now=1000) == []  # kept warm
+
+
+def test_eight_steady_callers_of_a_one_worker_task_get_it_a_second_and_keep_it() -> None:
+    """A quiet built-in (one worker, batch 4) under 8 callers: a second worker, and no flapping back while the 8
+    keep calling (8 do not fit one worker fewer)."""
+    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=1, in_flight=8)
+    assert policy.under_load(load, RULES, now=0) == 0
+    assert policy.under_load(load, RULES, now=2.5) == 1
+    load.workers = 2
+    assert [policy.under_load(load, RULES, now=t) for t in (10, 20, 40, 60)] == [0, 0, 0, 0]
 
 
 def test_a_queue_that_dips_restarts_the_clock() -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from contract.catalog import load_catalog
 from gateway.errors import describe_validation_errors
 from gateway.images import ImageLimits, prepare_image
 from gateway.main import create_app
-from gateway.schemas.requests import image_request_model, text_request_model
+from gateway.schemas.requests import BASE64_PATTERN, JobSubmission, image_request_model, text_request_model
 from gateway.schemas.responses import BatchPrediction, ImageBatchPrediction, ImagePrediction, Prediction
 from gateway.settings import Settings, UpstreamSettings
 
@@ -174,7 +176,8 @@ def test_operation_ids_are_readable(document: dict[str, Any]) -> None:
         ("post", "/v1/jobs"): "submit_job",
         ("get", "/v1/jobs"): "list_jobs",
         ("get", "/v1/jobs/{job_id}"): "job_status",
-        ("delete", "/v1/jobs/{job_id}"): "cancel_job",
+        ("post", "/v1/jobs/{job_id}/cancel"): "cancel_job",
+        ("delete", "/v1/jobs/{job_id}"): "delete_job",
         ("get", "/v1/jobs/{job_id}/results"): "job_results",
     }
 
@@ -255,3 +258,24 @@ def test_a_standard_generator_makes_every_operation(document: dict[str, Any], tm
     assert "warning" not in output.lower(), output
     generated = {path.stem for path in (out / "api").rglob("*.py") if path.stem != "__init__"}
     assert generated == {op["operationId"] for ops in document["paths"].values() for op in ops.values()}
+
+
+def test_the_schemas_base64_rule_is_the_one_the_gateway_decodes_by() -> None:
+    """What the OpenAPI document says a base64 image is, the decoder accepts, and what it refuses, the decoder
+    refuses: a client generated from the document sends nothing the gateway answers with 422."""
+    rule = re.compile(BASE64_PATTERN)
+    for size in range(1, 64):
+        text = base64.b64encode(bytes(range(size))).decode()
+        assert rule.fullmatch(text), text
+    for bad in ("00", "AAA", "A===", "AB=C", "YQ", "YWJj ZA==", "YWJj\nZA==", "YW-j", "YQ==YQ=="):
+        assert not rule.fullmatch(bad), bad
+        with pytest.raises((binascii.Error, ValueError)):
+            base64.b64decode(bad, validate=True)
+
+
+def test_a_json_job_must_name_its_file_by_an_s3_uri_in_the_schema() -> None:
+    body = JobSubmission.openapi_request_body()["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"task", "input_uri"}
+    assert body["properties"]["input_uri"]["type"] == "string"
+    assert re.match(body["properties"]["input_uri"]["pattern"], "s3://bucket/inputs/rows.csv")
+    assert not re.match(body["properties"]["input_uri"]["pattern"], "https://example.com/rows.csv")

@@ -214,12 +214,14 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="one worker's memory before TorchServe has measured it (MB, resident)"
     )
     scale_up_after_s: float = Field(
-        default=2.0, gt=0, description="a task with more in flight than its slots this long gets one more worker"
+        default=2.0,
+        gt=0,
+        description="a task with every slot taken (workers x batch size) this long gets one more worker",
     )
     scale_down_after_s: float = Field(
         default=30.0,
         gt=0,
-        description="a task whose load fits one worker fewer this long gives one back, down to its min_workers",
+        description="a task whose load fits half of one worker fewer this long gives one back, to min_workers",
     )
     scale_interval_s: float = Field(default=2.0, gt=0, description="how often the scaler reads TorchServe and acts")
     scale_max_starting: int = Field(

@@ -59,13 +59,15 @@ def test_no_room_when_every_other_worker_is_busy_or_kept_warm() -> None:
 
 
 def test_a_queue_that_stays_deep_gets_one_more_worker_and_a_shallow_one_gives_it_back() -> None:
-    load = _load("t", in_flight=9)  # 1 worker x batch 4: deep past 4
+    load = _load("t", in_flight=9)  # 1 worker x batch 4: deep from 4
     assert policy.under_load(load, RULES, now=0) == 0
     assert policy.under_load(load, RULES, now=1) == 0
     assert policy.under_load(load, RULES, now=2.5) == 1
     load.workers, load.in_flight = 2, 30
     assert policy.under_load(load, RULES, now=10) == 0  # at max_workers already
-    load.in_flight = 3  # fits one worker fewer
+    load.in_flight = 3  # would fill one worker fewer again: kept
+    assert [policy.under_load(load, RULES, now=t) for t in (20, 40)] == [0, 0]
+    load.in_flight = 2  # half of one worker fewer
     assert policy.under_load(load, RULES, now=20) == 0
     assert policy.under_load(load, RULES, now=31) == -1
     load.workers = 1
@@ -75,7 +77,7 @@ def test_a_queue_that_stays_deep_gets_one_more_worker_and_a_shallow_one_gives_it
 
 def test_a_task_started_with_two_workers_keeps_its_min_workers_once_quiet() -> None:
     """A built-in: `workers` 2 to take the first burst, `min_workers` 1 held once its traffic is quiet."""
-    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=2, in_flight=4)
+    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=2, in_flight=2)
     assert policy.under_load(load, RULES, now=0) == 0
     assert policy.under_load(load, RULES, now=10.5) == -1
     load.workers = 1
@@ -83,10 +85,11 @@ def test_a_task_started_with_two_workers_keeps_its_min_workers_once_quiet() -> N
     assert policy.idle([load], RULES, now=1000) == []  # kept warm
 
 
-def test_eight_steady_callers_of_a_one_worker_task_get_it_a_second_and_keep_it() -> None:
-    """A quiet built-in (one worker, batch 4) under 8 callers: a second worker, and no flapping back while the 8
-    keep calling (8 do not fit one worker fewer)."""
-    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=1, in_flight=8)
+@pytest.mark.parametrize("callers", [4, 8])
+def test_steady_callers_filling_a_one_worker_task_get_it_a_second_and_keep_it(callers: int) -> None:
+    """A quiet built-in (one worker, batch 4) under 4 or 8 callers: every slot taken, a second worker, and no
+    flapping back while they keep calling (they would fill one worker fewer again)."""
+    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=1, in_flight=callers)
     assert policy.under_load(load, RULES, now=0) == 0
     assert policy.under_load(load, RULES, now=2.5) == 1
     load.workers = 2

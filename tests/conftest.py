@@ -92,7 +92,13 @@ class Stack:
     def ensure_torchserve(self) -> None:
         """Start TorchServe unless it runs, then sync: what a host does at boot or after a crash."""
         start(self.cfg, torchserve.service(self.cfg))
-        assert not [o for o in self.sync().values() if o.startswith("failed")]
+        failed = [o for o in self.sync().values() if o.startswith("failed")]
+        assert not failed, (failed, self.torchserve_log_tail())
+
+    def torchserve_log_tail(self, lines: int = 40) -> str:
+        """The end of TorchServe's own log, where a worker that failed to start says why."""
+        log = self.cfg.log_dir / "torchserve" / "ts_log.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
 @pytest.fixture(scope="session")

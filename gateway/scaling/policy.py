@@ -3,6 +3,7 @@ test.
 
 A task is *warm* with `workers` workers (its spec's), *cold* with none, or in between while one starts. The rules:
 - **to zero**: a task that may go to zero (`min_workers` 0) and has had no prediction in flight for `idle_s`;
+- **hands off while starting**: a task whose workers are not all ready yet is neither scaled nor counted as busy;
 - **room first**: a start that would take the workers' memory past the budget first scales to zero the least
   recently used tasks that may go to zero and have nothing in flight; if that cannot free enough, the start is
   refused (the caller gets 503 with Retry-After) rather than risking the kernel's out-of-memory killer;
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 
 @dataclass
 class TaskLoad:
-    """What the scaler knows of one model now. `workers` counts the ones started or starting; `worker_mb` is
-    the memory one of them holds (measured by TorchServe once it ran, else the kind's estimate)."""
+    """What the scaler knows of one model now. `workers` counts the ones started or starting, `ready` the ones
+    TorchServe lists as ready; `worker_mb` is the memory one of them holds (measured by TorchServe once it ran,
+    else the kind's estimate)."""
 
     model: str
     fewest: int
@@ -32,6 +34,7 @@ class TaskLoad:
     batch_size: int
     worker_mb: float
     workers: int = 0
+    ready: int = 0
     in_flight: int = 0
     last_used: float = float("-inf")
     deep_since: float | None = None
@@ -40,6 +43,13 @@ class TaskLoad:
     @property
     def may_idle(self) -> bool:
         return self.fewest == 0
+
+    @property
+    def settled(self) -> bool:
+        """Every worker ready. A task whose workers still start (a cold start, a registration by the sync, a
+        worker TorchServe restarts) is left alone: scaling it then would stop a worker mid-start and fail the
+        call that started it."""
+        return self.ready >= self.workers
 
     @property
     def memory_mb(self) -> float:
@@ -58,12 +68,12 @@ class Rules:
 
 
 def idle(loads: Iterable[TaskLoad], rules: Rules, now: float) -> list[str]:
-    """The models to scale to zero now: allowed to, warm, nothing in flight, unused for `idle_s`."""
-    return [
-        t.model
-        for t in loads
-        if t.may_idle and t.workers > 0 and t.in_flight == 0 and now - t.last_used >= rules.idle_s
-    ]
+    """The models to scale to zero now: allowed to, warm and settled, nothing in flight, unused for `idle_s`."""
+    return [t.model for t in loads if _evictable(t) and now - t.last_used >= rules.idle_s]
+
+
+def _evictable(load: TaskLoad) -> bool:
+    return load.may_idle and load.workers > 0 and load.settled and load.in_flight == 0
 
 
 def room_for(loads: Iterable[TaskLoad], rules: Rules, model: str, extra_workers: int) -> list[str] | None:
@@ -77,7 +87,7 @@ def room_for(loads: Iterable[TaskLoad], rules: Rules, model: str, extra_workers:
     if over <= 0:
         return []
     evictable = sorted(
-        (t for t in tasks if t.model != model and t.may_idle and t.workers > 0 and t.in_flight == 0),
+        (t for t in tasks if t.model != model and _evictable(t)),
         key=lambda t: t.last_used,
     )
     chosen: list[str] = []
@@ -90,8 +100,10 @@ def room_for(loads: Iterable[TaskLoad], rules: Rules, model: str, extra_workers:
 
 
 def under_load(load: TaskLoad, rules: Rules, now: float) -> int:
-    """+1, -1 or 0 workers for a warm task by how deep its queue has stayed. Updates the task's timers."""
-    if load.workers == 0:
+    """+1, -1 or 0 workers for a settled task by how deep its queue has stayed. Updates the task's timers. The
+    calls held while a worker starts say how long a start takes, not what the traffic needs: the clock runs only
+    once every worker is ready."""
+    if load.workers == 0 or not load.settled:
         load.deep_since = load.shallow_since = None
         return 0
     slots = load.workers * load.batch_size

@@ -153,7 +153,7 @@ class Scaler:
             except NotReady as failure:
                 if _NO_WORKER not in str(failure).lower():
                     raise
-                load.workers = 0
+                load.workers = load.ready = 0
                 await self.warm(model)
                 return await send()
         finally:
@@ -186,6 +186,7 @@ class Scaler:
             except TorchServeFailure:
                 load.workers = 0
                 raise
+            load.ready = load.workers  # a synchronous scale answers once they are up
         seconds = time.perf_counter() - began
         self.metrics.cold_starts.labels(model).inc()
         self.metrics.cold_start_seconds.observe(seconds)
@@ -220,7 +221,7 @@ class Scaler:
         load = self.load(model)
         if load.in_flight or load.workers == 0:
             return
-        load.workers = 0
+        load.workers = load.ready = 0
         await self._scale_all(model, 0, self.quick)
         self.metrics.scale_events.labels(model, "down").inc()
         log_event(logger, "scaling.to_zero", model=model, reason=why)
@@ -295,6 +296,7 @@ class Scaler:
                 log_event(logger, "scaling.step_refused", model=load.model, step=step, reason=str(exc))
                 return
             load.workers += step
+            load.ready = load.workers
         self.metrics.scale_events.labels(load.model, "up" if step > 0 else "down").inc()
         log_event(logger, "scaling.step", model=load.model, workers=load.workers)
 
@@ -320,7 +322,9 @@ class Scaler:
         load = self.load(model)
         self.versions[model] = default.get("modelVersion")
         workers = default.get("workers") or []
-        measured = [mb for w in workers if w.get("status") == "READY" and (mb := worker_mb(w))]
+        ready = [w for w in workers if w.get("status") == "READY"]
+        load.ready = len(ready)
+        measured = [mb for w in ready if (mb := worker_mb(w))]
         if measured:
             load.worker_mb = max(measured)
         if model not in self.starting and not self._lock(model).locked():

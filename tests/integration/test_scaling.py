@@ -111,6 +111,12 @@ def call(gateway: str, task: str, text: str = "a fine film") -> httpx.Response:
     return httpx.post(f"{gateway}/v1/{task}", json={"text": text}, timeout=60)
 
 
+def answered(gateway: str, task: str, text: str = "a fine film") -> None:
+    """One call that must succeed; a failure shows the gateway's error body."""
+    response = call(gateway, task, text)
+    assert response.status_code == 200, response.text
+
+
 def call_once_cold(
     gateway: str, mgmt: ManagementClient, task: TaskSpec
 ) -> tuple[threading.Thread, list[httpx.Response]]:
@@ -179,7 +185,7 @@ def test_the_card_of_a_cold_task_needs_no_worker(
     scaled: str, mgmt: ManagementClient, small_tasks: list[TaskSpec]
 ) -> None:
     task = small_tasks[1]
-    assert call(scaled, task.task).status_code == 200
+    answered(scaled, task.task)
     first = httpx.get(f"{scaled}/v1/models/{task.task}", timeout=30)
     wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, f"{task.task} scaled to zero")
     again = httpx.get(f"{scaled}/v1/models/{task.task}", timeout=30)
@@ -225,7 +231,7 @@ def test_a_quiet_built_in_keeps_one_worker_of_its_two(
     time.sleep(6)  # past the idle period: a built-in never goes to zero
     assert workers(mgmt, builtin.model_name) == 1
     assert entry(scaled, builtin.task)["scaling"]["state"] == "warm"
-    assert call(scaled, builtin.task, "forest fire near the town").status_code == 200
+    answered(scaled, builtin.task, "forest fire near the town")
 
 
 def test_torchserve_killed_while_a_cold_task_starts_leaves_nothing_stuck_starting(
@@ -276,7 +282,7 @@ def test_a_worker_killed_while_its_task_starts_still_answers_the_held_call(
         assert answers[0].json()["error"]["code"] in ("model_starting", "model_not_ready")
         assert "Retry-After" in answers[0].headers
     wait_for(lambda: entry(scaled, task.task)["scaling"]["state"] != "starting", 30, "not stuck starting")
-    assert call(scaled, task.task).status_code == 200
+    answered(scaled, task.task)
     wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, "scaled to zero after the idle period")
 
 
@@ -284,13 +290,13 @@ def test_a_worker_killed_as_its_task_goes_idle_leaves_the_task_cold_and_callable
     scaled: str, mgmt: ManagementClient, small_tasks: list[TaskSpec]
 ) -> None:
     task = small_tasks[2]
-    assert call(scaled, task.task).status_code == 200
+    answered(scaled, task.task)
     pid = first_worker_pid(mgmt, task.model_name, 5)
     time.sleep(3.6)  # the idle period is 4 s: TorchServe restarts the worker while the scaler takes it away
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: workers(mgmt, task.model_name) == 0, 40, "scaled to zero")
     wait_for(lambda: entry(scaled, task.task)["scaling"]["state"] == "cold", 10, "listed cold")
-    assert call(scaled, task.task).status_code == 200
+    answered(scaled, task.task)
 
 
 def test_the_owning_gateway_killed_while_a_task_starts_leaves_nothing_stuck(
@@ -326,7 +332,7 @@ def test_the_owning_gateway_killed_while_a_task_starts_leaves_nothing_stuck(
         services.start(cfg, web.gateway(cfg, extra_env=env))
         wait_for(lambda: entry(gateway, task.task).get("scaling") is not None, 60, "routed again")
         assert entry(gateway, task.task)["scaling"]["state"] != "starting"
-        assert call(gateway, task.task).status_code == 200
+        answered(gateway, task.task)
         wait_for(lambda: workers(mgmt, task.model_name) == 0, 30, "the new owner scales it to zero when idle")
         assert entry(gateway, task.task)["scaling"]["state"] == "cold"
 
@@ -352,11 +358,11 @@ def test_a_start_past_the_budget_first_scales_the_least_recently_used_idle_task_
         gateway = cfg.gateway_url
         wait_for(lambda: all(entry(gateway, s.task).get("scaling") for s in small_tasks), 60, "tasks routed")
         a, b, c = small_tasks
-        assert call(gateway, a.task).status_code == 200
-        assert call(gateway, b.task).status_code == 200
+        answered(gateway, a.task)
+        answered(gateway, b.task)
         assert (workers(mgmt, a.model_name), workers(mgmt, b.model_name)) == (1, 1)
         evictions = metric(gateway, "gateway_scale_events_total", a.model_name)
-        assert call(gateway, c.task).status_code == 200
+        answered(gateway, c.task)
         # a was used least recently: it made room for c
         assert (workers(mgmt, a.model_name), workers(mgmt, b.model_name), workers(mgmt, c.model_name)) == (0, 1, 1)
         assert metric(gateway, "gateway_scale_events_total", a.model_name) == evictions + 1

@@ -26,7 +26,21 @@ RULES = Rules(idle_s=60, budget_mb=1000, up_after_s=2, down_after_s=10)
 
 
 def _load(model: str, workers: int = 1, last_used: float = 0.0, in_flight: int = 0, fewest: int = 0) -> TaskLoad:
-    return TaskLoad(model, fewest, 1, 2, 4, worker_mb=250, workers=workers, in_flight=in_flight, last_used=last_used)
+    return TaskLoad(
+        model, fewest, 1, 2, 4, worker_mb=250, workers=workers, ready=workers, in_flight=in_flight, last_used=last_used
+    )
+
+
+def test_a_task_whose_workers_still_start_is_neither_scaled_down_nor_made_room_from() -> None:
+    """A sync registering a version with two workers, or TorchServe restarting one: stopping one mid-start would
+    fail the registration (TorchServe answers 500 'Failed to start workers')."""
+    registering = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=2, ready=1)
+    assert [policy.under_load(registering, RULES, now=t) for t in (0, 20, 40)] == [0, 0, 0]
+    idle_but_starting = _load("added")
+    idle_but_starting.ready = 0
+    assert policy.idle([idle_but_starting], RULES, now=1000) == []
+    full = [_load(f"busy{i}", in_flight=1) for i in range(3)]
+    assert policy.room_for([*full, idle_but_starting, _load("wanted", workers=0)], RULES, "wanted", 1) is None
 
 
 def test_only_tasks_allowed_to_idle_with_nothing_in_flight_for_the_idle_period_go_to_zero() -> None:
@@ -63,7 +77,8 @@ def test_a_queue_that_stays_deep_gets_one_more_worker_and_a_shallow_one_gives_it
     assert policy.under_load(load, RULES, now=0) == 0
     assert policy.under_load(load, RULES, now=1) == 0
     assert policy.under_load(load, RULES, now=2.5) == 1
-    load.workers, load.in_flight = 2, 30
+    load.workers = load.ready = 2
+    load.in_flight = 30
     assert policy.under_load(load, RULES, now=10) == 0  # at max_workers already
     load.in_flight = 3  # would fill one worker fewer again: kept
     assert [policy.under_load(load, RULES, now=t) for t in (20, 40)] == [0, 0]
@@ -77,7 +92,7 @@ def test_a_queue_that_stays_deep_gets_one_more_worker_and_a_shallow_one_gives_it
 
 def test_a_task_started_with_two_workers_keeps_its_min_workers_once_quiet() -> None:
     """A built-in: `workers` 2 to take the first burst, `min_workers` 1 held once its traffic is quiet."""
-    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=2, in_flight=2)
+    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=2, ready=2, in_flight=2)
     assert policy.under_load(load, RULES, now=0) == 0
     assert policy.under_load(load, RULES, now=10.5) == -1
     load.workers = 1
@@ -89,11 +104,26 @@ def test_a_task_started_with_two_workers_keeps_its_min_workers_once_quiet() -> N
 def test_steady_callers_filling_a_one_worker_task_get_it_a_second_and_keep_it(callers: int) -> None:
     """A quiet built-in (one worker, batch 4) under 4 or 8 callers: every slot taken, a second worker, and no
     flapping back while they keep calling (they would fill one worker fewer again)."""
-    load = TaskLoad("builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=1, in_flight=callers)
+    load = TaskLoad(
+        "builtin", fewest=1, warm=2, most=2, batch_size=4, worker_mb=250, workers=1, ready=1, in_flight=callers
+    )
     assert policy.under_load(load, RULES, now=0) == 0
     assert policy.under_load(load, RULES, now=2.5) == 1
-    load.workers = 2
+    load.workers = load.ready = 2
     assert [policy.under_load(load, RULES, now=t) for t in (10, 20, 40, 60)] == [0, 0, 0, 0]
+
+
+def test_calls_held_while_a_cold_task_starts_do_not_count_as_a_deep_queue() -> None:
+    """Eight callers wake a cold task: they wait for its one worker however long it takes to start, and only a
+    queue that stays deep once it is ready earns the second."""
+    load = _load("t", in_flight=8)
+    load.ready = 0
+    assert [policy.under_load(load, RULES, now=t) for t in (0, 2.5, 5)] == [0, 0, 0]
+    load.ready, load.in_flight = 1, 0  # the worker drained them within the window
+    assert policy.under_load(load, RULES, now=5.5) == 0
+    load.in_flight = 8
+    assert policy.under_load(load, RULES, now=6) == 0
+    assert policy.under_load(load, RULES, now=8.5) == 1
 
 
 def test_a_queue_that_dips_restarts_the_clock() -> None:

@@ -4,8 +4,6 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DATA_DIR ?= ../shared/data
-export DATA_DIR
 
 .PHONY: run stop test test-prerequisites lint audit postman compose-secrets compose-check image-test k8s-check install sync build models rollback bench soak clean-state
 
@@ -52,7 +50,7 @@ test-prerequisites:
 ## small files the bulk-job requests upload, from postman/files).
 postman: $(NEWMAN)
 	mkdir -p var/postman
-	cp "$$(ls $(DATA_DIR)/pose/running/*.jpg | head -1)" var/postman/photo.jpg
+	cp "$$(ls "$$($(PY) -m modelops data path)"/pose/running/*.jpg | head -1)" var/postman/photo.jpg
 	cp postman/files/* var/postman/
 	$(NEWMAN) run postman/collection.json -e postman/environment.json --working-dir var/postman $(POSTMAN_ARGS)
 

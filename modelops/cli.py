@@ -12,6 +12,7 @@ stop      stop what `run` started
 torchserve  TorchServe in the foreground at the STACK_* addresses (what the container image runs)
 jobs      the bulk job worker (`jobs worker`)
 task      add a classifier from your own labelled data (CSV, TSV, JSON Lines or an image folder), list, remove
+data      download the built-in tasks' public originals into the data folder (`data fetch`), or show it (`data path`)
 """
 
 from __future__ import annotations
@@ -328,6 +329,27 @@ def cmd_torchserve(_args: argparse.Namespace) -> None:
     sys.exit(server.wait())
 
 
+def cmd_data_fetch(args: argparse.Namespace) -> None:
+    from modelops.datasets.fetch import ORIGINALS_CACHE, FetchError, fetch, lacking, load_originals
+
+    root = data_dir(args.data)
+    table = load_originals(Path(args.originals) if args.originals else None)
+    originals = [o for o in table if not args.only or o.name in args.only]
+    todo = lacking(originals, root)
+    if not todo:
+        print(f"data: {', '.join(o.name for o in originals)} already in {root}")
+        return
+    try:
+        fetch(todo, root, StackConfig.from_env().state_dir / ORIGINALS_CACHE)
+    except FetchError as exc:
+        print(f"error: data: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_data_path(args: argparse.Namespace) -> None:
+    print(data_dir(args.data))
+
+
 def cmd_stop(_args: argparse.Namespace) -> None:
     from modelops.local import stack
 
@@ -345,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON log lines at this level and above (default INFO; WARNING for `task`, which prints its own steps)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    data_help = "data folder (default $DATA_DIR or ../shared/data)"
+    data_help = "data folder (default $DATA_DIR, else ../shared/data when it exists, else var/data)"
 
     p = sub.add_parser("train", help="fine-tune one task")
     p.add_argument("--task", required=True)
@@ -497,6 +519,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     _api_key_argument(p)
     p.set_defaults(func=cmd_task_remove)
+
+    data = sub.add_parser("data", help="the built-in tasks' training data")
+    datas = data.add_subparsers(dest="data_command", required=True)
+    p = datas.add_parser(
+        "fetch",
+        help="download the public originals the data folder lacks, check their pinned SHA-256, lay them out",
+        description="Behind a proxy set HTTPS_PROXY; with a mirror holding the same files set DATA_MIRROR to its "
+        "folder URL.",
+    )
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--only", nargs="+", metavar="NAME", help="only these originals (imdb, disaster, pose)")
+    p.add_argument("--originals", help="another table of URLs and checksums (default $DATA_ORIGINALS, else the pinned)")
+    p.set_defaults(func=cmd_data_fetch)
+    p = datas.add_parser("path", help="print the data folder the commands use")
+    p.add_argument("--data", help=data_help)
+    p.set_defaults(func=cmd_data_path)
     return parser
 
 

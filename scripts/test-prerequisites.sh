@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond Python 3.11, Java 17 and make, checked before anything runs:
-# - the training data (the tests train tiny models on it), at $DATA_DIR (default ../shared/data);
+# - the training data (the tests train tiny models on it), at $DATA_DIR, else ../shared/data, else var/data (where
+#   `modelops data fetch` lays out the public originals);
 # - Debian's system tools the tests drive: chromium (browser tests; a browser download is impossible here),
 #   docker-compose, systemd-analyze and caddy (deployment files validated without an engine or an init),
 #   node/npm (newman runs the Postman collection), podman with runc, the CNI dnsname plugin (containers find
@@ -11,8 +12,10 @@
 set -euo pipefail
 
 data_dir="${DATA_DIR:-../shared/data}"
+[ -n "${DATA_DIR:-}" ] || [ -d "$data_dir" ] || data_dir=var/data
 if [ ! -f "$data_dir/imdb/reviews.csv" ]; then
-  echo "training data not found at $data_dir (expected ../shared/data beside the clone; set DATA_DIR)" >&2
+  echo "training data not found at $data_dir: set DATA_DIR, or download the public originals with" >&2
+  echo "  .venv/bin/python -m modelops data fetch" >&2
   exit 1
 fi
 

@@ -1,5 +1,7 @@
 """`make run`: the whole local stack in the foreground, answering within minutes on a fresh clone.
 
+0. a clone without the data folder first downloads the built-ins' public originals (pinned checksums,
+   `modelops.datasets`); offline or refused, it says so in one line and serves what it can;
 1. S3; then every task with nothing published gets its `quick` version (heads on frozen backbones: seconds to a
    minute or two each), trained in a child process, published and served like any version;
 2. TorchServe, sync, gateway and UI: the URLs are printed as soon as the first answers are possible;
@@ -28,6 +30,7 @@ from typing import IO, Any
 from contract.catalog import DEFAULT_RECIPE, SERVED_TASKS_ENV, TaskSpec
 from contract.logs import log_event
 from contract.progress import PROGRESS_DIR_ENV, read_progress
+from modelops.datasets.fetch import ORIGINALS_CACHE, FetchError, fetch, lacking, load_originals
 from modelops.local import s3, stack, torchserve
 from modelops.local.config import StackConfig
 from modelops.local.services import running_pid
@@ -170,7 +173,20 @@ class Supervisor:
                         )
 
     def _has_data(self, spec: TaskSpec) -> bool:
-        return (self.data / spec.dataset).is_file()
+        return all((self.data / path).is_file() for path in (spec.dataset, *spec.extra_datasets))
+
+    def _fetch_lacking(self) -> None:
+        """Download the public originals of the catalog's tasks that have no data here (a clone without the
+        data folder). Offline, behind a proxy or refused by a checksum: one line, and the stack goes on without
+        them."""
+        lacking_data = [spec for spec in self.catalog.values() if not self._has_data(spec)]
+        wanted = {path for spec in lacking_data for path in (spec.dataset, *spec.extra_datasets)}
+        try:
+            originals = lacking(load_originals(), self.data, wanted)
+            if originals:
+                fetch(originals, self.data, self.cfg.state_dir / ORIGINALS_CACHE, say=self.terminal.say)
+        except FetchError as exc:
+            self.terminal.say(f"data: {exc}")
 
     def _serve_what_it_has(self, published: Collection[str]) -> None:
         """Leave out the catalog tasks with neither a published version nor data to train one (a clone without
@@ -201,6 +217,7 @@ class Supervisor:
         store = ModelStore()
         store.ensure_bucket()
         published = store.read_manifest().models
+        self._fetch_lacking()
         self._serve_what_it_has(published)
         missing = [spec.task for spec in self.catalog.values() if spec.model_name not in published]
         if not missing and self.catalog:

@@ -20,11 +20,17 @@ from modelops.tools import file_sha256
 from modelops.train.formats import read_records
 
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+# where `modelops data fetch` lays out the public originals when no data folder was given or found
+FETCHED_DATA_DIR = REPO_ROOT / "var" / "data"
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The data folder: the argument, else `$DATA_DIR`, else `../shared/data` beside the repo."""
-    return Path(explicit or os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR)
+    """The data folder: the argument, else `$DATA_DIR`, else `../shared/data` beside the repo when it exists,
+    else `var/data` (the fetched originals)."""
+    chosen = explicit or os.environ.get("DATA_DIR")
+    if chosen:
+        return Path(chosen)
+    return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.exists() else FETCHED_DATA_DIR
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from contract.catalog import REPO_ROOT
 from modelops.local import stack
 from modelops.local.config import StackConfig
 from modelops.train.data import data_dir
-from tests.conftest import make_stack_config
+from tests.conftest import free_port, make_stack_config
+from tests.originals import make_originals, originals_table, serving
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +126,7 @@ class Run:
 
 
 @contextmanager
-def supervised(root: Path, data: Path) -> Iterator[Run]:
+def supervised(root: Path, data: Path, more_env: dict[str, str] | None = None) -> Iterator[Run]:
     """The stack `make run` starts, on free ports, reading `data`; stopped (SIGTERM, as `make stop`) after."""
     root.mkdir(exist_ok=True)
     cfg = make_stack_config(root)
@@ -136,7 +137,7 @@ def supervised(root: Path, data: Path) -> Iterator[Run]:
     ports = ("gateway", "ui", "inference", "management", "metrics", "grpc_inference", "grpc_management", "s3")
     env.update({f"STACK_{name.upper()}_PORT": str(getattr(cfg, f"{name}_port")) for name in ports})
     env["STACK_S3_INTERNAL_PORTS"] = json.dumps(cfg.s3_internal_ports)
-    env.update({"MODEL_CATALOG": str(catalog), "DATA_DIR": str(data), "SYNC_INTERVAL_S": "3"})
+    env.update({"MODEL_CATALOG": str(catalog), "DATA_DIR": str(data), "SYNC_INTERVAL_S": "3", **(more_env or {})})
     terminal = root / "terminal.log"
     log = terminal.open("w")
     command = [sys.executable, "-m", "modelops", "run"]
@@ -211,8 +212,9 @@ def test_quick_versions_answer_first_then_better_ones_replace_them_under_load(
 
 
 def test_without_the_data_folder_the_stack_serves_no_built_in_and_takes_a_users_own(tmp_path: Path) -> None:
-    """A clone without the data folder: `make run` leaves out the catalog's tasks it has no data for, is ready
-    with none, and `task add` of the user's own 600-row file is served on it."""
+    """A clone without the data folder, offline: `make run` says in one line that it could not download the
+    originals, leaves out the catalog's tasks it has no data for, is ready with none, and `task add` of the
+    user's own 600-row file is served on it."""
     tweets = list(csv.DictReader((data_dir() / "disaster" / "tweets.csv").open(encoding="utf-8", newline="")))
     texts = {row["text"]: ("urgent" if row["target"] == "1" else "other") for row in tweets}
     own = tmp_path / "tickets.csv"
@@ -220,7 +222,8 @@ def test_without_the_data_folder_the_stack_serves_no_built_in_and_takes_a_users_
         csv.writer(fh).writerows([("text", "label"), *list(texts.items())[:600]])
     (tmp_path / "no-data").mkdir()
     started = time.monotonic()
-    with supervised(tmp_path / "stack", tmp_path / "no-data") as run:
+    offline = {"DATA_MIRROR": f"http://127.0.0.1:{free_port(set())}"}  # nothing listens there: as if offline
+    with supervised(tmp_path / "stack", tmp_path / "no-data", offline) as run:
         gateway = run.cfg.gateway_url
         while not _ready(gateway):
             assert run.supervisor.poll() is None, "the supervisor exited"
@@ -232,6 +235,7 @@ def test_without_the_data_folder_the_stack_serves_no_built_in_and_takes_a_users_
             assert time.monotonic() - started < 300, run.terminal.read_text()
             time.sleep(0.5)
         said = run.terminal.read_text()
+        assert "data: disaster: could not download from 127.0.0.1" in said
         assert "no data for disaster, pose" in said
         assert "no built-in task: add your own with" in said
         assert "every task is published" not in said
@@ -248,6 +252,38 @@ def test_without_the_data_folder_the_stack_serves_no_built_in_and_takes_a_users_
         assert answer.status_code == 200, answer.text
         assert answer.json()["label"] in ("urgent", "other")
         assert _ready(gateway)
+
+
+def test_without_the_data_folder_it_fetches_the_originals_and_serves_the_built_ins(tmp_path: Path) -> None:
+    """A clone without the data folder on a machine that reaches the originals (here a local server holding
+    small files in their formats, named with their checksums in a table of the same shape as the pinned one):
+    `make run` downloads and checks them, lays them out, trains the built-ins' quick versions and serves them."""
+    served = tmp_path / "served"
+    make_originals(served)
+    data = tmp_path / "data"  # not there yet
+    started = time.monotonic()
+    with (
+        serving(served) as url,
+        supervised(tmp_path / "stack", data, {"DATA_ORIGINALS": str(originals_table(served, url))}) as run,
+    ):
+        photo = next((data_dir() / "pose" / "running").glob("*.jpg")).read_bytes()
+        answered: dict[str, httpx.Response] = {}
+        with httpx.Client(base_url=run.cfg.gateway_url, timeout=60) as http:
+            while len(answered) < 2:
+                assert run.supervisor.poll() is None, run.terminal.read_text()
+                assert time.monotonic() - started < 300, run.terminal.read_text()
+                for task in set(_models(run.cfg.gateway_url)) - set(answered):
+                    if (response := _ask(http, task, photo)).status_code == 200:
+                        answered[task] = response
+                time.sleep(1)
+        print(f"fetched, trained and answering after {time.monotonic() - started:.0f} s")
+        said = run.terminal.read_text()
+    assert "data: disaster: laid out as disaster/tweets.csv" in said
+    assert "data: pose: laid out as pose/labels.csv" in said
+    assert "no data for" not in said
+    assert answered["disaster"].json()["label"] in ("not_disaster", "disaster")
+    assert answered["pose"].json()["label"] in (data / "pose" / "labels.csv").read_text()
+    assert not (data / "imdb").exists()  # only what the served tasks need
 
 
 def _ready(gateway: str) -> bool:

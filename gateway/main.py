@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
         if document is None:  # built on first use after a change: FastAPI.openapi keeps it in openapi_schema
             document = FastAPI.openapi(app)
             _complete(document, predict.openapi_components(tasks.tasks, settings), keys.enabled)
+            jobs.document_submission(document, tasks.tasks, settings)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document

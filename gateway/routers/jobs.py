@@ -13,7 +13,7 @@ import csv
 import io
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Annotated, Any
 
 import orjson
@@ -172,8 +172,7 @@ ROW_CHECKS: dict[str, Callable[[str, str, Settings], None] | None] = {"text": No
     summary="Classify a whole CSV or JSON Lines file, in the background",
     status_code=202,
     response_model=JobView,
-    responses=job_errors(413, 415, 422, 429, 503),
-    openapi_extra=JobSubmission.openapi_request_body(),
+    responses=job_errors(404, 413, 415, 422, 429, 503),
 )
 async def submit_job(
     request: Request, client: Client, catalog: Catalog, store: Jobs, settings: AppSettings
@@ -231,8 +230,15 @@ async def _read_input(store: JobStore, uri: str, settings: Settings) -> bytes:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     data = await store.read_object(bucket, key)
     if data is None:
-        raise APIError(422, "validation_error", f"input_uri: no object at {uri}")
+        raise APIError(404, "input_not_found", f"input_uri: no object at {uri}")
     return data
+
+
+def document_submission(document: dict[str, Any], tasks: Iterable[str], settings: Settings) -> None:
+    """Put the submission body into the OpenAPI document as this gateway accepts it now: its tasks change while
+    it runs, and a JSON body exists only with a jobs input prefix."""
+    body = JobSubmission.openapi_request_body(list(tasks), settings.jobs_input_prefix)
+    document["paths"]["/v1/jobs"]["post"]["requestBody"] = body
 
 
 async def _serving_version(client: Any, model: str, settings: Settings) -> str | None:

@@ -58,7 +58,7 @@ EXPLAIN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 _JOB_ERRORS = {
-    404: "no such job of yours",
+    404: "no such job of yours; or (`input_not_found`) no object at the JSON body's `input_uri`",
     409: "the job has not succeeded (yet): no results",
     413: "the file is over the byte or row limit",
     415: "the file is not CSV or JSON Lines",

@@ -9,6 +9,7 @@ each. Validation still goes through the one model per route, so its rule and mes
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -186,29 +187,27 @@ class JobSubmission(BaseModel):
     )
 
     @classmethod
-    def openapi_request_body(cls) -> dict[str, Any]:
+    def openapi_request_body(cls, tasks: Sequence[str], input_prefix: str | None) -> dict[str, Any]:
+        """The body as this gateway accepts it now: `task` one of the tasks it serves, and a JSON body only where
+        a jobs input prefix lets one name its file (an `s3://` URI under that prefix, without `..`)."""
         schema = cls.model_json_schema()
+        task = {**schema["properties"]["task"], **({"enum": list(tasks)} if tasks else {})}
+        fields = {**schema["properties"], "task": task}
         form = {
             "type": "object",
             "required": ["task", "file"],
             "properties": {
-                **{k: v for k, v in schema["properties"].items() if k != "input_uri"},
+                **{k: v for k, v in fields.items() if k != "input_uri"},
                 "file": {"type": "string", "format": "binary", "description": "a CSV, TSV or JSON Lines file"},
             },
         }
-        uri = {
-            "type": "string",
-            "pattern": r"^s3://[^/]+/.+",
-            "description": schema["properties"]["input_uri"]["description"],
-        }
-        json_form = {
-            **schema,
-            "properties": {**schema["properties"], "input_uri": uri},
-            "required": ["task", "input_uri"],
-        }
-        return {
-            "requestBody": {
-                "required": True,
-                "content": {"multipart/form-data": {"schema": form}, "application/json": {"schema": json_form}},
+        content: dict[str, Any] = {"multipart/form-data": {"schema": form}}
+        if input_prefix:
+            uri = {
+                "type": "string",
+                "pattern": "^" + re.escape(input_prefix) + r"(?:[^.]|\.[^.])+\.?$",
+                "description": f"JSON bodies only: the file's s3:// URI, under {input_prefix}",
             }
-        }
+            json_form = {**schema, "properties": {**fields, "input_uri": uri}, "required": ["task", "input_uri"]}
+            content["application/json"] = {"schema": json_form}
+        return {"required": True, "content": content}

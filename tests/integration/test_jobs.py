@@ -413,6 +413,8 @@ def test_a_photo_job_reads_its_file_and_photos_from_the_input_prefix(
         outside = http.post("/v1/jobs", json={**submission, "input_uri": f"s3://{bucket}/ci/jobs/photos.csv"})
         assert outside.status_code == 422
         assert f"an s3:// URI under {INPUTS}" in outside.json()["error"]["message"]
+        missing = http.post("/v1/jobs", json={**submission, "input_uri": f"{INPUTS}nowhere.csv"})
+        assert (missing.status_code, missing.json()["error"]["code"]) == (404, "input_not_found")
         response = http.post("/v1/jobs", json={**submission, "input_uri": f"{INPUTS}photos.csv"})
         assert response.status_code == 202, response.text
         view = _wait(http, response.json()["id"], _finished)

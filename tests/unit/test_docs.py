@@ -544,3 +544,24 @@ def test_the_postman_counts_in_the_test_guide_are_the_collections() -> None:
     counts = f"({len(found)} requests, {sum(line.count('pm.test(') for line in scripts)} assertions)"
     prose = " ".join(read_page(REPO / "docs" / "tests.md").prose.split())
     assert counts in prose, f"docs/tests.md should say {counts}"
+
+
+def test_every_error_code_the_gateway_writes_is_in_the_api_docs_table() -> None:
+    """Each literal `APIError(status, "code", ...)` / `error_response(status, "code", ...)` in the gateway has
+    its row, with that status, in docs/api.md's error table: a client author reads the codes there."""
+    table = set(re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \|", (REPO / "docs" / "api.md").read_text(), re.M))
+    written = set()
+    for path in (REPO / "gateway").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and len(node.args) >= 2):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            status, code = node.args[0], node.args[1]
+            if (
+                name in ("APIError", "error_response")
+                and isinstance(status, ast.Constant)
+                and isinstance(code, ast.Constant)
+            ):
+                written.add((str(status.value), str(code.value), path.relative_to(REPO).as_posix()))
+    assert len(written) > 30  # the scan finds the gateway's errors
+    assert [w for w in sorted(written) if w[:2] not in table] == []

@@ -46,3 +46,15 @@ def test_a_form_submission_without_a_task_gets_a_422_naming_it(client: TestClien
     answer = client.post("/v1/jobs", files={"file": ("rows.csv", b"text\nfine\n", "text/csv")})
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["details"][0]["field"] == "task"
+
+
+def test_the_documented_submission_names_the_served_tasks_and_offers_json_only_with_an_input_prefix() -> None:
+    """A generated client learns which tasks exist and where a JSON job's file may be; the document follows the
+    gateway's own settings."""
+    upstreams = [UpstreamSettings(inference_url=UNREACHABLE, management_url=UNREACHABLE)]
+    for prefix, media in ((None, ["multipart/form-data"]), ("s3://b/in/", ["multipart/form-data", "application/json"])):
+        with TestClient(create_app(Settings(upstreams=upstreams, jobs_input_prefix=prefix))) as started:
+            body = started.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]["requestBody"]
+        assert list(body["content"]) == media
+        tasks = body["content"]["multipart/form-data"]["schema"]["properties"]["task"]["enum"]
+        assert {"sentiment", "disaster", "pose"} <= set(tasks)

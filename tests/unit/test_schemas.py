@@ -273,9 +273,18 @@ def test_the_schemas_base64_rule_is_the_one_the_gateway_decodes_by() -> None:
             base64.b64decode(bad, validate=True)
 
 
-def test_a_json_job_must_name_its_file_by_an_s3_uri_in_the_schema() -> None:
-    body = JobSubmission.openapi_request_body()["requestBody"]["content"]["application/json"]["schema"]
+def test_a_json_job_names_its_file_under_the_gateways_input_prefix_in_the_schema() -> None:
+    content = JobSubmission.openapi_request_body(["sentiment", "pose"], "s3://bucket/inputs/")["content"]
+    body = content["application/json"]["schema"]
     assert set(body["required"]) == {"task", "input_uri"}
-    assert body["properties"]["input_uri"]["type"] == "string"
-    assert re.match(body["properties"]["input_uri"]["pattern"], "s3://bucket/inputs/rows.csv")
-    assert not re.match(body["properties"]["input_uri"]["pattern"], "https://example.com/rows.csv")
+    assert body["properties"]["task"]["enum"] == ["sentiment", "pose"]
+    assert content["multipart/form-data"]["schema"]["properties"]["task"]["enum"] == ["sentiment", "pose"]
+    pattern = re.compile(body["properties"]["input_uri"]["pattern"])
+    assert pattern.match("s3://bucket/inputs/rows.csv")
+    assert pattern.match("s3://bucket/inputs/team.a/rows.v2.csv")
+    for refused in ("https://example.com/rows.csv", "s3://bucket/other/rows.csv", "s3://bucket/inputs/../x.csv"):
+        assert not pattern.match(refused), refused
+
+
+def test_without_an_input_prefix_the_schema_offers_no_json_job() -> None:
+    assert list(JobSubmission.openapi_request_body(["sentiment"], None)["content"]) == ["multipart/form-data"]

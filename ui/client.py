@@ -124,6 +124,10 @@ class GatewayClient:
         body: dict[str, Any] = self._call("POST", f"/v1/jobs/{job_id}/cancel").body
         return body
 
+    def delete_job(self, job_id: str) -> None:
+        """Remove a job, its input and its results from the server (`DELETE /v1/jobs/{id}`, 204)."""
+        self._send("DELETE", f"/v1/jobs/{job_id}")
+
     def job_results(self, job_id: str, as_csv: bool) -> bytes:
         """A finished job's results file, CSV or JSON Lines."""
         accept = "text/csv" if as_csv else "application/x-ndjson"

@@ -95,6 +95,15 @@ def _finished(view: dict[str, Any]) -> None:
     _header(view)
     if view["state"] == "failed":
         st.error(f"The job failed: {view.get('reason')}")
+    if st.button("Delete the job and its results", key="job-delete"):
+        try:
+            client().delete_job(view["id"])
+        except GatewayError as exc:
+            show_error(exc)
+            return
+        del st.query_params["job"]
+        st.session_state["job-deleted"] = view["id"]
+        st.rerun()
     if view["state"] != "succeeded":
         return
     name = f"{view['task']}-{view['id']}"
@@ -128,6 +137,9 @@ def render(models: list[TaskEntry]) -> None:
             del st.query_params["job"]
             st.rerun()
         return
+    deleted = st.session_state.pop("job-deleted", None)
+    if deleted:
+        st.success(f"Job {deleted} deleted, its input and results with it.")
     _submit(models)
     try:
         recent = client().jobs()

@@ -168,10 +168,11 @@ def jobs_worker(live_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_bulk_job_runs_on_the_server_and_survives_a_reload(
-    browser: Any, ui_url: str, jobs_worker: None, tmp_path: Path
+    browser: Any, ui_url: str, jobs_worker: None, live_stack: Stack, tmp_path: Path
 ) -> None:
     """A file handed to the bulk page becomes a job on the server: a fresh tab at the page's address (a reload,
-    another browser) finds it, and its results download with one line per row, in order."""
+    another browser) finds it, its results download with one line per row, in order, and its Delete button
+    removes it from the server."""
     reviews = tmp_path / "reviews.csv"
     reviews.write_text(
         "review_id,text\n"
@@ -197,6 +198,10 @@ def test_bulk_job_runs_on_the_server_and_survives_a_reload(
     assert [line.split(",")[:2] for line in lines[1:4]] == [["1", "r0"], ["2", "r1"], ["3", "r2"]]
     assert {line.split(",")[2] for line in lines[1:]} <= {"negative", "positive"}
     again.screenshot(path=str(ARTIFACTS / "bulk-job.png"), full_page=True)
+    job_id = address.rsplit("job=", 1)[1]
+    again.get_by_role("button", name="Delete the job and its results").click()
+    again.get_by_text(f"Job {job_id} deleted").wait_for(timeout=30_000)
+    assert httpx.get(f"{live_stack.gateway}/v1/jobs/{job_id}", timeout=10).status_code == 404
 
 
 @contextmanager

@@ -132,3 +132,14 @@ def test_a_card_shows_the_figures_of_the_runtime_that_answers_callers() -> None:
     for fp32_shown in ({**runtime, "served": "torch"}, {**runtime, "variants": {"onnx-int8": {"accuracy": 0.81}}}):
         figures = card_figures({"version": "2", "card": {"validation": fp32, "runtime": fp32_shown}})
         assert figures["accuracy"] == "82.3%"
+
+
+def test_a_job_is_deleted_with_delete_and_cancelled_with_its_cancel_action() -> None:
+    sent: list[httpx.Request] = []
+    client = recording_client(sent)
+    client.delete_job("abc")
+    client.cancel_job("abc")
+    assert [(r.method, r.url.path) for r in sent] == [("DELETE", "/v1/jobs/abc"), ("POST", "/v1/jobs/abc/cancel")]
+    with pytest.raises(GatewayError) as refused:
+        recording_client([], status=404).delete_job("gone")
+    assert refused.value.status == 404

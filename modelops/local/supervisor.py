@@ -30,7 +30,6 @@ from typing import IO, Any
 from contract.catalog import DEFAULT_RECIPE, SERVED_TASKS_ENV, TaskSpec
 from contract.logs import log_event
 from contract.progress import PROGRESS_DIR_ENV, read_progress
-from modelops.datasets.fetch import ORIGINALS_CACHE, FetchError, fetch, lacking, load_originals
 from modelops.local import s3, stack, torchserve
 from modelops.local.config import StackConfig
 from modelops.local.services import running_pid
@@ -180,6 +179,11 @@ class Supervisor:
         data folder). Offline, behind a proxy or refused by a checksum: one line, and the stack goes on without
         them."""
         lacking_data = [spec for spec in self.catalog.values() if not self._has_data(spec)]
+        if not lacking_data:
+            return
+        # imported only when needed: pooch, pyarrow and Pillow would double this long-lived process's memory
+        from modelops.datasets.fetch import ORIGINALS_CACHE, FetchError, fetch, lacking, load_originals
+
         wanted = {path for spec in lacking_data for path in (spec.dataset, *spec.extra_datasets)}
         try:
             originals = lacking(load_originals(), self.data, wanted)
